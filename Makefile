@@ -1,0 +1,46 @@
+# Every target sets itself up from nothing: it creates .venv and installs what it needs once.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+RECIPE ?= manifests/1p-frac.json
+OUT ?= shards/1p-frac
+
+# The torch build pip takes from this platform's local wheels; torchvision must match it.
+ifeq ($(shell uname -m),aarch64)
+TORCH := torch==2.9.1 torchvision==0.24.1
+else
+TORCH := torch==2.14.1 torchvision==0.29.1
+endif
+
+.PHONY: run test lint bench setup setup-train clean
+
+run: $(VENV)/.core
+	$(VENV)/bin/fracbuild search --sigma 3.5 --seed 0 -o $(OUT)/recipe.json --force
+
+test: $(VENV)/.train
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.train
+	$(VENV)/bin/ruff check .
+
+bench: $(VENV)/.core
+	$(PY) benchmarks/bench.py
+
+setup: $(VENV)/.core
+setup-train: $(VENV)/.train
+
+$(VENV)/.core: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+# Torch first, pinned, so that resolving the extras never pulls another build.
+$(VENV)/.train: $(VENV)/.core
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[train,dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

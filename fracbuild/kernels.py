@@ -1,0 +1,164 @@
+"""The numeric kernels: chaos game, rasterising and fill rate (numba, no I/O).
+
+Every random input (the map choices, the patch masks) is drawn outside and passed in, so a
+kernel is a pure function of its arguments and an image is a function of its parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: Gray level of ``point`` and ``patch`` drawing on a black background (the reference's value).
+INK = 127
+#: Blank margin, in pixels, around the scaled points (the reference's value; patches need >= 2).
+PAD = 6
+#: Drawing modes, by name, as the recipe spells them.
+DRAW_MODES = ("point", "patch", "density")
+_POINT, _PATCH, _DENSITY = range(3)
+
+
+@njit(cache=True)
+def chaos_game(maps, choices, points):
+    """Iterate ``v <- w_{choices[t]}(v)`` from ``(0, 0)``, writing each new point to ``points``."""
+    x = 0.0
+    y = 0.0
+    for t in range(choices.shape[0]):
+        m = maps[choices[t]]
+        x, y = m[0] * x + m[1] * y + m[4], m[2] * x + m[3] * y + m[5]
+        points[t, 0] = x
+        points[t, 1] = y
+
+
+@njit(cache=True)
+def scale_to_pixels(points, size, pad, pixels):
+    """Min-max scale finite points per axis into ``[pad, size - pad]``; others become ``-1``.
+
+    Rows are counted from the bottom (y up), so the image is the right way up. Returns the number
+    of finite points.
+    """
+    xmin = np.inf
+    xmax = -np.inf
+    ymin = np.inf
+    ymax = -np.inf
+    n = 0
+    for t in range(points.shape[0]):
+        x = points[t, 0]
+        y = points[t, 1]
+        if np.isfinite(x) and np.isfinite(y):
+            xmin = min(xmin, x)
+            xmax = max(xmax, x)
+            ymin = min(ymin, y)
+            ymax = max(ymax, y)
+            n += 1
+    span = size - 2 * pad
+    # A flat axis (all points equal) is centred instead of divided by zero.
+    kx = span / (xmax - xmin) if xmax > xmin else 0.0
+    ky = span / (ymax - ymin) if ymax > ymin else 0.0
+    cx = pad if xmax > xmin else size // 2
+    cy = pad if ymax > ymin else size // 2
+    for t in range(points.shape[0]):
+        x = points[t, 0]
+        y = points[t, 1]
+        if np.isfinite(x) and np.isfinite(y):
+            pixels[t, 0] = size - 1 - int(cy + (y - ymin) * ky)
+            pixels[t, 1] = int(cx + (x - xmin) * kx)
+        else:
+            pixels[t, 0] = -1
+            pixels[t, 1] = -1
+    return n
+
+
+@njit(cache=True)
+def draw_points(pixels, image):
+    """One pixel of gray ``INK`` per point."""
+    for t in range(pixels.shape[0]):
+        r = pixels[t, 0]
+        if r >= 0:
+            image[r, pixels[t, 1]] = INK
+
+
+@njit(cache=True)
+def draw_patches(pixels, masks, image):
+    """A 3 x 3 patch per point, centred on it, with the cells of its 9-bit mask set to ``INK``.
+
+    Branch-free (OR of 0 or ``INK``) because random mask bits defeat branch prediction; the
+    padding (at least 2) keeps every patch inside the image.
+    """
+    for t in range(pixels.shape[0]):
+        r = pixels[t, 0]
+        if r < 0:
+            continue
+        c = pixels[t, 1]
+        m = np.int32(masks[t])
+        for k in range(9):
+            image[r + k // 3 - 1, c + k % 3 - 1] |= ((m >> k) & 1) * INK
+
+
+@njit(cache=True)
+def draw_density(pixels, image):
+    """Visit counts per pixel, log-scaled so that the most visited pixel is 255."""
+    counts = np.zeros(image.shape, dtype=np.int64)
+    top = 0
+    for t in range(pixels.shape[0]):
+        r = pixels[t, 0]
+        if r >= 0:
+            c = pixels[t, 1]
+            counts[r, c] += 1
+            top = max(top, counts[r, c])
+    if top == 0:
+        return
+    scale = 255.0 / np.log1p(top)
+    for r in range(image.shape[0]):
+        for c in range(image.shape[1]):
+            if counts[r, c] > 0:
+                # At least 1, so that every visited pixel counts towards the fill rate.
+                image[r, c] = max(1, int(np.log1p(counts[r, c]) * scale + 0.5))
+
+
+@njit(cache=True)
+def fill_rate(image):
+    """Fraction of pixels that are not black."""
+    n = 0
+    for v in image.ravel():
+        if v != 0:
+            n += 1
+    return n / image.size
+
+
+def render_image(
+    maps: np.ndarray,
+    choices: np.ndarray,
+    masks: np.ndarray,
+    size: int,
+    draw: str = "patch",
+) -> np.ndarray:
+    """Run the chaos game for ``len(choices)`` points and draw them on a ``size²`` uint8 image."""
+    points = np.empty((len(choices), 2))
+    chaos_game(np.ascontiguousarray(maps, dtype=np.float64), choices, points)
+    pixels = np.empty((len(choices), 2), dtype=np.int32)
+    scale_to_pixels(points, size, PAD, pixels)
+    image = np.zeros((size, size), dtype=np.uint8)
+    if draw == "point":
+        draw_points(pixels, image)
+    elif draw == "patch":
+        draw_patches(pixels, masks, image)
+    elif draw == "density":
+        draw_density(pixels, image)
+    else:
+        raise ValueError(f"unknown draw mode {draw!r}; expected one of {DRAW_MODES}")
+    return image
+
+
+def random_sequence(points: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The chaos game's random inputs: one uniform and one non-empty 9-bit patch mask per point."""
+    uniforms = rng.random(points)
+    masks = rng.integers(1, 512, size=points, dtype=np.uint16)
+    return uniforms, masks
+
+
+def map_choices(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Turn uniforms into map indices drawn with ``probs`` (inverse CDF)."""
+    cdf = np.cumsum(probs)
+    cdf[-1] = 1.0
+    return np.searchsorted(cdf, uniforms, side="right").astype(np.intp)
