@@ -16,7 +16,7 @@ endif
 .PHONY: run test lint bench setup setup-train clean
 
 run: $(VENV)/.core
-	$(VENV)/bin/fracbuild search --sigma 3.5 --seed 0 -o $(OUT)/recipe.json --force
+	$(VENV)/bin/fracbuild render $(RECIPE) -o $(OUT)
 
 test: $(VENV)/.train
 	$(PY) -m pytest -q

@@ -1,50 +1,43 @@
 """Performance harness behind ``make bench``: prints every figure it measures.
 
-Run ``python benchmarks/bench.py [SECTION ...]``; with no section, all of them run.
+``python benchmarks/bench.py [SECTION ...]`` runs the named sections (default: all). Sections live in
+``benchmarks/bench_*.py``, each a module with a ``SECTIONS`` dict of name -> function(args).
+Figures are measured side by side in one run on this machine; compare ratios, not absolute times.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
+import importlib
+import sys
+from pathlib import Path
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {}
-
-
-def section(fn):
-    SECTIONS[fn.__name__] = fn
-    return fn
+HERE = Path(__file__).resolve().parent
+ORDER = ["bench_fracbuild"]  # modules run in this order; any others after them, by name
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-@section
-def search(args: argparse.Namespace) -> None:
-    """One `fracbuild.search` at σ = 3.5 with the paper's render settings (JIT cache warm)."""
-    import fracbuild
-
-    fracbuild.search(sigma=3.5, seed=0)  # compile or load the kernels
-    seeds = range(args.repeats)
-    times = [timed(lambda s=s: fracbuild.search(sigma=3.5, seed=s)) for s in seeds]
-    tries = [fracbuild.search(sigma=3.5, seed=s)["search"]["tries"] for s in seeds]
-    print(f"search  sigma=3.5 N=2 512px 100k points, seeds 0..{args.repeats - 1}: "
-          f"median {statistics.median(times) * 1e3:.1f} ms, max {max(times) * 1e3:.1f} ms, "
-          f"mean tries {statistics.mean(tries):.2f}  (paper: 8 s)")
+def sections() -> dict:
+    sys.path.insert(0, str(HERE))
+    names = ORDER + sorted(p.stem for p in HERE.glob("bench_*.py") if p.stem not in ORDER)
+    found = {}
+    for name in names:
+        found.update(importlib.import_module(name).SECTIONS)
+    return found
 
 
 def main() -> None:
+    available = sections()
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], help="default: all")
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("sections", nargs="*", help=f"any of {', '.join(available)} (default: all)")
+    parser.add_argument("--repeats", type=int, default=20, help="repeats of short timings")
+    parser.add_argument("--reference-images", type=int, default=2, help="images for the reference-style renderer")
     args = parser.parse_args()
-    for name in args.sections or SECTIONS:
-        SECTIONS[name](args)
+    unknown = set(args.sections) - set(available)
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    for name in args.sections or available:
+        available[name](args)
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

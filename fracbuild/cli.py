@@ -66,3 +66,78 @@ def search(sigma, maps, tolerance, seed, fill_min, max_tries, name, output, forc
     click.echo(f"{output}: sigma {recipe['ifs']['sigma']:.4f} (target {sigma} ± {tolerance}), "
                f"fill {found['fill']:.3f}, {found['tries']} tries, {seconds:.3f} s")
 
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--classes", type=int, help="Number of perturbation classes L.")
+@click.option("--delta", type=float, help="Perturbation strength Δ.")
+@click.option("--perturb", type=click.Choice(["multiplicative", "additive"]), help="Perturbation mode.")
+@click.option("--instances", type=int, help="Images per class K (differing chaos-game sequences).")
+@click.option("--size", type=int, help="Image side in pixels.")
+@click.option("--points", type=int, help="Chaos-game points per image.")
+@click.option("--draw", type=click.Choice(["point", "patch", "density"]), help="Drawing mode.")
+@click.option("--shard-size", type=int, help="Samples per shard.")
+@click.option("--seed", type=int, help="Perturbation seed.")
+@click.option("--jobs", default=-1, show_default=True, help="Worker processes (-1: all cores).")
+@click.option("--force", is_flag=True, help="Replace a dataset of another recipe in OUT_DIR.")
+@click.option("--no-preview", is_flag=True, help="Skip preview.png.")
+def render(recipe, out_dir, jobs, force, no_preview, **overrides):
+    """Render RECIPE's perturbation classes to WebDataset shards in OUT_DIR.
+
+    Re-running into the same OUT_DIR keeps every shard whose checksum matches and renders only
+    what is missing or damaged.
+    """
+    import warnings
+
+    from .rendering import render as run_render
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        manifest = run_render(recipe, out_dir, jobs=jobs, force=force, preview=not no_preview, **overrides)
+    for w in caught:
+        click.echo(f"Warning: {w.message}", err=True)
+    run = manifest["run"]
+    kept = f", {run['kept']} kept from an earlier run" if run["kept"] else ""
+    speed = f" in {run['seconds']:.2f} s: {run['images_per_second']:.0f} images/s" if run["rendered"] else ""
+    click.echo(f"{out_dir}: {run['rendered']} images rendered{speed}{kept}; {manifest['samples']} samples, "
+               f"{len(manifest['shards'])} shards, {manifest['bytes'] / 1e6:.1f} MB, {manifest['redraws']} redraws")
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--deep", default=0, show_default=True, help="Also re-render this many classes and compare pixels.")
+def verify(out_dir, deep):
+    """Check every shard's sha256, sample count, keys, labels and decodability. Exit 0 only if all hold."""
+    from .dataset import load_manifest
+    from .dataset import verify as run_verify
+
+    problems = run_verify(out_dir, deep=deep, progress=None)
+    if problems:
+        for p in problems:
+            click.echo(p, err=True)
+        raise FracbuildError(f"{out_dir}: {len(problems)} problem(s) found")
+    m = load_manifest(out_dir)
+    deep_note = f", {deep} classes re-rendered identically" if deep else ""
+    click.echo(f"{out_dir}: OK, {len(m['shards'])} shards, {m['samples']} samples{deep_note}")
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="PNG to write (default OUT_DIR/preview.png).")
+@click.option("--n", default=16, show_default=True, help="Number of classes shown.")
+def preview(out_dir, output, n):
+    """Write a contact sheet of N classes spread over the dataset."""
+    from .dataset import preview as run_preview
+
+    click.echo(str(run_preview(out_dir, output, n=n)))
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False))
+def info(out_dir):
+    """Summarise a rendered dataset."""
+    from .dataset import info as run_info
+
+    click.echo(run_info(out_dir))

@@ -67,13 +67,19 @@ def sample_singular_values(sigma: float, n_maps: int, rng: np.random.Generator) 
     p = float(sigma)
     for i in range(n_maps - 1):
         k = n_maps - 1 - i
-        s1 = rng.uniform(max(0.0, (p - 3.0 * k) / 3.0), min(1.0, p))
-        s2 = rng.uniform(max(0.0, (p - s1 - 3.0 * k) / 2.0), min(s1, (p - s1) / 2.0))
+        s1 = _uniform(rng, (p - 3.0 * k) / 3.0, min(1.0, p))
+        s2 = _uniform(rng, (p - s1 - 3.0 * k) / 2.0, min(s1, (p - s1) / 2.0))
         s[i] = s1, s2
-        p -= s1 + 2.0 * s2
-    s2 = rng.uniform(max(0.0, (p - 1.0) / 2.0), p / 3.0)
+        p = max(p - s1 - 2.0 * s2, 0.0)
+    s2 = _uniform(rng, (p - 1.0) / 2.0, p / 3.0)
     s[-1] = p - 2.0 * s2, s2
     return s
+
+
+def _uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """``U(max(lo, 0), hi)``, with rounding that crossed the bounds over (tiny σ) folded back."""
+    lo = max(lo, 0.0)
+    return rng.uniform(lo, max(hi, lo))
 
 
 def _rotation(theta: float) -> np.ndarray:
@@ -103,3 +109,17 @@ def sample_system(
         maps[j, :4] = a.ravel()
         maps[j, 4:] = rng.uniform(-1.0, 1.0, size=2)
     return maps
+
+
+def perturb_maps(maps: np.ndarray, mode: str, delta: float, rng: np.random.Generator) -> np.ndarray:
+    """Perturb every one of the 6·N parameters (the LIEP classes).
+
+    ``multiplicative`` scales each by ``U(1 - Δ, 1 + Δ)`` (the reference code);
+    ``additive`` adds ``U(-Δ/2, Δ/2)`` (the paper's Eq. 9).
+    """
+    maps = np.asarray(maps, dtype=np.float64)
+    if mode == "multiplicative":
+        return maps * rng.uniform(1.0 - delta, 1.0 + delta, size=maps.shape)
+    if mode == "additive":
+        return maps + rng.uniform(-delta / 2.0, delta / 2.0, size=maps.shape)
+    raise FracbuildError(f"unknown perturbation mode {mode!r}")

@@ -31,6 +31,14 @@ def chaos_game(maps, choices, points):
 
 
 @njit(cache=True)
+def _clamp(u, span):
+    """``u`` within ``[0, span]``; NaN (a diverging system's inf * 0) goes to 0. Keeps writes in bounds."""
+    if not u >= 0.0:
+        return 0.0
+    return min(u, float(span))
+
+
+@njit(cache=True)
 def scale_to_pixels(points, size, pad, pixels):
     """Min-max scale finite points per axis into ``[pad, size - pad]``; others become ``-1``.
 
@@ -61,8 +69,8 @@ def scale_to_pixels(points, size, pad, pixels):
         x = points[t, 0]
         y = points[t, 1]
         if np.isfinite(x) and np.isfinite(y):
-            pixels[t, 0] = size - 1 - int(cy + (y - ymin) * ky)
-            pixels[t, 1] = int(cx + (x - xmin) * kx)
+            pixels[t, 0] = size - 1 - int(cy + _clamp((y - ymin) * ky, span))
+            pixels[t, 1] = int(cx + _clamp((x - xmin) * kx, span))
         else:
             pixels[t, 0] = -1
             pixels[t, 1] = -1

@@ -28,13 +28,19 @@ PERTURB_DEFAULTS: dict[str, Any] = {
     "classes": 1000,
     "seed": 0,
 }
-#: The paper's render defaults: 512 px, 100,000 points, patch drawing, fill >= 0.05, 1 image/class.
+SEQUENCE_MODES = ("shared", "per-class")
+
+#: The paper's render defaults: 512 px, 100,000 points, patch drawing, fill >= 0.05, 1 image/class,
+#: the same chaos-game sequence for every class (an image is a function of its parameters).
 RENDER_DEFAULTS: dict[str, Any] = {
     "size": 512,
     "points": 100_000,
     "draw": "patch",
     "fill_min": 0.05,
     "instances": 1,
+    "sequence": "shared",
+    "flips": False,
+    "shard_size": 100,
 }
 
 
@@ -131,6 +137,11 @@ def validate_recipe(recipe: Any) -> dict[str, Any]:
         raise FracbuildError(f"render.draw must be one of {', '.join(DRAW_MODES)}, got {render['draw']!r}")
     _number("render", "fill_min", render["fill_min"], 0.0, 1.0)
     _number("render", "instances", render["instances"], 1, integer=True)
+    if render["sequence"] not in SEQUENCE_MODES:
+        raise FracbuildError(f"render.sequence must be one of {', '.join(SEQUENCE_MODES)}, got {render['sequence']!r}")
+    if not isinstance(render["flips"], bool):
+        raise FracbuildError(f"render.flips must be true or false, got {render['flips']!r}")
+    _number("render", "shard_size", render["shard_size"], 1, integer=True)
 
     search = recipe.get("search", {})
     if not isinstance(search, dict):

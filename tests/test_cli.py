@@ -76,3 +76,79 @@ def test_usage_errors_are_one_line_too(tmp_path):
     assert_one_line_error(run("search", "--sigma", "abc", "-o", tmp_path / "r.json"), "'abc' is not a valid float")
     assert_one_line_error(run("search"), "Missing option '-o'")
     assert_one_line_error(run("nonsense"), "No such command 'nonsense'")
+
+
+def test_render_verify_preview_info(recipe_file, tmp_path):
+    out = tmp_path / "ds"
+    result = run("render", recipe_file, "-o", out, "--classes", 6, "--jobs", 1)
+    assert result.exit_code == 0, result.output
+    assert "6 images rendered" in result.output and "images/s" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["samples"] == 6 and manifest["recipe"]["perturb"]["classes"] == 6
+    result = run("verify", out, "--deep", 2)
+    assert result.exit_code == 0 and "OK" in result.output and "2 classes re-rendered" in result.output
+    assert run("preview", out, "-o", tmp_path / "p.png", "--n", 4).exit_code == 0
+    assert (tmp_path / "p.png").stat().st_size > 0
+    assert "6 samples" in run("info", out).output
+
+
+def test_render_overrides_reach_the_manifest(recipe_file, tmp_path):
+    out = tmp_path / "ds"
+    args = ["--classes", 4, "--delta", 0.05, "--perturb", "additive", "--instances", 2, "--size", 32,
+            "--points", 1000, "--draw", "density", "--shard-size", 3, "--seed", 7]
+    assert run("render", recipe_file, "-o", out, "--jobs", 1, *args).exit_code == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["recipe"]["perturb"] == {"mode": "additive", "delta": 0.05, "classes": 4, "seed": 7}
+    r = m["recipe"]["render"]
+    assert (r["instances"], r["size"], r["points"], r["draw"], r["shard_size"]) == (2, 32, 1000, "density", 3)
+    assert m["samples"] == 8 and len(m["shards"]) == 3
+
+
+def test_render_zero_delta_warns(recipe_file, tmp_path):
+    result = run("render", recipe_file, "-o", tmp_path / "ds", "--delta", 0, "--classes", 2, "--jobs", 1)
+    assert result.exit_code == 0 and "Warning: delta is 0" in result.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--classes", 0], "perturb.classes must be >= 1"),
+        (["--delta", -0.5], "perturb.delta must be >= 0"),
+        (["--size", 8], "render.size must be >= 16"),
+        (["--points", 0], "render.points must be >= 1"),
+        (["--instances", 0], "render.instances must be >= 1"),
+        (["--shard-size", 0], "render.shard_size must be >= 1"),
+        (["--perturb", "sideways"], "Invalid value for '--perturb'"),
+        (["--jobs", "many"], "Invalid value for '--jobs'"),
+    ],
+)
+def test_render_option_errors_are_one_line(recipe_file, tmp_path, args, message):
+    assert_one_line_error(run("render", recipe_file, "-o", tmp_path / "ds", *args), message)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_render_recipe_and_directory_errors(recipe_file, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"name": "x"}')
+    assert_one_line_error(run("render", tmp_path / "none.json", "-o", tmp_path / "a"), "cannot read recipe")
+    assert_one_line_error(run("render", bad, "-o", tmp_path / "a"), "needs 'ifs'")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert_one_line_error(run("render", recipe_file, "-o", blocker), "is a file")
+    out = tmp_path / "ds"
+    assert run("render", recipe_file, "-o", out, "--classes", 2, "--jobs", 1).exit_code == 0
+    assert_one_line_error(run("render", recipe_file, "-o", out, "--classes", 3), "another recipe")
+
+
+def test_verify_reports_each_problem_and_fails(recipe_file, tmp_path):
+    out = tmp_path / "ds"
+    run("render", recipe_file, "-o", out, "--jobs", 1)
+    (out / "1p-frac-000001.tar").unlink()
+    result = run("verify", out)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == ["1p-frac-000001.tar: missing", f"Error: {out}: 1 problem(s) found"]
+
+
+@pytest.mark.parametrize("command", ["verify", "preview", "info"])
+def test_reading_commands_on_a_non_dataset(command, tmp_path):
+    assert_one_line_error(run(command, tmp_path), "has no manifest.json")

@@ -45,7 +45,8 @@ def test_sampled_sigma_is_in_target_range_and_matches_independent_svd(case):
 def test_every_map_is_contractive(case):
     n, sigma, tol, seed = case
     maps = ifs.sample_system(sigma, n, np.random.default_rng(seed), tol)
-    assert (svd_free_singular_values(maps)[:, 0] < 1.0).all()
+    # Operator 2-norm below 1 (the closed form above is too coarse near s1 = s2 = 1 for this).
+    assert all(np.linalg.norm(a, 2) < 1.0 for a in maps[:, :4].reshape(-1, 2, 2))
 
 
 @settings(max_examples=200, deadline=None)

@@ -1,0 +1,162 @@
+"""Reading a rendered dataset: its manifest, ``verify``, ``info`` and ``preview``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import FracbuildError
+from .progress import progress_bar
+from .shards import decode_sample, file_sha256, read_shard, sample_key
+
+MANIFEST = "manifest.json"
+
+
+def load_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
+    path = Path(out_dir) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FracbuildError(f"{out_dir} has no {MANIFEST}: not a rendered dataset (or an unfinished render)") from None
+    except (OSError, ValueError) as e:
+        raise FracbuildError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    if not isinstance(manifest, dict) or not {"samples", "classes", "shards"} <= set(manifest):
+        raise FracbuildError(f"{path} is not a fracbuild manifest (needs samples, classes, shards)")
+    return manifest
+
+
+def check_shard(path: Path, record: dict[str, Any], classes: int, size: int | None = None) -> list[str]:
+    """Problems with one shard (an empty list if none): checksums, count, keys, decodability, labels."""
+    name = record["file"]
+    if not path.is_file():
+        return [f"{name}: missing"]
+    problems = []
+    if path.stat().st_size != record["bytes"]:
+        problems.append(f"{name}: {path.stat().st_size} bytes, manifest says {record['bytes']}")
+    elif file_sha256(path) != record["sha256"]:
+        problems.append(f"{name}: sha256 does not match the manifest")
+    pixels = hashlib.sha256()
+    count = 0
+    first = record.get("first")
+    try:
+        for sample in read_shard(path):
+            where = f"{name}: sample {sample['__key__']}"
+            if first is not None and sample["__key__"] != sample_key(first + count):
+                problems.append(f"{where}: expected key {sample_key(first + count)}")
+            count += 1
+            try:
+                image, label, _ = decode_sample(sample)
+            except (ValueError, OSError, SyntaxError) as e:
+                problems.append(f"{where}: undecodable ({e})")
+                continue
+            if not 0 <= label < classes:
+                problems.append(f"{where}: label {label} outside [0, {classes})")
+            if size is not None and image.shape != (size, size):
+                problems.append(f"{where}: image {image.shape}, expected ({size}, {size})")
+            pixels.update(image.tobytes())
+    except (tarfile.TarError, EOFError, OSError) as e:
+        problems.append(f"{name}: unreadable tar after {count} samples ({e})")
+    if count != record["samples"]:
+        problems.append(f"{name}: {count} samples, manifest says {record['samples']}")
+    elif "pixels_sha256" in record and pixels.hexdigest() != record["pixels_sha256"]:
+        problems.append(f"{name}: decoded pixels do not match the manifest")
+    return problems
+
+
+def verify(out_dir: str | os.PathLike, deep: int = 0, progress: bool | None = False) -> list[str]:
+    """Every problem found in a rendered dataset, one line each; an empty list means it is sound.
+
+    ``deep`` > 0 also re-renders that many classes (spread over the dataset) from the manifest's
+    recipe and compares their pixels with the stored images.
+    """
+    out_dir = Path(out_dir)
+    manifest = load_manifest(out_dir)
+    size = manifest.get("recipe", {}).get("render", {}).get("size")
+    problems = []
+    for record in progress_bar(manifest["shards"], progress=progress, desc="verify", unit="shard"):
+        problems += check_shard(out_dir / record["file"], record, manifest["classes"], size)
+    counted = sum(r["samples"] for r in manifest["shards"])
+    if counted != manifest["samples"]:
+        problems.append(f"manifest: shards hold {counted} samples, total says {manifest['samples']}")
+    if deep and not problems:
+        problems += _rerender(out_dir, manifest, deep)
+    return problems
+
+
+def _rerender(out_dir: Path, manifest: dict, n: int) -> list[str]:
+    from .sources import create_source
+
+    recipe = manifest["recipe"]
+    source = create_source(recipe)
+    instances = recipe["render"]["instances"]
+    classes = sorted({int(c) for c in np.linspace(0, manifest["classes"] - 1, min(n, manifest["classes"]))})
+    problems = []
+    for cls, stored in zip(classes, images_of(out_dir, manifest, [c * instances for c in classes]), strict=True):
+        image, _ = source.sample(cls, 0)
+        if not np.array_equal(image, stored):
+            problems.append(f"class {cls}: re-rendered pixels differ from the stored image")
+    return problems
+
+
+def images_of(out_dir: Path, manifest: dict, indices: list[int]) -> list[np.ndarray]:
+    """Decoded images of the samples with these global indices (read shard by shard)."""
+    wanted = {sample_key(i): i for i in indices}
+    found: dict[int, np.ndarray] = {}
+    for record in manifest["shards"]:
+        first, n = record["first"], record["samples"]
+        if any(first <= i < first + n for i in indices):
+            for sample in read_shard(out_dir / record["file"]):
+                if sample["__key__"] in wanted:
+                    found[wanted[sample["__key__"]]] = decode_sample(sample)[0]
+    return [found[i] for i in indices]
+
+
+def info(out_dir: str | os.PathLike) -> str:
+    """A short human-readable summary of a rendered dataset."""
+    m = load_manifest(out_dir)
+    r = m.get("recipe", {})
+    p, rd = r.get("perturb", {}), r.get("render", {})
+    lines = [
+        f"{m.get('name')}: {m['samples']} samples, {m['classes']} classes x {m.get('instances', 1)} instances, "
+        f"{len(m['shards'])} shards, {m.get('bytes', 0) / 1e6:.1f} MB",
+        f"  ifs: {len(r.get('ifs', {}).get('maps', []))} maps, sigma {r.get('ifs', {}).get('sigma', float('nan')):.4f}",
+        f"  perturb: {p.get('mode')} delta {p.get('delta')} seed {p.get('seed')}; redraws {m.get('redraws')}",
+        f"  render: {rd.get('size')} px, {rd.get('points')} points, {rd.get('draw')}, fill >= {rd.get('fill_min')}",
+        "  versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
+    ]
+    return "\n".join(lines)
+
+
+def preview(out_dir: str | os.PathLike, output: str | os.PathLike | None = None, n: int = 16,
+            tile: int = 160) -> Path:
+    """A contact sheet of ``n`` classes spread over the dataset (instance 0 of each), as PNG."""
+    from PIL import Image, ImageDraw
+
+    out_dir = Path(out_dir)
+    manifest = load_manifest(out_dir)
+    if n < 1:
+        raise FracbuildError(f"--n must be at least 1, got {n}")
+    instances = manifest.get("instances", 1)
+    classes = sorted({int(c) for c in np.linspace(0, manifest["classes"] - 1, min(n, manifest["classes"]))})
+    images = images_of(out_dir, manifest, [c * instances for c in classes])
+    cols = int(np.ceil(np.sqrt(len(classes))))
+    rows = int(np.ceil(len(classes) / cols))
+    label = 14
+    sheet = Image.new("L", (cols * tile, rows * (tile + label)), 40)
+    draw = ImageDraw.Draw(sheet)
+    for k, (cls, image) in enumerate(zip(classes, images, strict=True)):
+        x, y = (k % cols) * tile, (k // cols) * (tile + label)
+        sheet.paste(Image.fromarray(image).resize((tile - 4, tile - 4), Image.Resampling.BOX), (x + 2, y + 2))
+        draw.text((x + 4, y + tile), f"class {cls}", fill=220)
+    output = Path(output) if output else out_dir / "preview.png"
+    try:
+        sheet.save(output)
+    except OSError as e:
+        raise FracbuildError(f"cannot write {output}: {e.strerror or e}") from None
+    return output

@@ -1,0 +1,266 @@
+"""``fracbuild.render``: a recipe's samples as WebDataset shards, in parallel, resumable.
+
+joblib runs whole shards (``render_shard``) in parallel; each worker renders its samples and
+writes its own shard, so memory stays flat whatever the number of classes. The main process
+appends each finished shard's record to a journal, so an interrupted render resumes where it
+stopped; ``manifest.json`` is written once every shard is in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+import warnings
+import zlib
+from pathlib import Path
+from typing import Any
+
+from .errors import FracbuildError
+from .progress import progress_bar
+from .recipe import load_recipe, save_json, validate_recipe
+from .shards import file_sha256, shard_name, write_shard
+from .sources import create_source
+
+JOURNAL = ".journal.jsonl"
+MANIFEST = "manifest.json"
+INFO = "_info.json"
+PREVIEW = "preview.png"
+FORMAT = "fracbuild-dataset/1"
+
+# Command-line overrides and the recipe key each sets.
+OVERRIDES = {
+    "classes": ("perturb", "classes"),
+    "delta": ("perturb", "delta"),
+    "perturb": ("perturb", "mode"),
+    "seed": ("perturb", "seed"),
+    "instances": ("render", "instances"),
+    "size": ("render", "size"),
+    "points": ("render", "points"),
+    "draw": ("render", "draw"),
+    "shard_size": ("render", "shard_size"),
+}
+
+
+def effective_recipe(recipe: dict | str | os.PathLike, **overrides: Any) -> dict[str, Any]:
+    """The recipe with every non-None override applied, validated."""
+    recipe = load_recipe(recipe) if isinstance(recipe, (str, os.PathLike)) else validate_recipe(recipe)
+    recipe = json.loads(json.dumps(recipe))  # a deep copy
+    for option, value in overrides.items():
+        if value is not None:
+            section, key = OVERRIDES[option]
+            recipe[section][key] = value
+    return validate_recipe(recipe)
+
+
+def shard_plan(recipe: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """``(shard, first index, samples)`` for every shard, in order."""
+    total = recipe["perturb"]["classes"] * recipe["render"]["instances"]
+    size = recipe["render"]["shard_size"]
+    return [(s, first, min(size, total - first)) for s, first in enumerate(range(0, total, size))]
+
+
+def render_shard(recipe: dict[str, Any], out_dir: str, shard: int, first: int, count: int) -> dict[str, Any]:
+    """Render samples ``[first, first + count)`` and write them as shard number ``shard``."""
+    source = create_source(recipe)
+    instances = recipe["render"]["instances"]
+    redraws = 0
+
+    def samples():
+        nonlocal redraws
+        for index in range(first, first + count):
+            cls, instance = divmod(index, instances)
+            image, meta = source.sample(cls, instance)
+            if instance == 0:  # a class's redraws are counted once, with its first instance
+                redraws += meta.get("redraws", 0)
+            yield index, image, meta
+
+    record = write_shard(Path(out_dir) / shard_name(recipe["name"], shard), samples())
+    return {"shard": shard, "first": first, **record, "redraws": redraws}
+
+
+def versions() -> dict[str, str]:
+    """Versions that decide the output bytes (read from metadata: importing webdataset costs a second)."""
+    from importlib.metadata import version
+
+    packages = {name: version(name) for name in ("fracbuild", "numpy", "numba", "pillow", "webdataset")}
+    return {**packages, "python": sys.version.split()[0], "zlib": zlib.ZLIB_RUNTIME_VERSION}
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            keys += _diff(a[k], b[k], f"{prefix}{k}.")
+        elif a.get(k) != b.get(k):
+            keys.append(prefix + k)
+    return keys
+
+
+def _previous(out_dir: Path) -> tuple[dict | None, list[dict]]:
+    """The recipe and shard records a previous render left in ``out_dir`` (manifest or journal)."""
+    manifest = out_dir / MANIFEST
+    if manifest.exists():
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            data = json.loads(manifest.read_text())
+            return data["recipe"], data["shards"]
+    journal = out_dir / JOURNAL
+    if journal.exists():
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            lines = journal.read_text().splitlines()
+            records = []
+            for line in lines[1:]:
+                with contextlib.suppress(ValueError):  # a line cut short by a kill
+                    records.append(json.loads(line))
+            return json.loads(lines[0])["recipe"], records
+    return None, []
+
+
+def _remove_previous(out_dir: Path, recipe: dict | None, records: list[dict]) -> None:
+    names = {r.get("file") for r in records if isinstance(r.get("file"), str)}
+    if recipe:
+        names |= {shard_name(recipe["name"], s) for s, _, _ in shard_plan(recipe)}
+    for name in [*names, MANIFEST, INFO, PREVIEW, JOURNAL]:
+        with contextlib.suppress(OSError):
+            (out_dir / Path(name).name).unlink()
+
+
+def _reusable(out_dir: Path, recipe: dict, records: list[dict]) -> dict[int, dict]:
+    """Shards already on disk whose bytes still match their record."""
+    plan = {shard_name(recipe["name"], s): (s, first, n) for s, first, n in shard_plan(recipe)}
+    kept = {}
+    for r in records:
+        spec = plan.get(r.get("file"))
+        path = out_dir / str(r.get("file"))
+        if spec is None or r.get("first") != spec[1] or r.get("samples") != spec[2] or not path.is_file():
+            continue
+        if path.stat().st_size == r.get("bytes") and file_sha256(path) == r.get("sha256"):
+            kept[spec[0]] = {**r, "shard": spec[0]}
+    return kept
+
+
+def prepare_out_dir(out_dir: Path, recipe: dict, force: bool) -> dict[int, dict]:
+    """Create ``out_dir``, refuse another recipe's dataset (unless ``force``), clean temporary
+    files, and return the records of shards that can be kept."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FracbuildError(f"{out_dir} is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FracbuildError(f"cannot create {out_dir}: {e.strerror or e}") from None
+    old_recipe, records = _previous(out_dir)
+    if old_recipe is not None and old_recipe != recipe:
+        if not force:
+            changed = ", ".join(_diff(old_recipe, recipe)[:4]) or "its settings"
+            raise FracbuildError(
+                f"{out_dir} holds a dataset from another recipe (differs in {changed}); pass --force to replace it"
+            )
+        _remove_previous(out_dir, old_recipe, records)
+        records = []
+    for tmp in out_dir.glob(f".{recipe['name']}-*.tar.*.tmp"):  # left by an interrupted worker
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return _reusable(out_dir, recipe, records)
+
+
+def _open_journal(out_dir: Path):
+    try:
+        return open(out_dir / JOURNAL, "w")  # noqa: SIM115 (closed by the caller's with)
+    except OSError as e:
+        raise FracbuildError(f"cannot write to {out_dir}: {e.strerror or e}") from None
+
+
+def write_dataset_files(out_dir: Path, recipe: dict, records: list[dict]) -> dict[str, Any]:
+    """``manifest.json`` and timm's ``_info.json`` for a complete set of shard records."""
+    shards = [{k: r[k] for k in ("file", "first", "samples", "bytes", "sha256", "pixels_sha256", "redraws")}
+              for r in records]
+    manifest = {
+        "format": FORMAT,
+        "name": recipe["name"],
+        "classes": recipe["perturb"]["classes"],
+        "instances": recipe["render"]["instances"],
+        "samples": sum(r["samples"] for r in shards),
+        "bytes": sum(r["bytes"] for r in shards),
+        "redraws": sum(r["redraws"] for r in shards),
+        "shard_size": recipe["render"]["shard_size"],
+        "recipe": recipe,
+        "shards": shards,
+        "versions": versions(),
+    }
+    info = {
+        "name": recipe["name"],
+        "num_classes": manifest["classes"],
+        "splits": {"train": {"name": "train", "num_samples": manifest["samples"],
+                             "filenames": [r["file"] for r in shards],
+                             "shard_lengths": [r["samples"] for r in shards]}},
+    }
+    save_json(info, out_dir / INFO, force=True)
+    save_json(manifest, out_dir / MANIFEST, force=True)
+    return manifest
+
+
+def render(
+    recipe: dict | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    classes: int | None = None,
+    delta: float | None = None,
+    perturb: str | None = None,
+    instances: int | None = None,
+    size: int | None = None,
+    points: int | None = None,
+    draw: str | None = None,
+    shard_size: int | None = None,
+    seed: int | None = None,
+    jobs: int = -1,
+    force: bool = False,
+    preview: bool = True,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Render ``recipe`` (a dict or a path) to shards in ``out_dir`` and return the manifest.
+
+    Options override the recipe's values. Shards already in ``out_dir`` from the same recipe
+    whose checksums still match are kept; only missing or damaged ones are rendered. ``jobs``
+    is the number of worker processes (-1: all cores); it never changes the output. The progress
+    bar shows on a terminal (``progress=None``) or as asked.
+    """
+    from joblib import Parallel, delayed
+
+    recipe = effective_recipe(recipe, classes=classes, delta=delta, perturb=perturb, instances=instances,
+                              size=size, points=points, draw=draw, shard_size=shard_size, seed=seed)
+    if recipe["perturb"]["delta"] == 0:
+        warnings.warn("delta is 0: every class is the same image", stacklevel=2)
+    out_dir = Path(out_dir)
+    done = prepare_out_dir(out_dir, recipe, force)
+    plan = shard_plan(recipe)
+    todo = [spec for spec in plan if spec[0] not in done]
+    total = sum(n for _, _, n in plan)
+    start = time.perf_counter()
+    if todo:
+        journal = _open_journal(out_dir)
+        with journal, progress_bar(total=total, initial=total - sum(n for _, _, n in todo), unit="img",
+                                   desc=f"render {recipe['name']}", progress=progress, smoothing=0) as bar:
+            journal.write(json.dumps({"recipe": recipe}) + "\n")
+            for r in done.values():
+                journal.write(json.dumps(r) + "\n")
+            journal.flush()
+            tasks = (delayed(render_shard)(recipe, str(out_dir), *spec) for spec in todo)
+            for record in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
+                done[record["shard"]] = record
+                journal.write(json.dumps(record) + "\n")
+                journal.flush()
+                bar.update(record["samples"])
+    seconds = time.perf_counter() - start
+    manifest = write_dataset_files(out_dir, recipe, [done[s] for s, _, _ in plan])
+    with contextlib.suppress(OSError):
+        (out_dir / JOURNAL).unlink()
+    if preview:
+        from .dataset import preview as make_preview
+
+        make_preview(out_dir, out_dir / PREVIEW)
+    rendered = sum(n for _, _, n in todo)
+    manifest_stats = {"rendered": rendered, "kept": total - rendered, "seconds": seconds,
+                      "images_per_second": rendered / seconds if rendered and seconds > 0 else 0.0}
+    return {**manifest, "run": manifest_stats}
