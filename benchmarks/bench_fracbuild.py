@@ -8,15 +8,9 @@ import statistics
 import tempfile
 
 import numpy as np
-from common import ROOT, run_cli, timed
+from common import RECIPE, registry, run_cli, timed
 
-RECIPE = ROOT / "manifests" / "1p-frac.json"
-SECTIONS = {}
-
-
-def section(fn):
-    SECTIONS[fn.__name__] = fn
-    return fn
+SECTIONS, section = registry()
 
 
 @section

@@ -10,6 +10,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "manifests" / "1p-frac.json"
+
+
+def registry() -> tuple[dict[str, Callable], Callable]:
+    """A module's ``SECTIONS`` dict and the ``@section`` decorator that fills it."""
+    found: dict[str, Callable] = {}
+
+    def section(fn: Callable) -> Callable:
+        found[fn.__name__] = fn
+        return fn
+
+    return found, section
 
 
 def timed(fn: Callable[[], object]) -> float:

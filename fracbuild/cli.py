@@ -81,9 +81,12 @@ def search(sigma, maps, tolerance, seed, fill_min, max_tries, name, output, forc
 @click.option("--shard-size", type=int, help="Samples per shard.")
 @click.option("--seed", type=int, help="Perturbation seed.")
 @click.option("--jobs", default=-1, show_default=True, help="Worker processes (-1: all cores).")
+@click.option("--backend", type=click.Choice(["loky", "threading", "dask", "ray"]), default="loky",
+              show_default=True, help="joblib backend that runs the shard tasks.")
+@click.option("--address", help="Scheduler address of an existing Dask or Ray cluster.")
 @click.option("--force", is_flag=True, help="Replace a dataset of another recipe in OUT_DIR.")
 @click.option("--no-preview", is_flag=True, help="Skip preview.png.")
-def render(recipe, out_dir, jobs, force, no_preview, **overrides):
+def render(recipe, out_dir, jobs, backend, address, force, no_preview, **overrides):
     """Render RECIPE's perturbation classes to WebDataset shards in OUT_DIR.
 
     Re-running into the same OUT_DIR keeps every shard whose checksum matches and renders only
@@ -95,7 +98,8 @@ def render(recipe, out_dir, jobs, force, no_preview, **overrides):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        manifest = run_render(recipe, out_dir, jobs=jobs, force=force, preview=not no_preview, **overrides)
+        manifest = run_render(recipe, out_dir, jobs=jobs, backend=backend, address=address, force=force,
+                              preview=not no_preview, **overrides)
     for w in caught:
         click.echo(f"Warning: {w.message}", err=True)
     run = manifest["run"]
@@ -141,3 +145,19 @@ def info(out_dir):
     from .dataset import info as run_info
 
     click.echo(run_info(out_dir))
+
+
+@main.command()
+@click.argument("url")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+def fetch(url, out_dir):
+    """Download a rendered dataset from an HTTP(S) directory, verifying every shard's sha256.
+
+    Re-running resumes: verified shards are kept and partial downloads continue.
+    """
+    from .fetch import fetch as run_fetch
+
+    m = run_fetch(url, out_dir)
+    run = m["run"]
+    click.echo(f"{out_dir}: {run['downloaded']} shards downloaded ({run['transferred'] / 1e6:.1f} MB), "
+               f"{run['kept']} kept; {m['samples']} samples, all sha256 verified")

@@ -18,7 +18,7 @@ DRAW_MODES = ("point", "patch", "density")
 _POINT, _PATCH, _DENSITY = range(3)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def chaos_game(maps, choices, points):
     """Iterate ``v <- w_{choices[t]}(v)`` from ``(0, 0)``, writing each new point to ``points``."""
     x = 0.0
@@ -30,7 +30,7 @@ def chaos_game(maps, choices, points):
         points[t, 1] = y
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _clamp(u, span):
     """``u`` within ``[0, span]``; NaN (a diverging system's inf * 0) goes to 0. Keeps writes in bounds."""
     if not u >= 0.0:
@@ -38,7 +38,7 @@ def _clamp(u, span):
     return min(u, float(span))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def scale_to_pixels(points, size, pad, pixels):
     """Min-max scale finite points per axis into ``[pad, size - pad]``; others become ``-1``.
 
@@ -77,7 +77,7 @@ def scale_to_pixels(points, size, pad, pixels):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def draw_points(pixels, image):
     """One pixel of gray ``INK`` per point."""
     for t in range(pixels.shape[0]):
@@ -86,7 +86,7 @@ def draw_points(pixels, image):
             image[r, pixels[t, 1]] = INK
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def draw_patches(pixels, masks, image):
     """A 3 x 3 patch per point, centred on it, with the cells of its 9-bit mask set to ``INK``.
 
@@ -103,7 +103,7 @@ def draw_patches(pixels, masks, image):
             image[r + k // 3 - 1, c + k % 3 - 1] |= ((m >> k) & 1) * INK
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def draw_density(pixels, image):
     """Visit counts per pixel, log-scaled so that the most visited pixel is 255."""
     counts = np.zeros(image.shape, dtype=np.int64)
@@ -124,7 +124,7 @@ def draw_density(pixels, image):
                 image[r, c] = max(1, int(np.log1p(counts[r, c]) * scale + 0.5))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_rate(image):
     """Fraction of pixels that are not black."""
     n = 0

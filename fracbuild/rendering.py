@@ -18,6 +18,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from .backends import parallel_backend
 from .errors import FracbuildError
 from .progress import progress_bar
 from .recipe import load_recipe, save_json, validate_recipe
@@ -159,10 +160,15 @@ def prepare_out_dir(out_dir: Path, recipe: dict, force: bool) -> dict[int, dict]
             )
         _remove_previous(out_dir, old_recipe, records)
         records = []
-    for tmp in out_dir.glob(f".{recipe['name']}-*.tar.*.tmp"):  # left by an interrupted worker
+    _remove_temporary(out_dir, recipe)
+    return _reusable(out_dir, recipe, records)
+
+
+def _remove_temporary(out_dir: Path, recipe: dict) -> None:
+    """Partial shards left by an interrupted or killed worker."""
+    for tmp in out_dir.glob(f".{recipe['name']}-*.tar.*.tmp"):
         with contextlib.suppress(OSError):
             tmp.unlink()
-    return _reusable(out_dir, recipe, records)
 
 
 def _open_journal(out_dir: Path):
@@ -215,6 +221,8 @@ def render(
     shard_size: int | None = None,
     seed: int | None = None,
     jobs: int = -1,
+    backend: str = "loky",
+    address: str | None = None,
     force: bool = False,
     preview: bool = True,
     progress: bool | None = None,
@@ -223,8 +231,10 @@ def render(
 
     Options override the recipe's values. Shards already in ``out_dir`` from the same recipe
     whose checksums still match are kept; only missing or damaged ones are rendered. ``jobs``
-    is the number of worker processes (-1: all cores); it never changes the output. The progress
-    bar shows on a terminal (``progress=None``) or as asked.
+    is the number of worker processes (-1: all cores); ``backend`` runs the shard tasks on
+    joblib's ``loky`` or ``threading`` backend or on a ``dask`` or ``ray`` cluster (at
+    ``address``, or a local one); neither changes the output. The progress bar shows on a
+    terminal (``progress=None``) or as asked.
     """
     from joblib import Parallel, delayed
 
@@ -232,7 +242,7 @@ def render(
                               size=size, points=points, draw=draw, shard_size=shard_size, seed=seed)
     if recipe["perturb"]["delta"] == 0:
         warnings.warn("delta is 0: every class is the same image", stacklevel=2)
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # workers may run elsewhere, on shared storage
     done = prepare_out_dir(out_dir, recipe, force)
     plan = shard_plan(recipe)
     todo = [spec for spec in plan if spec[0] not in done]
@@ -247,13 +257,15 @@ def render(
                 journal.write(json.dumps(r) + "\n")
             journal.flush()
             tasks = (delayed(render_shard)(recipe, str(out_dir), *spec) for spec in todo)
-            for record in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
-                done[record["shard"]] = record
-                journal.write(json.dumps(record) + "\n")
-                journal.flush()
-                bar.update(record["samples"])
+            with parallel_backend(backend, address, jobs):
+                for record in Parallel(return_as="generator_unordered")(tasks):
+                    done[record["shard"]] = record
+                    journal.write(json.dumps(record) + "\n")
+                    journal.flush()
+                    bar.update(record["samples"])
     seconds = time.perf_counter() - start
     manifest = write_dataset_files(out_dir, recipe, [done[s] for s, _, _ in plan])
+    _remove_temporary(out_dir, recipe)  # a worker that died mid-shard leaves one; its task ran again
     with contextlib.suppress(OSError):
         (out_dir / JOURNAL).unlink()
     if preview:
