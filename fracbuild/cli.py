@@ -98,8 +98,13 @@ def render(recipe, out_dir, jobs, backend, address, force, no_preview, **overrid
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        manifest = run_render(recipe, out_dir, jobs=jobs, backend=backend, address=address, force=force,
-                              preview=not no_preview, **overrides)
+        try:
+            manifest = run_render(recipe, out_dir, jobs=jobs, backend=backend, address=address, force=force,
+                                  preview=not no_preview, **overrides)
+        except KeyboardInterrupt:
+            click.echo(f"\nInterrupted: finished shards are kept in {out_dir}; run the same command to resume.",
+                       err=True)
+            sys.exit(130)
     for w in caught:
         click.echo(f"Warning: {w.message}", err=True)
     run = manifest["run"]
