@@ -21,10 +21,10 @@ run: $(VENV)/.core
 test: $(VENV)/.train
 	$(PY) -m pytest -q
 
-lint: $(VENV)/.train
+lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 
-bench: $(VENV)/.core
+bench: $(VENV)/.train
 	$(PY) benchmarks/bench.py
 
 setup: $(VENV)/.core
@@ -34,6 +34,10 @@ $(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.core
+	$(PIP) install -q -e '.[dev]'
 	touch $@
 
 # Torch first, pinned, so that resolving the extras never pulls another build.
