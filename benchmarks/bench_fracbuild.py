@@ -56,7 +56,8 @@ def render(args: argparse.Namespace) -> None:
     recipe = load_recipe(RECIPE)
     jobs = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
-        R.render(recipe, f"{tmp}/warmup", classes=20, progress=False, preview=False, jobs=jobs)  # JIT, workers
+        R.render(recipe, f"{tmp}/warmup", classes=8 * jobs, shard_size=4, progress=False, preview=False,
+                 jobs=jobs)  # JIT caches and every worker started
         warm = timed(lambda: R.render(recipe, f"{tmp}/warm", progress=False, preview=False, jobs=jobs))
         cold, peak = run_cli(["render", str(RECIPE), "-o", f"{tmp}/cold", "--no-preview"])
         big = 5000

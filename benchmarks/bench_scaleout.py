@@ -32,7 +32,8 @@ def scaleout(args: argparse.Namespace) -> None:
             "dask": dict(backend="dask", address=cluster.scheduler_address),
         }
         for name, options in runs.items():  # warm-up: worker start-up and kernel caches
-            R.render(recipe, f"{tmp}/warm-{name}", classes=20, progress=False, preview=False, **options)
+            R.render(recipe, f"{tmp}/warm-{name}", classes=8 * workers, shard_size=4, progress=False, preview=False,
+                     **options)
         for name, options in runs.items():
             seconds = timed(lambda o=options, n=name: R.render(recipe, f"{tmp}/{n}", progress=False,
                                                               preview=False, **o))
