@@ -20,7 +20,7 @@ from typing import Any
 
 from .errors import FracbuildError
 from .progress import progress_bar
-from .recipe import load_recipe, save_json, validate_recipe
+from .recipe import counts, load_recipe, save_json, validate_recipe
 from .shards import file_sha256, shard_name, write_shard
 from .sources import create_source
 
@@ -57,7 +57,8 @@ def effective_recipe(recipe: dict | str | os.PathLike, **overrides: Any) -> dict
 
 def shard_plan(recipe: dict[str, Any]) -> list[tuple[int, int, int]]:
     """``(shard, first index, samples)`` for every shard, in order."""
-    total = recipe["perturb"]["classes"] * recipe["render"]["instances"]
+    classes, instances = counts(recipe)
+    total = classes * instances
     size = recipe["render"]["shard_size"]
     return [(s, first, min(size, total - first)) for s, first in enumerate(range(0, total, size))]
 
@@ -65,7 +66,7 @@ def shard_plan(recipe: dict[str, Any]) -> list[tuple[int, int, int]]:
 def render_shard(recipe: dict[str, Any], out_dir: str, shard: int, first: int, count: int) -> dict[str, Any]:
     """Render samples ``[first, first + count)`` and write them as shard number ``shard``."""
     source = create_source(recipe)
-    instances = recipe["render"]["instances"]
+    _, instances = counts(recipe)
     redraws = 0
 
     def samples():
@@ -179,8 +180,8 @@ def write_dataset_files(out_dir: Path, recipe: dict, records: list[dict]) -> dic
     manifest = {
         "format": FORMAT,
         "name": recipe["name"],
-        "classes": recipe["perturb"]["classes"],
-        "instances": recipe["render"]["instances"],
+        "classes": counts(recipe)[0],
+        "instances": counts(recipe)[1],
         "samples": sum(r["samples"] for r in shards),
         "bytes": sum(r["bytes"] for r in shards),
         "redraws": sum(r["redraws"] for r in shards),
@@ -230,7 +231,7 @@ def render(
 
     recipe = effective_recipe(recipe, classes=classes, delta=delta, perturb=perturb, instances=instances,
                               size=size, points=points, draw=draw, shard_size=shard_size, seed=seed)
-    if recipe["perturb"]["delta"] == 0:
+    if recipe["perturb"].get("delta") == 0:
         warnings.warn("delta is 0: every class is the same image", stacklevel=2)
     out_dir = Path(out_dir)
     done = prepare_out_dir(out_dir, recipe, force)
