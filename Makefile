@@ -39,7 +39,7 @@ $(VENV)/.core: pyproject.toml
 # Torch first, pinned, so that resolving the extras never pulls another build.
 $(VENV)/.train: $(VENV)/.core
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e '.[train,dev]'
+	$(PIP) install -q -e '.[train,dev,image]'
 	touch $@
 
 clean:

@@ -84,9 +84,12 @@ def render_shard(recipe: dict[str, Any], out_dir: str, shard: int, first: int, c
 
 def versions() -> dict[str, str]:
     """Versions that decide the output bytes (read from metadata: importing webdataset costs a second)."""
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     packages = {name: version(name) for name in ("fracbuild", "numpy", "numba", "pillow", "webdataset")}
+    for name in ("scikit-image", "scipy"):  # the image source's resampling, when installed
+        with contextlib.suppress(PackageNotFoundError):
+            packages[name] = version(name)
     return {**packages, "python": sys.version.split()[0], "zlib": zlib.ZLIB_RUNTIME_VERSION}
 
 
