@@ -167,7 +167,7 @@ def source_coordinates(warp: str, params: np.ndarray, size: int, delta: float, s
         dx, dy = (ski.transform.resize(f / peak, (size, size), order=3).ravel() for f in field)
         src = xy + delta / 2.0 * np.column_stack([dx, dy])
     src = src / max(1.0, float(np.abs(src).max()))  # shrink towards the centre until inside
-    pixels = np.clip((src + 1.0) * (size - 1) / 2.0, 0.0, size - 1)
+    pixels = (src + 1.0) * (size - 1) / 2.0  # [-1, 1] to [0, size - 1], exactly at the ends
     return np.stack([pixels[:, 1].reshape(size, size), pixels[:, 0].reshape(size, size)])
 
 
