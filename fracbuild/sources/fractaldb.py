@@ -94,19 +94,19 @@ class CategorySource:
         self._pixels: dict[int, np.ndarray] = {}
         self._image: tuple[tuple[int, int, int], np.ndarray] | None = None
 
-    def sequence_seed(self, render: int) -> list[int]:
-        return [self.perturb["seed"], SHARED_SEQUENCE, render]
+    def sequence_seed(self, patch: int) -> list[int]:
+        return [self.perturb["seed"], SHARED_SEQUENCE, patch]
 
-    def sequence(self, render: int) -> tuple[np.ndarray, np.ndarray]:
-        return random_sequence(self.render["points"], np.random.default_rng(self.sequence_seed(render)))
+    def sequence(self, patch: int) -> tuple[np.ndarray, np.ndarray]:
+        return random_sequence(self.render["points"], np.random.default_rng(self.sequence_seed(patch)))
 
-    def masks(self, render: int) -> np.ndarray:
-        """Patch render ``render``'s masks, shared by every category (cached; few are in use at once)."""
-        if render not in self._masks:
+    def masks(self, patch: int) -> np.ndarray:
+        """Patch render ``patch``'s masks, shared by every category (cached: 10 for FractalDB's M)."""
+        if patch not in self._masks:
             if len(self._masks) >= 16:
                 self._masks.clear()
-            self._masks[render] = self.sequence(render)[1]
-        return self._masks[render]
+            self._masks[patch] = self.sequence(patch)[1]
+        return self._masks[patch]
 
     def layout(self, instance: int) -> tuple[int, int, str]:
         """``(scale row, patch render, flip)`` of an instance."""
@@ -127,20 +127,20 @@ class CategorySource:
         return maps, self._pixels[row]
 
     def sample(self, cls: int, instance: int) -> tuple[np.ndarray, dict[str, Any]]:
-        row, render, how = self.layout(instance)
+        row, patch, how = self.layout(instance)
         maps, pixels = self.pixels(cls, row)
-        key = (cls, row, render)
-        if self._image is None or self._image[0] != key:  # the flips of one render come together
-            self._image = key, draw_image(pixels, self.masks(render), self.render["size"], self.render["draw"])
+        key = (cls, row, patch)
+        if self._image is None or self._image[0] != key:  # the flips of one patch render come together
+            self._image = key, draw_image(pixels, self.masks(patch), self.render["size"], self.render["draw"])
         image = flip(self._image[1], how)
         meta = {
             "class": cls,
             "instance": instance,
             "maps": maps.tolist(),
             "scale": self.scales[row].tolist(),
-            "render": render,
+            "patch": patch,
             "fill": float(fill_rate(image)),
             "flip": how,
-            "seeds": {"sequence": self.sequence_seed(0), "masks": self.sequence_seed(render)},
+            "seeds": {"sequence": self.sequence_seed(0), "masks": self.sequence_seed(patch)},
         }
         return image, meta
