@@ -22,7 +22,7 @@ from .errors import FracbuildError
 from .progress import progress_bar
 from .recipe import counts, load_recipe, save_json, validate_recipe
 from .shards import file_sha256, shard_name, write_shard
-from .sources import create_source
+from .sources import DEFAULT_SOURCE, create_source
 
 JOURNAL = ".journal.jsonl"
 MANIFEST = "manifest.json"
@@ -155,6 +155,8 @@ def prepare_out_dir(out_dir: Path, recipe: dict, force: bool) -> dict[int, dict]
     except OSError as e:
         raise FracbuildError(f"cannot create {out_dir}: {e.strerror or e}") from None
     old_recipe, records = _previous(out_dir)
+    if isinstance(old_recipe, dict) and "source" not in old_recipe:  # rendered before recipes named it
+        old_recipe = {**old_recipe, "source": DEFAULT_SOURCE}
     if old_recipe is not None and old_recipe != recipe:
         if not force:
             changed = ", ".join(_diff(old_recipe, recipe)[:4]) or "its settings"

@@ -351,3 +351,12 @@ def test_noise_recipe_checks_its_parameters():
         validate_recipe({**recipe, "noise": {"mean": 0.5}})
     with pytest.raises(FracbuildError, match="noise.variance must be >= 0"):
         noise_source.make_recipe("noise-gaussian", noise={"variance": -1})
+
+
+def test_a_dataset_rendered_before_recipes_named_their_source_resumes(recipe, tmp_path):
+    render(recipe, tmp_path, jobs=1, progress=False, preview=False)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    del manifest["recipe"]["source"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    m = render(recipe, tmp_path, jobs=1, progress=False, preview=False)
+    assert m["run"]["kept"] == 12 and m["run"]["rendered"] == 0
