@@ -33,6 +33,13 @@ SEARCH_OPTIONS: dict[str, set[str]] = {
 DECIMALS = 6
 
 
+def check_seed(seed: Any) -> int:
+    """numpy seeds generators with non-negative integers only."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise FracbuildError(f"seed must be a non-negative integer, got {seed!r}")
+    return seed
+
+
 def search(
     sigma: float = 3.5,
     maps: int = 2,
@@ -52,6 +59,7 @@ def search(
     systems were drawn, ``search.fill`` the accepted system's fill rate.
     """
     check_name(name)
+    check_seed(seed)
     ifs.check_sigma(sigma, maps, tolerance)
     if not 0.0 <= fill_min < 1.0:
         raise FracbuildError(f"fill_min must lie in [0, 1), got {fill_min}")
@@ -109,6 +117,7 @@ def search_categories(
     from joblib import Parallel, delayed
 
     name = check_name(name or source)
+    check_seed(seed)
     if method not in CATEGORY_METHODS:
         raise FracbuildError(f"method must be one of {', '.join(CATEGORY_METHODS)}, got {method!r}")
     lo, hi = maps

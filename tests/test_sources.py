@@ -299,6 +299,8 @@ def test_cli_search_makes_a_recipe_of_every_source(tmp_path):
         (["--source", "fractal", "--maps", "2-4"], "--source fractal takes one number of maps"),
         (["--source", "ofdb", "--maps", "x"], "'x' is not a number N or a range MIN-MAX"),
         (["--source", "pictures"], "Invalid value for '--source'"),
+        (["--source", "fractal", "--seed", -1], "seed must be a non-negative integer, got -1"),
+        (["--source", "ofdb", "--seed", -1], "seed must be a non-negative integer, got -1"),
         (["--source", "image", "--image", "missing.png"], "image missing.png not found"),
         (["--source", "image", "--image", "skimage:none"], "no built-in image 'skimage:none'; scikit-image bundles"),
     ],
