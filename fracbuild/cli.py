@@ -74,13 +74,13 @@ class _Maps(click.ParamType):
 @click.option("--image", help="Image file, or skimage:NAME for a bundled photograph (image; skimage:camera).")
 @click.option("--convert", type=click.Choice(["canny", "gray"]), help="Canny edges or gray levels (image; canny).")
 @click.option("--warp", type=click.Choice(["affine", "elastic", "polynomial"]), help="Class warps (image; affine).")
-@click.option("--name", help="Dataset name, the shard prefix (1p-frac; others: the source's name).")
+@click.option("--name", help="Dataset name, the shard prefix (1p-frac; image: real-CONVERT-WARP; others: the source).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Recipe JSON to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing recipe.")
 def search(source, output, force, **options):
     """Write a new recipe: an IFS with a target σ-factor (fractal), FractalDB or OFDB categories
     searched in parallel, or a noise or image recipe. Only the options given are passed on;
-    the others keep the source's defaults (in brackets)."""
+    the others keep the source's defaults (in parentheses)."""
     from .recipe import check_output, save_json
     from .searching import new_recipe
 
