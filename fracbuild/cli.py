@@ -41,40 +41,77 @@ def main() -> None:
     """Formula-driven pre-training data: search an IFS, render its perturbation classes."""
 
 
+class _Maps(click.ParamType):
+    """``N`` (a fractal's maps) or ``MIN-MAX`` (the range a category's maps are drawn from)."""
+
+    name = "N|MIN-MAX"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, tuple)):
+            return value
+        lo, sep, hi = str(value).partition("-")
+        try:
+            return (int(lo), int(hi)) if sep else int(lo)
+        except ValueError:
+            self.fail(f"{value!r} is not a number N or a range MIN-MAX", param, ctx)
+
+
 @main.command()
-@click.option("--sigma", default=3.5, show_default=True, help="Target σ-factor (small = complex).")
-@click.option("--maps", default=2, show_default=True, help="Number of affine maps N.")
-@click.option("--tolerance", default=0.1, show_default=True, help="Target σ drawn from σ ± tolerance.")
-@click.option("--seed", default=0, show_default=True, help="Seed of every random draw.")
-@click.option("--fill-min", default=0.05, show_default=True, help="Least fill rate of the rendered system.")
-@click.option("--max-tries", default=10_000, show_default=True, help="Give up after this many systems.")
-@click.option("--name", default="1p-frac", show_default=True, help="Dataset name (shard prefix).")
+@click.option("--source", default="fractal", show_default=True,
+              type=click.Choice(["fractal", "fractaldb", "ofdb", "noise-gaussian", "noise-uniform", "image"]),
+              help="What the recipe renders.")
+@click.option("--sigma", type=float, help="Target σ-factor, small = complex (fractal; 3.5).")
+@click.option("--maps", type=_Maps(), help="Number of affine maps (fractal; 2), or their range (fractaldb, ofdb; 2-7).")
+@click.option("--tolerance", type=float, help="Target σ drawn from σ ± tolerance (fractal; 0.1).")
+@click.option("--seed", type=int, help="Seed of every random draw (0).")
+@click.option("--fill-min", type=float, help="Least fill rate of a rendered system (fractal 0.05; categories 0.2).")
+@click.option("--max-tries", type=int, help="Give up after this many systems, per category (10000).")
+@click.option("--classes", type=int, help="Classes L, or categories C for fractaldb and ofdb (1000).")
+@click.option("--delta", type=float, help="Perturbation strength Δ (fractal, noise, image; 0.1).")
+@click.option("--method", type=click.Choice(["fill", "sigma"]),
+              help="Category draw: FractalDB's uniform parameters, or by σ-factor (fractaldb, ofdb; fill).")
+@click.option("--jobs", type=int, help="Worker processes of a category search (-1: all cores).")
+@click.option("--image", help="Image file, or skimage:NAME for a bundled photograph (image; skimage:camera).")
+@click.option("--convert", type=click.Choice(["canny", "gray"]), help="Canny edges or gray levels (image; canny).")
+@click.option("--warp", type=click.Choice(["affine", "elastic", "polynomial"]), help="Class warps (image; affine).")
+@click.option("--name", help="Dataset name, the shard prefix (1p-frac; image: real-CONVERT-WARP; others: the source).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Recipe JSON to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing recipe.")
-def search(sigma, maps, tolerance, seed, fill_min, max_tries, name, output, force):
-    """Find an IFS with a target σ-factor and write its recipe."""
+def search(source, output, force, **options):
+    """Write a new recipe: an IFS with a target σ-factor (fractal), FractalDB or OFDB categories
+    searched in parallel, or a noise or image recipe. Only the options given are passed on;
+    the others keep the source's defaults (in parentheses)."""
     from .recipe import check_output, save_json
-    from .searching import search as run_search
+    from .searching import new_recipe
 
     check_output(output, force)
     start = time.perf_counter()
-    recipe = run_search(sigma=sigma, maps=maps, tolerance=tolerance, seed=seed,
-                        fill_min=fill_min, name=name, max_tries=max_tries)
+    recipe = new_recipe(source, **{k: v for k, v in options.items() if v is not None})
     seconds = time.perf_counter() - start
     save_json(recipe, output, force=force)
     found = recipe["search"]
-    click.echo(f"{output}: sigma {recipe['ifs']['sigma']:.4f} (target {sigma} ± {tolerance}), "
-               f"fill {found['fill']:.3f}, {found['tries']} tries, {seconds:.3f} s")
-
+    if source == "fractal":
+        click.echo(f"{output}: sigma {recipe['ifs']['sigma']:.4f} (target {found['sigma']} ± {found['tolerance']}), "
+                   f"fill {found['fill']:.3f}, {found['tries']} tries, {seconds:.3f} s")
+    elif source in ("fractaldb", "ofdb"):
+        click.echo(f"{output}: {found['classes']} categories ({found['method']}, {found['maps'][0]}-{found['maps'][1]} "
+                   f"maps, fill >= {found['fill_min']}), {found['tries']} systems tried, {seconds:.1f} s")
+    elif source == "image":
+        image = recipe["image"]
+        click.echo(f"{output}: {image['path']} ({image['convert']}), {recipe['perturb']['warp']} warps, "
+                   f"{recipe['perturb']['classes']} classes")
+    else:
+        params = ", ".join(f"{k} {v}" for k, v in recipe["noise"].items())
+        click.echo(f"{output}: {source} ({params}), {recipe['perturb']['classes']} classes")
 
 
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--classes", type=int, help="Number of perturbation classes L.")
+@click.option("--classes", type=int, help="Number of classes L (fractaldb, ofdb: the first C categories).")
 @click.option("--delta", type=float, help="Perturbation strength Δ.")
 @click.option("--perturb", type=click.Choice(["multiplicative", "additive"]), help="Perturbation mode.")
-@click.option("--instances", type=int, help="Images per class K (differing chaos-game sequences).")
+@click.option("--instances", type=int, help="Images per class K (fractaldb: M per category).")
 @click.option("--size", type=int, help="Image side in pixels.")
 @click.option("--points", type=int, help="Chaos-game points per image.")
 @click.option("--draw", type=click.Choice(["point", "patch", "density"]), help="Drawing mode.")

@@ -90,11 +90,12 @@ def verify(out_dir: str | os.PathLike, deep: int = 0, progress: bool | None = Fa
 
 
 def _rerender(out_dir: Path, manifest: dict, n: int) -> list[str]:
+    from .recipe import counts
     from .sources import create_source
 
     recipe = manifest["recipe"]
     source = create_source(recipe)
-    instances = recipe["render"]["instances"]
+    _, instances = counts(recipe)
     classes = sorted({int(c) for c in np.linspace(0, manifest["classes"] - 1, min(n, manifest["classes"]))})
     problems = []
     for cls, stored in zip(classes, images_of(out_dir, manifest, [c * instances for c in classes]), strict=True):
@@ -125,11 +126,15 @@ def info(out_dir: str | os.PathLike) -> str:
     lines = [
         f"{m.get('name')}: {m['samples']} samples, {m['classes']} classes x {m.get('instances', 1)} instances, "
         f"{len(m['shards'])} shards, {m.get('bytes', 0) / 1e6:.1f} MB",
+        f"  source: {r.get('source', 'fractal')}",
         f"  ifs: {len(r.get('ifs', {}).get('maps', []))} maps, sigma {r.get('ifs', {}).get('sigma', float('nan')):.4f}",
         f"  perturb: {p.get('mode')} delta {p.get('delta')} seed {p.get('seed')}; redraws {m.get('redraws')}",
         f"  render: {rd.get('size')} px, {rd.get('points')} points, {rd.get('draw')}, fill >= {rd.get('fill_min')}",
         "  versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
     ]
+    if "ifs" not in r:  # other sources: their own settings, as the recipe spells them
+        lines[2:5] = [f"  {key}: " + ", ".join(f"{k} {v}" for k, v in r[key].items())
+                      for key in ("perturb", "render") if isinstance(r.get(key), dict)]
     return "\n".join(lines)
 
 

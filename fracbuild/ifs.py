@@ -111,15 +111,30 @@ def sample_system(
     return maps
 
 
-def perturb_maps(maps: np.ndarray, mode: str, delta: float, rng: np.random.Generator) -> np.ndarray:
-    """Perturb every one of the 6·N parameters (the LIEP classes).
+def sample_uniform_system(n_maps: int, rng: np.random.Generator) -> np.ndarray:
+    """FractalDB's draw: an ``(N, 6)`` system with every parameter uniform in ``(-1, 1)``.
+
+    Nothing keeps the maps contractive; a search keeps the systems whose render fills enough.
+    """
+    if n_maps < 1:
+        raise FracbuildError(f"maps must be at least 1, got {n_maps}")
+    return rng.uniform(-1.0, 1.0, size=(n_maps, 6))
+
+
+def perturb_params(params: np.ndarray, mode: str, delta: float, rng: np.random.Generator) -> np.ndarray:
+    """Perturb every entry of a parameter array: maps, noise parameters, warps.
 
     ``multiplicative`` scales each by ``U(1 - Δ, 1 + Δ)`` (the reference code);
     ``additive`` adds ``U(-Δ/2, Δ/2)`` (the paper's Eq. 9).
     """
-    maps = np.asarray(maps, dtype=np.float64)
+    params = np.asarray(params, dtype=np.float64)
     if mode == "multiplicative":
-        return maps * rng.uniform(1.0 - delta, 1.0 + delta, size=maps.shape)
+        return params * rng.uniform(1.0 - delta, 1.0 + delta, size=params.shape)
     if mode == "additive":
-        return maps + rng.uniform(-delta / 2.0, delta / 2.0, size=maps.shape)
+        return params + rng.uniform(-delta / 2.0, delta / 2.0, size=params.shape)
     raise FracbuildError(f"unknown perturbation mode {mode!r}")
+
+
+def perturb_maps(maps: np.ndarray, mode: str, delta: float, rng: np.random.Generator) -> np.ndarray:
+    """The LIEP classes: every one of the 6·N parameters of a system perturbed (``perturb_params``)."""
+    return perturb_params(maps, mode, delta, rng)

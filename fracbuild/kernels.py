@@ -134,18 +134,17 @@ def fill_rate(image):
     return n / image.size
 
 
-def render_image(
-    maps: np.ndarray,
-    choices: np.ndarray,
-    masks: np.ndarray,
-    size: int,
-    draw: str = "patch",
-) -> np.ndarray:
-    """Run the chaos game for ``len(choices)`` points and draw them on a ``size²`` uint8 image."""
+def trace(maps: np.ndarray, choices: np.ndarray, size: int) -> np.ndarray:
+    """Run the chaos game for ``len(choices)`` points and scale them to ``(row, col)`` pixels."""
     points = np.empty((len(choices), 2))
     chaos_game(np.ascontiguousarray(maps, dtype=np.float64), choices, points)
     pixels = np.empty((len(choices), 2), dtype=np.int32)
     scale_to_pixels(points, size, PAD, pixels)
+    return pixels
+
+
+def draw_image(pixels: np.ndarray, masks: np.ndarray, size: int, draw: str = "patch") -> np.ndarray:
+    """Draw traced pixels on a ``size²`` uint8 image; ``masks`` are used by ``patch`` only."""
     image = np.zeros((size, size), dtype=np.uint8)
     if draw == "point":
         draw_points(pixels, image)
@@ -158,6 +157,17 @@ def render_image(
     return image
 
 
+def render_image(
+    maps: np.ndarray,
+    choices: np.ndarray,
+    masks: np.ndarray,
+    size: int,
+    draw: str = "patch",
+) -> np.ndarray:
+    """Run the chaos game for ``len(choices)`` points and draw them on a ``size²`` uint8 image."""
+    return draw_image(trace(maps, choices, size), masks, size, draw)
+
+
 def random_sequence(points: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """The chaos game's random inputs: one uniform and one non-empty 9-bit patch mask per point."""
     uniforms = rng.random(points)
@@ -165,8 +175,28 @@ def random_sequence(points: int, rng: np.random.Generator) -> tuple[np.ndarray, 
     return uniforms, masks
 
 
+@njit(cache=True, nogil=True)
+def _choose(cdf, uniforms, choices):
+    """``choices[t]`` = the first ``j`` with ``cdf[j] > uniforms[t]``, i.e. the number of entries
+    ``<= uniforms[t]`` before the last one (``cdf`` is sorted). Counted branch-free: N is small and
+    random uniforms defeat branch prediction."""
+    last = cdf.shape[0] - 1
+    for t in range(uniforms.shape[0]):
+        u = uniforms[t]
+        j = 0
+        for k in range(last):
+            j += cdf[k] <= u
+        choices[t] = j
+
+
 def map_choices(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-    """Turn uniforms into map indices drawn with ``probs`` (inverse CDF)."""
+    """Turn uniforms into map indices drawn with ``probs`` (inverse CDF).
+
+    The same indices as ``np.searchsorted(cdf, uniforms, side="right")``, about ten times faster,
+    which matters to searches that try thousands of systems.
+    """
     cdf = np.cumsum(probs)
     cdf[-1] = 1.0
-    return np.searchsorted(cdf, uniforms, side="right").astype(np.intp)
+    choices = np.empty(len(uniforms), dtype=np.intp)
+    _choose(cdf, np.ascontiguousarray(uniforms, dtype=np.float64), choices)
+    return choices

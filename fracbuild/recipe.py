@@ -1,7 +1,9 @@
-"""Recipes: the JSON that pins a dataset (the IFS, how it was found, how to perturb and render).
+"""Recipes: the JSON that pins a dataset (its source, how it was found, how to perturb and render).
 
-``make_recipe`` builds one, ``validate_recipe`` fills defaults and checks every value with a
-one-line error, ``load_recipe`` / ``save_json`` are the file edges.
+``validate_recipe`` checks the keys every source shares (``name``, ``source``, ``perturb``,
+``render``) and hands the rest to the source's own ``validate``; every error is one line.
+``make_recipe`` builds a ``fractal`` recipe, ``counts`` is the one place that says how many
+classes and instances a recipe has, ``load_recipe`` / ``save_json`` are the file edges.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import numpy as np
 
 from . import ifs
 from .errors import FracbuildError
-from .kernels import DRAW_MODES, PAD
+from .kernels import PAD
+from .sources import DEFAULT_SOURCE, source_module
 
 PERTURB_MODES = ("multiplicative", "additive")
 
@@ -51,7 +54,7 @@ def make_recipe(
     perturb: dict[str, Any] | None = None,
     render: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A complete recipe for ``maps`` (probabilities and σ computed here), with defaults filled."""
+    """A complete ``fractal`` recipe for ``maps`` (probabilities and σ computed here), defaults filled."""
     maps = np.asarray(maps, dtype=np.float64)
     recipe = {
         "name": name,
@@ -67,25 +70,40 @@ def make_recipe(
     return validate_recipe(recipe)
 
 
-def _section(recipe: dict, key: str, defaults: dict) -> dict:
+def section(recipe: dict, key: str, defaults: dict, source: str = DEFAULT_SOURCE) -> dict:
+    """``recipe[key]`` (an object) over ``defaults``; a key the source does not know is an error."""
     value = recipe.get(key, {})
     if not isinstance(value, dict):
         raise FracbuildError(f"recipe key {key!r} must be an object")
     unknown = set(value) - set(defaults)
     if unknown:
-        raise FracbuildError(f"recipe {key!r} has unknown key(s): {', '.join(sorted(unknown))}")
+        raise FracbuildError(
+            f"recipe {key!r} has unknown key(s) for source {source!r}: {', '.join(sorted(unknown))}"
+        )
     return {**defaults, **value}
 
 
-def _number(section: str, key: str, value: Any, lo: float, hi: float = math.inf,
-            integer: bool = False, lo_open: bool = False) -> Any:
-    where = f"{section}.{key}"
+def number(where: str, value: Any, lo: float, hi: float = math.inf, integer: bool = False,
+           lo_open: bool = False) -> Any:
+    """``value`` if it is a finite number (an integer if asked) within the bounds; ``where`` names it."""
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
         raise FracbuildError(f"{where} must be {'an integer' if integer else 'a number'}, got {value!r}")
     if value < lo or (lo_open and value == lo) or value > hi:
         bound = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi < math.inf else "")
         raise FracbuildError(f"{where} must be {bound}, got {value!r}")
+    return value
+
+
+def choice(where: str, value: Any, options: tuple[str, ...]) -> str:
+    if value not in options:
+        raise FracbuildError(f"{where} must be one of {', '.join(options)}, got {value!r}")
+    return value
+
+
+def flag(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise FracbuildError(f"{where} must be true or false, got {value!r}")
     return value
 
 
@@ -97,61 +115,35 @@ def check_name(name: Any) -> str:
 
 
 def validate_recipe(recipe: Any) -> dict[str, Any]:
-    """Check every value of a recipe and fill defaults; raise ``FracbuildError`` with one line."""
+    """Check every value of a recipe and fill defaults; raise ``FracbuildError`` with one line.
+
+    ``source`` (default ``fractal``) picks the source module, whose ``DEFAULTS`` say which
+    ``perturb`` and ``render`` keys it takes and whose ``validate`` checks its own keys.
+    """
     if not isinstance(recipe, dict):
         raise FracbuildError("a recipe must be a JSON object")
     check_name(recipe.get("name"))
-    system = recipe.get("ifs")
-    if not isinstance(system, dict) or "maps" not in system:
-        raise FracbuildError("recipe needs 'ifs' with 'maps' (a list of [a, b, c, d, e, f])")
-    try:
-        maps = np.array(system["maps"], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise FracbuildError("ifs.maps must be a list of [a, b, c, d, e, f] numbers") from None
-    if maps.ndim != 2 or maps.shape[1] != 6 or len(maps) < 1 or not np.isfinite(maps).all():
-        raise FracbuildError(f"ifs.maps must be N >= 1 finite rows [a, b, c, d, e, f], got shape {maps.shape}")
-    probs = system.get("probs")
-    if probs is None:
-        probs = ifs.map_probabilities(maps)
-    try:
-        probs = np.array(probs, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise FracbuildError("ifs.probs must be a list of numbers") from None
-    if probs.shape != (len(maps),) or (probs < 0).any() or abs(probs.sum() - 1.0) > 1e-6:
-        raise FracbuildError(f"ifs.probs must be {len(maps)} non-negative numbers summing to 1")
-    sigma = ifs.sigma_factor(maps)
-    if "sigma" in system and not (isinstance(system["sigma"], (int, float)) and abs(system["sigma"] - sigma) < 1e-6):
-        raise FracbuildError(f"ifs.sigma {system['sigma']!r} does not match the maps' σ-factor {sigma:.6f}")
-
-    perturb = _section(recipe, "perturb", PERTURB_DEFAULTS)
-    if perturb["mode"] not in PERTURB_MODES:
-        raise FracbuildError(f"perturb.mode must be one of {', '.join(PERTURB_MODES)}, got {perturb['mode']!r}")
-    _number("perturb", "delta", perturb["delta"], 0.0)
-    _number("perturb", "classes", perturb["classes"], 1, integer=True)
-    _number("perturb", "seed", perturb["seed"], 0, integer=True)
-
-    render = _section(recipe, "render", RENDER_DEFAULTS)
-    _number("render", "size", render["size"], 2 * PAD + 4, 65536, integer=True)
-    _number("render", "points", render["points"], 1, integer=True)
-    if render["draw"] not in DRAW_MODES:
-        raise FracbuildError(f"render.draw must be one of {', '.join(DRAW_MODES)}, got {render['draw']!r}")
-    _number("render", "fill_min", render["fill_min"], 0.0, 1.0)
-    _number("render", "instances", render["instances"], 1, integer=True)
-    if render["sequence"] not in SEQUENCE_MODES:
-        raise FracbuildError(f"render.sequence must be one of {', '.join(SEQUENCE_MODES)}, got {render['sequence']!r}")
-    if not isinstance(render["flips"], bool):
-        raise FracbuildError(f"render.flips must be true or false, got {render['flips']!r}")
-    _number("render", "shard_size", render["shard_size"], 1, integer=True)
-
+    source = recipe.get("source", DEFAULT_SOURCE)
+    module = source_module(source)
+    defaults = module.DEFAULTS[source]
+    perturb = section(recipe, "perturb", defaults["perturb"], source)
+    number("perturb.classes", perturb["classes"], 1, integer=True)
+    number("perturb.seed", perturb["seed"], 0, integer=True)
+    render = section(recipe, "render", defaults["render"], source)
+    number("render.size", render["size"], 2 * PAD + 4, 65536, integer=True)
+    number("render.instances", render["instances"], 1, integer=True)
+    number("render.shard_size", render["shard_size"], 1, integer=True)
     search = recipe.get("search", {})
     if not isinstance(search, dict):
         raise FracbuildError("recipe key 'search' must be an object")
-    out = dict(recipe)
-    out.update(
-        ifs={"maps": maps.tolist(), "probs": probs.tolist(), "sigma": sigma},
-        search=search, perturb=perturb, render=render,
-    )
-    return out
+    out = {"name": recipe["name"], "source": source, **recipe}
+    out.update(search=search, perturb=perturb, render=render)
+    return module.validate(out)
+
+
+def counts(recipe: dict[str, Any]) -> tuple[int, int]:
+    """``(classes, instances)`` of a validated recipe, for every source; the pipeline reads them here."""
+    return recipe["perturb"]["classes"], recipe["render"]["instances"]
 
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
@@ -188,11 +180,25 @@ def save_json(obj: Any, path: str | os.PathLike, force: bool = False) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
+            f.write(to_json(obj) + "\n")
         os.replace(tmp, path)
     except OSError as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise FracbuildError(f"cannot write {path}: {e.strerror or e}") from None
     return path
+
+
+def to_json(obj: Any, indent: int = 2, level: int = 0) -> str:
+    """JSON indented like ``json.dumps(obj, indent=2)``, except that a list holding no objects or
+    lists (a map's six parameters, a shard's fields) stays on one line: a recipe of 1000
+    FractalDB categories is a few thousand lines instead of fifty thousand."""
+    inner = " " * (indent * (level + 1))
+    if isinstance(obj, dict) and obj:
+        items = [f"{inner}{json.dumps(str(k))}: {to_json(v, indent, level + 1)}" for k, v in obj.items()]
+    elif isinstance(obj, list) and any(isinstance(v, (dict, list)) for v in obj):
+        items = [inner + to_json(v, indent, level + 1) for v in obj]
+    else:
+        return json.dumps(obj, separators=(", ", ": "))
+    brackets = "{}" if isinstance(obj, dict) else "[]"
+    return brackets[0] + "\n" + ",\n".join(items) + "\n" + " " * (indent * level) + brackets[1]

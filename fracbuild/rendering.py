@@ -21,9 +21,9 @@ from typing import Any
 from .backends import parallel_backend
 from .errors import FracbuildError
 from .progress import progress_bar
-from .recipe import load_recipe, save_json, validate_recipe
+from .recipe import counts, load_recipe, save_json, validate_recipe
 from .shards import file_sha256, shard_name, write_shard
-from .sources import create_source
+from .sources import DEFAULT_SOURCE, create_source
 
 JOURNAL = ".journal.jsonl"
 MANIFEST = "manifest.json"
@@ -58,7 +58,8 @@ def effective_recipe(recipe: dict | str | os.PathLike, **overrides: Any) -> dict
 
 def shard_plan(recipe: dict[str, Any]) -> list[tuple[int, int, int]]:
     """``(shard, first index, samples)`` for every shard, in order."""
-    total = recipe["perturb"]["classes"] * recipe["render"]["instances"]
+    classes, instances = counts(recipe)
+    total = classes * instances
     size = recipe["render"]["shard_size"]
     return [(s, first, min(size, total - first)) for s, first in enumerate(range(0, total, size))]
 
@@ -66,7 +67,7 @@ def shard_plan(recipe: dict[str, Any]) -> list[tuple[int, int, int]]:
 def render_shard(recipe: dict[str, Any], out_dir: str, shard: int, first: int, count: int) -> dict[str, Any]:
     """Render samples ``[first, first + count)`` and write them as shard number ``shard``."""
     source = create_source(recipe)
-    instances = recipe["render"]["instances"]
+    _, instances = counts(recipe)
     redraws = 0
 
     def samples():
@@ -84,9 +85,12 @@ def render_shard(recipe: dict[str, Any], out_dir: str, shard: int, first: int, c
 
 def versions() -> dict[str, str]:
     """Versions that decide the output bytes (read from metadata: importing webdataset costs a second)."""
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     packages = {name: version(name) for name in ("fracbuild", "numpy", "numba", "pillow", "webdataset")}
+    for name in ("scikit-image", "scipy"):  # the image source's resampling, when installed
+        with contextlib.suppress(PackageNotFoundError):
+            packages[name] = version(name)
     return {**packages, "python": sys.version.split()[0], "zlib": zlib.ZLIB_RUNTIME_VERSION}
 
 
@@ -152,6 +156,8 @@ def prepare_out_dir(out_dir: Path, recipe: dict, force: bool) -> dict[int, dict]
     except OSError as e:
         raise FracbuildError(f"cannot create {out_dir}: {e.strerror or e}") from None
     old_recipe, records = _previous(out_dir)
+    if isinstance(old_recipe, dict) and "source" not in old_recipe:  # rendered before recipes named it
+        old_recipe = {**old_recipe, "source": DEFAULT_SOURCE}
     if old_recipe is not None and old_recipe != recipe:
         if not force:
             changed = ", ".join(_diff(old_recipe, recipe)[:4]) or "its settings"
@@ -185,8 +191,8 @@ def write_dataset_files(out_dir: Path, recipe: dict, records: list[dict]) -> dic
     manifest = {
         "format": FORMAT,
         "name": recipe["name"],
-        "classes": recipe["perturb"]["classes"],
-        "instances": recipe["render"]["instances"],
+        "classes": counts(recipe)[0],
+        "instances": counts(recipe)[1],
         "samples": sum(r["samples"] for r in shards),
         "bytes": sum(r["bytes"] for r in shards),
         "redraws": sum(r["redraws"] for r in shards),
@@ -240,7 +246,7 @@ def render(
 
     recipe = effective_recipe(recipe, classes=classes, delta=delta, perturb=perturb, instances=instances,
                               size=size, points=points, draw=draw, shard_size=shard_size, seed=seed)
-    if recipe["perturb"]["delta"] == 0:
+    if recipe["perturb"].get("delta") == 0:
         warnings.warn("delta is 0: every class is the same image", stacklevel=2)
     out_dir = Path(out_dir).resolve()  # workers may run elsewhere, on shared storage
     done = prepare_out_dir(out_dir, recipe, force)

@@ -8,22 +8,62 @@ import numpy as np
 
 from .. import ifs
 from ..errors import FracbuildError
-from ..kernels import fill_rate, map_choices, random_sequence, render_image
+from ..kernels import DRAW_MODES, fill_rate, map_choices, random_sequence, render_image
+from ..recipe import PERTURB_DEFAULTS, PERTURB_MODES, RENDER_DEFAULTS, SEQUENCE_MODES, choice, flag, number
+from . import FLIPS, NOISE, flip, sequence_seed
 
-#: Seed-sequence tags, so that class noise and chaos-game sequences never share a stream.
-NOISE, SHARED_SEQUENCE, CLASS_SEQUENCE = 0, 1, 2
 #: A class whose perturbations keep failing the fill check this often is an error, not a loop.
 MAX_REDRAWS = 1000
-#: Instance i of a class is flipped by FLIPS[i % 4] when ``render.flips`` is on.
-FLIPS = ("none", "horizontal", "vertical", "both")
+DEFAULTS = {"fractal": {"perturb": PERTURB_DEFAULTS, "render": RENDER_DEFAULTS}}
 
 
-def flip(image: np.ndarray, how: str) -> np.ndarray:
-    if how in ("horizontal", "both"):
-        image = image[:, ::-1]
-    if how in ("vertical", "both"):
-        image = image[::-1, :]
-    return np.ascontiguousarray(image)
+def check_maps(value: Any, where: str) -> np.ndarray:
+    """An ``(N, 6)`` float array of N >= 1 finite maps ``[a, b, c, d, e, f]``, or a one-line error."""
+    try:
+        maps = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise FracbuildError(f"{where} must be a list of [a, b, c, d, e, f] numbers") from None
+    if maps.ndim != 2 or maps.shape[1] != 6 or len(maps) < 1 or not np.isfinite(maps).all():
+        raise FracbuildError(f"{where} must be N >= 1 finite rows [a, b, c, d, e, f], got shape {maps.shape}")
+    return maps
+
+
+def check_drawing(render: dict[str, Any]) -> None:
+    """The chaos-game render keys that fractal sources share."""
+    number("render.points", render["points"], 1, integer=True)
+    choice("render.draw", render["draw"], DRAW_MODES)
+    flag("render.flips", render["flips"])
+
+
+def validate(recipe: dict[str, Any]) -> dict[str, Any]:
+    """Check the IFS (probabilities and σ filled in) and the perturbation and render keys."""
+    system = recipe.get("ifs")
+    if not isinstance(system, dict) or "maps" not in system:
+        raise FracbuildError("recipe needs 'ifs' with 'maps' (a list of [a, b, c, d, e, f])")
+    maps = check_maps(system["maps"], "ifs.maps")
+    probs = system.get("probs")
+    if probs is None:
+        probs = ifs.map_probabilities(maps)
+    try:
+        probs = np.array(probs, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise FracbuildError("ifs.probs must be a list of numbers") from None
+    if probs.shape != (len(maps),) or (probs < 0).any() or abs(probs.sum() - 1.0) > 1e-6:
+        raise FracbuildError(f"ifs.probs must be {len(maps)} non-negative numbers summing to 1")
+    sigma = ifs.sigma_factor(maps)
+    if "sigma" in system and not (isinstance(system["sigma"], (int, float)) and abs(system["sigma"] - sigma) < 1e-6):
+        raise FracbuildError(f"ifs.sigma {system['sigma']!r} does not match the maps' σ-factor {sigma:.6f}")
+    perturb, render = recipe["perturb"], recipe["render"]
+    choice("perturb.mode", perturb["mode"], PERTURB_MODES)
+    number("perturb.delta", perturb["delta"], 0.0)
+    check_drawing(render)
+    number("render.fill_min", render["fill_min"], 0.0, 1.0)
+    choice("render.sequence", render["sequence"], SEQUENCE_MODES)
+    return {**recipe, "ifs": {"maps": maps.tolist(), "probs": probs.tolist(), "sigma": sigma}}
+
+
+def create(recipe: dict[str, Any]) -> FractalSource:
+    return FractalSource(recipe)
 
 
 class FractalSource:
@@ -43,10 +83,7 @@ class FractalSource:
         self._classes: dict[int, tuple[np.ndarray, int, np.ndarray]] = {}
 
     def sequence_seed(self, cls: int, instance: int) -> list[int]:
-        seed = self.perturb["seed"]
-        if self.render["sequence"] == "shared":
-            return [seed, SHARED_SEQUENCE, instance]
-        return [seed, CLASS_SEQUENCE, instance, cls]
+        return sequence_seed(self.perturb["seed"], self.render["sequence"], cls, instance)
 
     def sequence(self, cls: int, instance: int) -> tuple[np.ndarray, np.ndarray]:
         """Map choices and patch masks, cached: shared sequences are reused by every class."""
