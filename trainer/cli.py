@@ -129,6 +129,9 @@ def main() -> None:
 def pretrain(data, out, **kwargs):
     """Pre-train a timm model on rendered shards (the paper's LPCE)."""
     r = pretrain_run(data, out, **kwargs)
+    if r["loss"] is None:
+        _echo_main(f"{out}: already complete at step {r['steps']}; {r['checkpoint']}")
+        return
     _echo_main(f"{out}: {r['steps']} steps, final loss {r['loss']:.4f}, {r['samples_per_s']:.1f} samples/s; "
                f"{r['checkpoint']}" + (f"; {r['corrupt_shards']} corrupt shard(s) skipped" if r["corrupt_shards"]
                                        else ""))
@@ -157,3 +160,36 @@ def _downstream(name: str, func: Callable, doc: str) -> None:
 
 _downstream("finetune", finetune_run, "Fine-tune a pre-trained checkpoint (or scratch) on a downstream dataset.")
 _downstream("probe", probe_run, "Linear probe on the frozen patch embedding and first K blocks (the paper's Figure 3).")
+
+
+@main.command()
+@click.option("--out", default="runs/experiment", show_default=True, type=click.Path(file_okay=False),
+              help="Where the runs go.")
+@click.option("--report", default="experiments", show_default=True, type=click.Path(file_okay=False),
+              help="Where REPORT.md and results.png go.")
+@click.option("--recipe", default="manifests/1p-frac.json", show_default=True, help="fracbuild recipe to render.")
+@click.option("--data-dir", default="shards", show_default=True, help="Where the rendered datasets go.")
+@click.option("--classes", default=100, show_default=True, help="Perturbation classes L of the rendered dataset.")
+@click.option("--size", default=128, show_default=True, help="Rendered image size (px).")
+@click.option("--pretrain-samples", type=int, help="Pre-training length in samples (default: the preset's).")
+@click.option("--collapse/--no-collapse", default=True, show_default=True, help="Also pre-train on Δ = 0.001.")
+@click.option("--shots", default=10, show_default=True, help="mnist5k training images per class.")
+@click.option("--digits-epochs", default=10, show_default=True, help="Fine-tuning epochs on digits.")
+@click.option("--mnist-epochs", default=100, show_default=True, help="Fine-tuning epochs on mnist5k.")
+@click.option("--probe-blocks", default="1,2,3,4,6", show_default=True, help="Probe depths K, comma-separated.")
+@click.option("--probe-shots", default=50, show_default=True, help="mnist5k training images per class for probes.")
+@click.option("--probe-epochs", default=10, show_default=True, help="Probe epochs.")
+@click.option("--preset", default="cpu", show_default=True, type=click.Choice(["cpu", "smoke"]),
+              help="Preset of every run.")
+@click.option("--seed", default=0, show_default=True, help="Seed of every run.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
+def experiment(probe_blocks, **kwargs):
+    """The paper's Table 2 in miniature: pre-train on one fractal, fine-tune and probe vs scratch."""
+    from .experiments import experiment as run_experiment
+
+    try:
+        blocks = tuple(int(k) for k in probe_blocks.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {probe_blocks!r}") from None
+    r = run_experiment(probe_blocks=blocks, **kwargs)
+    click.echo(f"{r['report']}, {r['chart']}")

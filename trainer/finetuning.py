@@ -200,9 +200,11 @@ def evaluate(model: nn.Module, loader: DataLoader, precision: Precision, d: dist
 
 def _run(kind: str, init: str, dataset: str, out, blocks, preset, overrides, force, device, progress):
     d = distributed.setup(device)
+    threads = torch.get_num_threads()
     try:
         return _fit(kind, str(init), dataset, Path(out), blocks, preset, overrides, force, progress, d)
     finally:
+        torch.set_num_threads(threads)
         distributed.teardown(d)
 
 
@@ -233,7 +235,7 @@ def _fit(kind, init, dataset, out: Path, blocks, preset, overrides, force, progr
         raise TrainerError(f"--batch-size {config['batch_size']} does not fit {len(data.train)} training images "
                            f"over {d.world} processes")
     batch = per_rank * d.world
-    workers = config["workers"] if config["workers"] is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+    workers = config["workers"] if config["workers"] is not None else min(4, distributed.usable_cores() - 1)
     train, test, sampler = _loaders(data, config, per_rank, workers, d)
     per_epoch = len(train)
     total = max(1, round(config["epochs"] * per_epoch))
@@ -248,7 +250,8 @@ def _fit(kind, init, dataset, out: Path, blocks, preset, overrides, force, progr
     mixup, criterion = create_criterion(config, data.classes)
     effective = {**config, "kind": kind, "init": init, "blocks": blocks, "dataset": data.describe(),
                  "batch_size_used": batch, "steps_per_epoch": per_epoch, "total_steps": total, **rates,
-                 "processes": d.world, "workers": workers, "precision": precision.name, "device": str(d.device),
+                 "processes": d.world, "workers": workers, "threads": distributed.set_cpu_threads(d, workers),
+                 "precision": precision.name, "device": str(d.device),
                  "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad)}
     metrics = runs.MetricsLog(out / runs.METRICS) if d.main else None
     if d.main:

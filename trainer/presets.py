@@ -67,17 +67,24 @@ PRETRAIN_DEFAULTS: dict[str, Any] = dict(
 )
 
 # A small ViT for 2 CPU cores: ViT-Tiny's width (192) and heads, 6 blocks, 4-px patches at 32 px
-# (64 tokens). The recipe's lr (1e-3 per 512) is meant for 240k steps; a run of a few thousand
-# steps needs a larger one.
+# (64 tokens), about 2.7M parameters.
 CPU_MODEL = dict(model="vit_tiny_patch16_224", model_kwargs={"patch_size": 4, "depth": 6}, img_size=32)
 SMOKE_MODEL = dict(model="vit_tiny_patch16_224",
                    model_kwargs={"patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}, img_size=32)
+# The recipe's heavy augmentation is made for 240k steps. Measured on this project's 2-core machine
+# (100 classes, 32 px, batch 64), the loss stayed at chance (ln 100 = 4.61) for the first 8,000
+# samples with RandAugment + random erasing, or with Mixup/CutMix, while crops and flips alone
+# brought it to 4.16. A CPU budget therefore keeps the crops (wider: 0.25-1) and flips, and drops
+# RandAugment, erasing and mixing; the loss stays the LPCE cross-entropy with label smoothing.
+LIGHT_AUG = dict(scale=(0.25, 1.0), auto_augment=None, re_prob=0.0, mixup=0.0, cutmix=0.0)
 
 PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # REFERENCE.md: global batch 256, 80,000 epochs over the 1000 images, 5 warm-up epochs, AMP.
     "paper": dict(epochs=80_000, warmup_epochs=5),
-    "cpu": dict(**CPU_MODEL, batch_size=64, samples=60_000, lr=1e-3, warmup_lr_base=1e-5, min_lr_base=1e-4,
-                log_every=20, save_every=200),
+    # A few thousand steps need a larger lr than the recipe's 1e-3 per 512 (made for 240k steps).
+    "cpu": dict(**CPU_MODEL, **LIGHT_AUG, batch_size=64, samples=60_000, lr=1e-3, warmup_lr_base=1e-5,
+                min_lr_base=1e-4, log_every=20, save_every=200),
+    # Tiny, and with the recipe's full augmentation so that a smoke run exercises all of it.
     "smoke": dict(**SMOKE_MODEL, batch_size=16, samples=800, lr=2e-3, warmup_lr_base=1e-5, min_lr_base=1e-4,
                   drop_path=0.0, shuffle_buffer=100, workers=0, log_every=5, save_every=25),
 }
@@ -90,12 +97,16 @@ FINETUNE_DEFAULTS: dict[str, Any] = dict(
 )
 
 FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
-    # REFERENCE.md: SGD, lr 0.01 x batch / 512, wd 1e-4, 10 warm-up epochs, cosine, "up to 1000 epochs".
+    # REFERENCE.md: SGD, lr 0.01 x batch / 512, wd 1e-4, 10 warm-up epochs, cosine, "up to 1000 epochs";
+    # the reference's batch size is not recorded: 256 here.
     "paper": dict(),
-    # Small data at 32 px: AdamW (SGD at the recipe's lr barely moves in a few hundred steps),
-    # no flips (digits are not mirror-symmetric), lighter crops, no erasing; the same for every init.
-    "cpu": dict(**CPU_MODEL, batch_size=64, epochs=40, warmup_epochs=3, lr=5e-4, opt="adamw", weight_decay=0.05,
-                scale=(0.5, 1.0), hflip=0.0, re_prob=0.0, workers=0, log_every=10),
+    # Small data at 32 px on 2 cores. Measured on digits from scratch, 280 steps of 32: 10.1% top-1
+    # (chance) with RandAugment + Mixup/CutMix, 57% without; SGD at the recipe's lr barely moves.
+    # So: AdamW, crops 0.6-1, no flips (digits are not mirror-symmetric), no RandAugment, no mixing,
+    # label smoothing kept. The same settings for every initialisation.
+    "cpu": dict(**CPU_MODEL, batch_size=32, epochs=10, warmup_epochs=2, lr=1e-3, opt="adamw", weight_decay=0.05,
+                scale=(0.6, 1.0), hflip=0.0, auto_augment=None, re_prob=0.0, mixup=0.0, cutmix=0.0, workers=0,
+                log_every=20),
     "smoke": dict(**SMOKE_MODEL, batch_size=16, epochs=2, warmup_epochs=0, lr=1e-3, opt="adamw",
                   weight_decay=0.05, drop_path=0.0, scale=(0.5, 1.0), hflip=0.0, re_prob=0.0, workers=0,
                   log_every=5),
@@ -104,8 +115,8 @@ FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
 # A linear probe: no mixing or heavy augmentation, a plain linear classifier with SGD.
 PROBE_PRESETS: dict[str, dict[str, Any]] = {
     name: {**preset, "auto_augment": None, "re_prob": 0.0, "mixup": 0.0, "cutmix": 0.0, "smoothing": 0.0,
-           "hflip": 0.0, "scale": (0.5, 1.0), "opt": "sgd", "weight_decay": 0.0, "drop_path": 0.0,
-           "lr": None, "lr_base": 0.1 if name == "paper" else 0.5}
+           "hflip": 0.0, "scale": (0.6, 1.0), "opt": "sgd", "weight_decay": 0.0, "drop_path": 0.0,
+           "lr": None, "lr_base": 0.1 if name == "paper" else 1.0}
     for name, preset in FINETUNE_PRESETS.items()
 }
 

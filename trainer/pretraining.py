@@ -44,9 +44,7 @@ FORMAT = "trainer-checkpoint/1"
 
 def default_workers(device: torch.device) -> int:
     """Loader workers per process: the cores this process may use, less one for the training loop."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    per_process = cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, min(8 if device.type == "cuda" else 4, per_process - 1))
+    return max(1, min(8 if device.type == "cuda" else 4, distributed.usable_cores() - 1))
 
 
 def plan(config: dict[str, Any], source: ShardSource, world: int) -> dict[str, Any]:
@@ -156,9 +154,11 @@ def pretrain(
     """
     overrides = {k: v for k, v in locals().items() if k in PRETRAIN_DEFAULTS}
     d = distributed.setup(device)
+    threads = torch.get_num_threads()
     try:
         return _pretrain(data, Path(out), preset, overrides, resume, force, progress, d)
     finally:
+        torch.set_num_threads(threads)
         distributed.teardown(d)
 
 
@@ -195,7 +195,8 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
     precision = Precision(d.device, config["amp"])
     effective = {**config, "data": str(data), "num_classes": num_classes, "dataset": {
         "name": source.name, "samples": source.samples, "shards": len(source.urls)}, **steps,
-        "workers_per_process": workers, "precision": precision.name, "device": str(d.device)}
+        "workers_per_process": workers, "threads": distributed.set_cpu_threads(d, workers),
+        "precision": precision.name, "device": str(d.device)}
 
     torch.manual_seed(config["seed"])  # the same initial weights on every rank
     net = create_model(config["model"], num_classes=num_classes, img_size=config["img_size"],
