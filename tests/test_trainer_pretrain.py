@@ -221,3 +221,24 @@ def test_labels_beyond_the_class_count_stop_the_run_with_one_line(tiny, tmp_path
                               "class count is unknown")
         result = run("pretrain", "--data", url, "--out", tmp_path / "run2", "--preset", "smoke", "--classes", 5)
         assert_one_line_error(result, "outside [0, 5): the class count does not match the data")
+
+
+def test_the_paper_preset_is_the_reference_recipe():
+    from trainer.presets import resolve
+    from trainer.pretraining import plan
+    from trainer.sources import ShardSource
+
+    config = resolve("pretrain", "paper")
+    assert (config["model"], config["img_size"], config["drop_path"], config["batch_size"]) == (
+        "vit_tiny_patch16_224", 224, 0.1, 256)
+    assert (config["opt"], config["weight_decay"], config["epochs"], config["warmup_epochs"]) == ("adamw", 0.05,
+                                                                                                 80_000, 5)
+    assert (config["scale"], config["hflip"], config["vflip"], config["auto_augment"], config["re_prob"]) == (
+        [0.08, 1.0], 0.5, 0.5, "rand-m9-mstd0.5-inc1", 0.5)
+    assert (config["mixup"], config["cutmix"], config["mixup_switch"], config["smoothing"]) == (0.8, 1.0, 0.5, 0.1)
+    source = ShardSource(("a.tar",), 1000, 1000, "1p-frac")
+    steps = plan(config, source, world=8)
+    # 1000 images // 256 = 3 steps per epoch (the last partial batch dropped): 240,000 steps, ~61M samples.
+    assert steps["steps_per_epoch"] == 3 and steps["total_steps"] == 240_000 and steps["warmup_steps"] == 15
+    assert steps["batch_per_process"] == 32 and steps["lr"] == pytest.approx(5e-4)
+    assert steps["warmup_lr"] == pytest.approx(5e-7) and steps["min_lr"] == pytest.approx(5e-6)
