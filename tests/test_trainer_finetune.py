@@ -87,8 +87,10 @@ def test_finetune_smoke_from_a_checkpoint_and_from_scratch(pretrained, tmp_path,
 
 
 def test_finetuning_learns_digits(tmp_path):
-    results = trainer.finetune("scratch", "digits", tmp_path, preset="smoke", epochs=3, progress=False, **PLAIN)
-    assert results["top1"] > 16  # chance is 10%; 899 test images put chance within about 1%
+    results = trainer.finetune("scratch", "digits", tmp_path, preset="smoke", epochs=5, warmup_epochs=1,
+                               scale=(0.8, 1.0), progress=False, **PLAIN)
+    # Chance is 10% (899 test images: +-1%); seeds 0-3 of this setting reached 31-41%.
+    assert results["top1"] > 20 and results["last"]["test_loss"] < 2.1
 
 
 def test_the_probe_freezes_exactly_the_patch_embedding_and_first_k_blocks(pretrained, tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from timm.utils import random_seed
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
@@ -224,7 +225,7 @@ def _fit(kind, init, dataset, out: Path, blocks, preset, overrides, force, progr
     data = load_dataset(dataset, shots=config["shots"])
     name, kwargs = _architecture(init, config, overrides)
     config.update(model=name, model_kwargs=kwargs)
-    torch.manual_seed(config["seed"])
+    random_seed(config["seed"])  # torch, numpy and random: timm's crops use random, Mixup numpy
     net = build_model(kind, init, name, kwargs, num_classes=data.classes, img_size=config["img_size"],
                       drop_path=config["drop_path"], blocks=blocks).to(d.device)
 

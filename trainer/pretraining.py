@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from timm.utils import ModelEmaV3
+from timm.utils import ModelEmaV3, random_seed
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed, runs
@@ -222,7 +222,9 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
     transform = create_train_transform(img_size=config["img_size"], scale=config["scale"], ratio=config["ratio"],
                                        hflip=config["hflip"], vflip=config["vflip"],
                                        auto_augment=config["auto_augment"], re_prob=config["re_prob"])
-    torch.manual_seed(config["seed"] + 1000 * d.rank + start)  # augmentation and mixup differ across ranks
+    # torch, numpy and random (timm's crops and RandAugment use random, Mixup numpy): differ across ranks
+    # and after a resume, but are the same from run to run.
+    random_seed(config["seed"] + start, d.rank)
     per_epoch = steps["steps_per_epoch"]
     loader = create_loader(source, transform=transform, batch_size=steps["batch_per_process"],
                            steps=steps["total_steps"] - start, workers=workers, seed=config["seed"],
