@@ -107,7 +107,8 @@ def test_the_probe_freezes_exactly_the_patch_embedding_and_first_k_blocks(pretra
     results = trainer.probe(str(pretrained), "digits", tmp_path, blocks=1, preset="smoke", epochs=1, shots=10,
                             progress=False)
     check_run(tmp_path, results, "digits", 10)
-    assert results["blocks"] == 1 and results["settings"]["trainable_params"] == 64 * 10 + 10
+    # 64-wide tokens on a 4 x 4 grid, pooled to 4 x 4 cells: 1024 features, 10 classes.
+    assert results["blocks"] == 1 and results["settings"]["trainable_params"] == 64 * 16 * 10 + 10
     after = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["state_dict"]
     for k in expected:  # unchanged by training: still the pre-trained values
         assert torch.equal(after[k], saved["state_dict"][k[len("body."):]]), k

@@ -203,7 +203,7 @@ def write_report(summary: dict[str, Any], report: Path) -> None:
     probes: list[Run] = summary["probe"]
     blocks = sorted({r.args["blocks"] for r in probes})
     lines += ["## Linear probe (the paper's Figure 3)", "",
-              f"Frozen patch embedding and first K blocks, linear classifier on the mean patch token; mnist5k, "
+              f"Frozen patch embedding and first K blocks, linear classifier on their tokens pooled to 4 x 4; mnist5k, "
               f"{summary['settings']['probe_shots']} images per class; best top-1 (%).", "",
               "| pre-training | " + " | ".join(f"K = {k}" for k in blocks) + " |",
               "| --- | " + " | ".join("---:" for _ in blocks) + " |"]

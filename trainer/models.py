@@ -92,13 +92,15 @@ def create_pretrained(checkpoint: str | os.PathLike, name: str, *, num_classes: 
 class LinearProbe(nn.Module):
     """The frozen patch embedding and first ``blocks`` transformer blocks of a ViT, then a linear classifier.
 
-    timm prunes the ViT to those blocks (norm and head removed) and returns their patch tokens. The
-    feature is the tokens' mean, standardised by a BatchNorm without learned parameters (as MAE's
-    linear probe does) so that SGD is equally well conditioned at every depth; at inference that is
-    a fixed affine map, so the classifier stays linear.
+    timm prunes the ViT to those blocks (norm and head removed) and returns their patch tokens as a
+    grid. As in the probes the paper follows (Asano et al., linear classifiers on pooled feature maps),
+    the grid is average-pooled to ``grid`` x ``grid`` cells and flattened, so that the classifier sees
+    where things are (a mean over all tokens would not); the features are standardised by a
+    BatchNorm without learned parameters, as MAE's probe does, so that SGD is equally well
+    conditioned at every depth. At inference that is a fixed affine map: the classifier stays linear.
     """
 
-    def __init__(self, vit: nn.Module, blocks: int, num_classes: int):
+    def __init__(self, vit: nn.Module, blocks: int, num_classes: int, grid: int = 4):
         super().__init__()
         if not all(hasattr(vit, a) for a in ("blocks", "embed_dim", "prune_intermediate_layers")):
             raise TrainerError(f"probe needs a ViT-style model with blocks, not {type(vit).__name__}")
@@ -106,10 +108,11 @@ class LinearProbe(nn.Module):
         if not 1 <= blocks <= depth:
             raise TrainerError(f"--blocks must lie in [1, {depth}] for this model, got {blocks}")
         vit.prune_intermediate_layers([blocks - 1], prune_norm=True, prune_head=True)
-        self.blocks = blocks
+        self.blocks, self.grid = blocks, grid
         self.body = vit.requires_grad_(False)
-        self.norm = nn.BatchNorm1d(vit.embed_dim, affine=False)
-        self.head = nn.Linear(vit.embed_dim, num_classes)
+        features = vit.embed_dim * grid * grid
+        self.norm = nn.BatchNorm1d(features, affine=False)
+        self.head = nn.Linear(features, num_classes)
 
     def train(self, mode: bool = True) -> LinearProbe:
         super().train(mode)
@@ -118,6 +121,7 @@ class LinearProbe(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            (tokens,) = self.body.forward_intermediates(x, indices=[self.blocks - 1], output_fmt="NLC",
+            (tokens,) = self.body.forward_intermediates(x, indices=[self.blocks - 1], output_fmt="NCHW",
                                                         intermediates_only=True)
-        return self.head(self.norm(tokens.mean(dim=1)))
+            cells = nn.functional.adaptive_avg_pool2d(tokens, self.grid).flatten(1)
+        return self.head(self.norm(cells))
