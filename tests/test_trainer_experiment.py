@@ -22,9 +22,9 @@ def test_the_experiment_runs_end_to_end_and_reports(tmp_path):
     report = (tmp_path / "report" / "REPORT.md").read_text()
     assert (tmp_path / "report" / "results.png").read_bytes()[:4] == b"\x89PNG"
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert runs == sorted(["pretrain-delta0.1", "pretrain-delta0.001",
+    assert runs == sorted(["pretrain-delta0.1", "pretrain-delta0.001", "pretrain-randaugment",
                            *(f"finetune-{d}-{i}" for d in ("mnist5k", "digits")
-                             for i in ("1p-frac", "delta0.001", "scratch")),
+                             for i in ("1p-frac", "delta0.001", "randaugment", "scratch")),
                            *(f"probe-K{k}-{i}" for k in (1, 2) for i in ("1p-frac", "scratch"))])
     for name in runs:  # the table shows what the runs wrote
         if name.startswith("finetune"):
@@ -34,6 +34,7 @@ def test_the_experiment_runs_end_to_end_and_reports(tmp_path):
     assert manifest["recipe"]["perturb"]["delta"] == 0.001 and manifest["classes"] == 8
     assert "fracbuild render" in report and "python -m trainer probe --init" in report
     assert "| 1p-frac, Δ = 0.001 |" in report and "| K = 1 | K = 2 |" in report
+    assert "pretrain --data" in report and "--auto-augment rand-m9-mstd0.5-inc1 --samples 64" in report
 
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("results.json")}
     again = CliRunner().invoke(main, [str(a) for a in args])

@@ -173,6 +173,8 @@ _downstream("probe", probe_run, "Linear probe on the frozen patch embedding and 
 @click.option("--size", default=128, show_default=True, help="Rendered image size (px).")
 @click.option("--pretrain-samples", type=int, help="Pre-training length in samples (default: the preset's).")
 @click.option("--collapse/--no-collapse", default=True, show_default=True, help="Also pre-train on Δ = 0.001.")
+@click.option("--randaugment/--no-randaugment", default=True, show_default=True,
+              help="Also pre-train with the recipe's RandAugment added to the preset.")
 @click.option("--shots", default=10, show_default=True, help="mnist5k training images per class.")
 @click.option("--digits-epochs", default=10, show_default=True, help="Fine-tuning epochs on digits.")
 @click.option("--mnist-epochs", default=100, show_default=True, help="Fine-tuning epochs on mnist5k.")

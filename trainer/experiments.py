@@ -1,10 +1,11 @@
 """``trainer.experiment``: the paper's Table 2 (and Table 5's collapse, and Figure 3) in miniature.
 
 Renders a small 1p-frac dataset (and its Δ = 0.001 twin) with the ``fracbuild`` command, pre-trains
-with the ``cpu`` preset, fine-tunes on ``mnist5k`` (few shots per class) and ``digits`` against
-scratch with the same budget, probes K = 1..depth frozen blocks, and writes ``REPORT.md`` and a
-chart. Every run lands in its own directory under ``out``; a run already finished is not run again,
-and an interrupted pre-training resumes, so the whole experiment can be restarted at any point.
+with the ``cpu`` preset (and, on the same data, with the recipe's RandAugment added), fine-tunes on
+``mnist5k`` (few shots per class) and ``digits`` against scratch with the same budget, probes
+K = 1..depth frozen blocks, and writes ``REPORT.md`` and a chart. Every run lands in its own
+directory under ``out``; a run already finished is not run again, and an interrupted pre-training
+resumes, so the whole experiment can be restarted at any point.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from . import runs
 from .errors import TrainerError
 
 DEFAULT_BLOCKS = (1, 2, 3, 4, 6)  # the paper's Figure 3 (ViT-Tiny has 12; the cpu model has 6)
+RANDAUGMENT = "rand-m9-mstd0.5-inc1"  # the recipe's, which the cpu preset leaves out
 
 
 @dataclass
@@ -108,6 +110,7 @@ def experiment(
     size: int = 128,
     pretrain_samples: int | None = None,
     collapse: bool = True,
+    randaugment: bool = True,
     shots: int = 10,
     digits_epochs: int = 10,
     mnist_epochs: int = 100,
@@ -131,16 +134,21 @@ def experiment(
         except OSError as e:
             raise TrainerError(f"cannot create {d}: {e.strerror or e}") from None
     started = time.perf_counter()
-    datasets = {"1p-frac": (data_dir / f"experiment-L{classes}-{size}px", None)}
+    main = data_dir / f"experiment-L{classes}-{size}px"
+    render_commands = [render(recipe, main, classes=classes, size=size)]
+    # Pre-training variants: name -> (run name, data, settings on top of the preset).
+    variants = {"1p-frac": ("pretrain-delta0.1", main, {})}
     if collapse:
-        datasets["1p-frac Δ=0.001"] = (data_dir / f"experiment-L{classes}-{size}px-delta0.001", 0.001)
-    render_commands = [render(recipe, path, classes=classes, size=size, delta=delta)
-                       for path, delta in datasets.values()]
+        collapsed = data_dir / f"experiment-L{classes}-{size}px-delta0.001"
+        render_commands.append(render(recipe, collapsed, classes=classes, size=size, delta=0.001))
+        variants["1p-frac Δ=0.001"] = ("pretrain-delta0.001", collapsed, {})
+    if randaugment:
+        variants["1p-frac + RandAugment"] = ("pretrain-randaugment", main, {"auto_augment": RANDAUGMENT})
 
     common = {"preset": preset, "seed": seed}
-    pre = {name: Run("pretrain", f"pretrain-{'delta0.001' if delta else 'delta0.1'}",
-                     {"data": str(path), **common, **({"samples": pretrain_samples} if pretrain_samples else {})})
-           for name, (path, delta) in datasets.items()}
+    budget = {"samples": pretrain_samples} if pretrain_samples else {}
+    pre = {name: Run("pretrain", run_name, {"data": str(path), **common, **extra, **budget})
+           for name, (run_name, path, extra) in variants.items()}
     inits = {**{name: str(out / r.name / runs.CHECKPOINT) for name, r in pre.items()}, "scratch": "scratch"}
     tasks = {f"mnist5k ({shots}-shot)": ("mnist5k", {"shots": shots, "epochs": mnist_epochs, "eval_every": 10}),
              "digits": ("digits", {"epochs": digits_epochs})}
@@ -162,7 +170,8 @@ def experiment(
 
 
 def _slug(init: str) -> str:
-    return {"1p-frac": "1p-frac", "1p-frac Δ=0.001": "delta0.001", "scratch": "scratch"}[init]
+    return {"1p-frac": "1p-frac", "1p-frac Δ=0.001": "delta0.001", "1p-frac + RandAugment": "randaugment",
+            "scratch": "scratch"}[init]
 
 
 def _versions() -> str:
@@ -192,8 +201,9 @@ def write_report(summary: dict[str, Any], report: Path) -> None:
         for spec in specs:
             r = table[(spec, summary["inits"][init])]
             cells.append(f"{r['top1']:.1f} ({r['last']['top1']:.1f})")
-        label = {"scratch": "scratch (no pre-training)", "1p-frac": "1p-frac, Δ = 0.1"}.get(init, init.replace(
-            "1p-frac Δ=0.001", "1p-frac, Δ = 0.001"))
+        label = {"scratch": "scratch (no pre-training)", "1p-frac": "1p-frac, Δ = 0.1",
+                 "1p-frac Δ=0.001": "1p-frac, Δ = 0.001",
+                 "1p-frac + RandAugment": "1p-frac, Δ = 0.1, + RandAugment"}.get(init, init)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     scratch = {spec: table[(spec, "scratch")]["top1"] for spec in specs}
     frac = {spec: table[(spec, summary["inits"]["1p-frac"])]["top1"] for spec in specs}
@@ -239,6 +249,10 @@ def write_report(summary: dict[str, Any], report: Path) -> None:
         f"batch {c['batch_size']}, {c['opt']} lr {c['lr']:g} (cosine, {c['warmup_steps']} warm-up steps), "
         f"weight decay {c['weight_decay']}, RandomResizedCrop {c['scale']}, flips h {c['hflip']} v {c['vflip']}, "
         f"RandAugment {c['auto_augment']}, mixup {c['mixup']} / cutmix {c['cutmix']}, smoothing {c['smoothing']}.")
+    if "1p-frac + RandAugment" in summary["pretrain"]:
+        lines.append(f"- `1p-frac + RandAugment`: the same on the same data with the recipe's RandAugment "
+                     f"`{RANDAUGMENT}` added (its intensity operations show the model bright pixels, which the "
+                     "fractals, gray 127 on black, never have).")
     for r in fine[:: len(inits)]:
         s = r.result["settings"]
         lines.append(f"- fine-tuning on {r.dataset} (`{s['preset']}`): {s['dataset']['train']} training / "
@@ -272,7 +286,8 @@ def _chart(summary: dict[str, Any], path: Path) -> None:
     tasks, inits = list(summary["tasks"]), list(summary["inits"])
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1.1, 1]})
     width = 0.8 / len(inits)
-    colors = {"1p-frac": "tab:blue", "1p-frac Δ=0.001": "tab:gray", "scratch": "tab:orange"}
+    colors = {"1p-frac": "tab:blue", "1p-frac Δ=0.001": "tab:gray", "1p-frac + RandAugment": "tab:cyan",
+              "scratch": "tab:orange"}
     for i, init in enumerate(inits):
         vals = [next(r.result["top1"] for r in fine if r.dataset == summary["tasks"][t][0]
                      and r.init == summary["inits"][init]) for t in tasks]
