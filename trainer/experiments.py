@@ -225,7 +225,7 @@ def write_report(summary: dict[str, Any], report: Path) -> None:
               "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, run in summary["pretrain"].items():
         cfg, metrics = run.result["config"], run.result["metrics"]
-        seconds = sum(m["time"] for m in _segments(metrics))
+        seconds = _pretrain_seconds(run)
         samples = cfg["total_steps"] * cfg["batch_size"]
         lines.append(f"| {name} | {cfg['dataset']['samples']} images, {cfg['num_classes']} classes | "
                      f"{cfg['total_steps']} | {samples} | {metrics[-1]['loss']:.3f} | "
@@ -239,8 +239,8 @@ def write_report(summary: dict[str, Any], report: Path) -> None:
         lines.append(run.command())
     lines += ["```", "", "## Settings", "",
               f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), shared with other work; {_versions()}. "
-              f"The whole experiment took {summary['seconds'] / 60:.0f} minutes (runs already finished "
-              "were not repeated).", "",
+              f"The runs took {_minutes(summary):.0f} minutes in all (pre-training "
+              f"{sum(_pretrain_seconds(r) for r in summary['pretrain'].values()) / 60:.0f}).", "",
               "Presets (`trainer/presets.py`) hold every setting; `config.json` in each run directory has the "
               "effective values. The ones that matter here:", ""]
     c = first
@@ -267,6 +267,20 @@ def write_report(summary: dict[str, Any], report: Path) -> None:
     report.mkdir(parents=True, exist_ok=True)
     (report / "REPORT.md").write_text("\n".join(lines))
     _chart(summary, report / "results.png")
+
+
+def _pretrain_seconds(run: Run) -> float:
+    return sum(m["time"] for m in _segments(run.result["metrics"]))
+
+
+def _minutes(summary: dict[str, Any]) -> float:
+    """Wall minutes of every run: pre-training from its metrics, the others from their files' times
+    (config.json is written at the start of a run, results.json at its end)."""
+    seconds = sum(_pretrain_seconds(r) for r in summary["pretrain"].values())
+    for run in [*summary["finetune"], *summary["probe"]]:
+        where = Path(run.args["out"])
+        seconds += (where / runs.RESULTS).stat().st_mtime - (where / runs.CONFIG).stat().st_mtime
+    return seconds / 60
 
 
 def _segments(metrics: list[dict]) -> list[dict]:
