@@ -17,7 +17,18 @@ SECTIONS = {}
 
 
 def section(fn):
-    SECTIONS[fn.__name__] = fn
+    """Register a section; it says so and returns if the training extras are not installed."""
+
+    def run(args: argparse.Namespace) -> None:
+        try:
+            import timm  # noqa: F401
+            import torch  # noqa: F401
+        except ImportError:
+            print(f"{fn.__name__:7s} skipped: needs the training extras (make setup-train)")
+            return
+        fn(args)
+
+    SECTIONS[fn.__name__] = run
     return fn
 
 
