@@ -132,8 +132,8 @@ def train(args: argparse.Namespace) -> None:
             print(f"train   {preset}: {config['model']} {config['model_kwargs']} at {config['img_size']} px, batch "
                   f"{config['batch_size']}, {config['workers_per_process']} loader worker(s), {config['threads']} "
                   f"thread(s): {rate:.1f} samples/s ({wait:.0%} of the time waiting for data); {samples} samples in "
-                  f"{wall:.1f} s wall including start-up; the preset's full run ({config['preset']}) would take "
-                  f"{trainer_preset_samples(preset) / rate / 60:.1f} min")
+                  f"{wall:.1f} s wall including start-up; the preset's full {trainer_preset_samples(preset)} samples "
+                  f"take about {trainer_preset_samples(preset) / rate:.0f} s")
 
 
 def trainer_preset_samples(preset: str) -> int:
