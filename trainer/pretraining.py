@@ -297,7 +297,9 @@ def _loop(model, ema, loader, mixup, criterion, optimizer, scheduler, precision,
             if ema is not None:
                 ema.update(model, step=step)
             bar.update(1)
-            stopping = _any(stop[0], d)
+            # Under DDP the ranks agree on stopping at logging steps only: an all-reduce every step would
+            # make the host wait for the GPU every step.
+            stopping = stop[0] if d.world == 1 else step % config["log_every"] == 0 and _any(stop[0], d)
             if step % config["log_every"] == 0 or step == total or stopping:
                 now = time.perf_counter()
                 running = distributed.mean(losses.item() / count, d)
@@ -323,7 +325,7 @@ def _loop(model, ema, loader, mixup, criterion, optimizer, scheduler, precision,
 
 def _any(flag: bool, d: distributed.Dist) -> bool:
     """Whether any rank was asked to stop (so that all ranks stop at the same step)."""
-    return bool(distributed.total([float(flag)], d)[0]) if d.world > 1 else flag
+    return bool(distributed.total([float(flag)], d)[0])
 
 
 def _record(step, per_epoch, loss, optimizer, samples_per_s, data_wait, problems: ProblemLog, d, elapsed):
