@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 RECIPE ?= manifests/1p-frac.json
 OUT ?= shards/1p-frac
+RUN ?= runs/pretrain
 
 # The torch build pip takes from this platform's local wheels; torchvision must match it.
 ifeq ($(shell uname -m),aarch64)
@@ -13,7 +14,7 @@ else
 TORCH := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: run test lint bench setup setup-train clean
+.PHONY: run test lint bench setup setup-train clean pretrain experiment
 
 run: $(VENV)/.core
 	$(VENV)/bin/fracbuild render $(RECIPE) -o $(OUT)
@@ -26,6 +27,24 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.train
 	$(PY) benchmarks/bench.py
+
+# Pre-train on the default dataset (rendered first if missing): on every GPU through torchrun with the
+# paper preset where there are GPUs, with the cpu preset otherwise. A run already in $(RUN) is resumed.
+pretrain: $(VENV)/.train
+	test -f $(OUT)/manifest.json || $(VENV)/bin/fracbuild render $(RECIPE) -o $(OUT)
+	@gpus=$$($(PY) -c "import torch; print(torch.cuda.device_count())"); \
+	resume=$$(test -f $(RUN)/checkpoint.pt && echo --resume); \
+	if [ "$$gpus" -gt 0 ]; then set -x; \
+	  $(PY) -m torch.distributed.run --standalone --nproc_per_node $$gpus -m trainer pretrain \
+	    --data $(OUT) --out $(RUN) --preset paper $$resume; \
+	else set -x; \
+	  $(PY) -m trainer pretrain --data $(OUT) --out $(RUN) --preset cpu $$resume; \
+	fi
+
+# The paper's Table 2 in miniature (about an hour on 2 cores): renders its own small datasets,
+# writes experiments/REPORT.md and experiments/results.png. Re-running skips finished runs.
+experiment: $(VENV)/.train
+	$(PY) -m trainer experiment --out runs/experiment --report experiments
 
 setup: $(VENV)/.core
 setup-train: $(VENV)/.train

@@ -197,7 +197,7 @@ def fetch(url, out_dir):
 
     Re-running resumes: verified shards are kept and partial downloads continue.
     """
-    from .fetch import fetch as run_fetch
+    from .fetching import fetch as run_fetch
 
     m = run_fetch(url, out_dir)
     run = m["run"]

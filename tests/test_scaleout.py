@@ -14,7 +14,7 @@ import pytest
 
 from fracbuild.dataset import verify
 from fracbuild.errors import FracbuildError
-from fracbuild.fetch import fetch
+from fracbuild.fetching import fetch
 from fracbuild.rendering import JOURNAL, render
 
 distributed = pytest.importorskip("distributed")

@@ -1,4 +1,4 @@
-"""``fracbuild.fetch``: download a rendered dataset from an HTTP(S) directory and verify it.
+"""``fracbuild fetch``: download a rendered dataset from an HTTP(S) directory and verify it.
 
 The remote ``manifest.json`` is the source of truth: every shard it lists is downloaded (resuming
 a partial download with an HTTP Range request where the server supports one), checked against

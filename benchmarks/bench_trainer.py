@@ -1,0 +1,148 @@
+"""trainer's figures: the augmentation pipeline per core against timm's folder loader, and training
+samples/s of the smoke and cpu presets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT
+
+RECIPE = ROOT / "manifests" / "1p-frac.json"
+SECTIONS = {}
+
+
+def section(fn):
+    """Register a section; it says so and returns if the training extras are not installed."""
+
+    def run(args: argparse.Namespace) -> None:
+        try:
+            import timm  # noqa: F401
+            import torch  # noqa: F401
+        except ImportError:
+            print(f"{fn.__name__:7s} skipped: needs the training extras (make setup-train)")
+            return
+        fn(args)
+
+    SECTIONS[fn.__name__] = run
+    return fn
+
+
+def _dataset(tmp: str, classes: int = 1000) -> Path:
+    """The default recipe (512 px, 100k points) with ``classes`` classes, rendered into ``tmp``."""
+    from fracbuild.rendering import render
+
+    out = Path(tmp) / "1p-frac"
+    render(RECIPE, out, classes=classes, progress=False, preview=False)
+    return out
+
+
+def _extract(data: Path, folder: Path) -> int:
+    """The shards' PNGs as an ImageFolder tree (one sub-folder per class)."""
+    n = 0
+    for shard in sorted(data.glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            members = {m.name: m for m in tar}
+            for name, m in members.items():
+                if name.endswith(".png"):
+                    key = name.split(".")[0]
+                    label = int(tar.extractfile(members[key + ".cls"]).read())
+                    (folder / f"{label:05d}").mkdir(parents=True, exist_ok=True)
+                    (folder / f"{label:05d}" / name).write_bytes(tar.extractfile(m).read())
+                    n += 1
+    return n
+
+
+def _rate(batches, samples: int, warmup: int = 2) -> float:
+    """Samples/s over ``samples`` samples of an iterator of batches, after ``warmup`` batches."""
+    it = iter(batches)
+    for _ in range(warmup):
+        next(it)
+    seen, start = 0, time.perf_counter()
+    while seen < samples:
+        batch = next(it)
+        seen += len(batch["label"] if isinstance(batch, dict) else batch[1])
+    return seen / (time.perf_counter() - start)
+
+
+@section
+def loader(args: argparse.Namespace) -> None:
+    """The paper's augmentation at 224 px, one process, one thread: trainer's shard pipeline against
+    timm's ImageDataset (folder) with the same transform over the same PNGs."""
+    import torch
+    from timm.data import ImageDataset, create_transform
+    from torch.utils.data import DataLoader
+
+    from trainer.data import create_pipeline
+    from trainer.sources import resolve_data
+    from trainer.transforms import ImageTransform, create_train_transform, patch_posterize
+
+    torch.set_num_threads(1)
+    recipe = dict(input_size=224, is_training=True, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5, vflip=0.5,
+                  auto_augment="rand-m9-mstd0.5-inc1", interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3,
+                  re_prob=0.5, re_mode="pixel", re_count=1)
+    n = LOADER_SAMPLES
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _dataset(tmp)
+        count = _extract(data, Path(tmp) / "folder")
+        timm_tf = create_transform(**recipe)
+        patch_posterize(timm_tf)  # else RandAugment's 0-bit posterize raises under Pillow 13 now and then
+        folder = ImageDataset(str(Path(tmp) / "folder"), transform=timm_tf)
+        timm_loader = DataLoader(folder, batch_size=32, shuffle=True, num_workers=0)
+        ours = create_train_transform(img_size=224)
+        urls = resolve_data(str(data)).urls
+
+        def pipeline(transform):
+            return create_pipeline(urls, transform=transform, batch_size=32, shuffle_buffer=1000)
+
+        rates = {}
+        for _ in range(LOADER_ROUNDS):  # interleaved rounds: the machine is shared, load drifts
+            rates.setdefault("timm", []).append(_rate(timm_loader, n))
+            rates.setdefault("ours", []).append(_rate(pipeline(ours), n))
+            rates.setdefault("ours_rgb", []).append(_rate(pipeline(ImageTransform(ours.rgb, None)), n))
+        best = {k: max(v) for k, v in rates.items()}
+        print(f"loader  paper augmentation at 224 px from {count} PNGs of 512 px, 1 process, 1 thread, best of "
+              f"{LOADER_ROUNDS} x {n} samples: trainer shards {best['ours']:.1f} samples/s per core, timm "
+              f"ImageDataset (folder, same transform) {best['timm']:.1f} -> {best['ours'] / best['timm']:.2f}x "
+              f"(target >= 1.0x); trainer with the RGB route {best['ours_rgb']:.1f} "
+              f"({best['ours_rgb'] / best['timm']:.2f}x: the shards alone)")
+
+
+@section
+def train(args: argparse.Namespace) -> None:
+    """Training samples/s of the smoke and cpu presets on the default dataset (L = 1000, 512 px)."""
+    import trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _dataset(tmp)
+        for preset, samples in (("smoke", 800), ("cpu", CPU_SAMPLES)):
+            out = Path(tmp) / preset
+            start = time.perf_counter()
+            trainer.pretrain(str(data), out, preset=preset, samples=samples, progress=False)
+            wall = time.perf_counter() - start
+            metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+            config = json.loads((out / "config.json").read_text())
+            steady = metrics[1:] or metrics  # the first interval holds start-up and the shuffle buffer's fill
+            rate = sum(m["samples_per_s"] for m in steady) / len(steady)
+            wait = sum(m["data_wait"] for m in steady) / len(steady)
+            print(f"train   {preset}: {config['model']} {config['model_kwargs']} at {config['img_size']} px, batch "
+                  f"{config['batch_size']}, {config['workers_per_process']} loader worker(s), {config['threads']} "
+                  f"thread(s): {rate:.1f} samples/s ({wait:.0%} of the time waiting for data); {samples} samples in "
+                  f"{wall:.1f} s wall including start-up; the preset's full {trainer_preset_samples(preset)} samples "
+                  f"take about {trainer_preset_samples(preset) / rate:.0f} s")
+
+
+def trainer_preset_samples(preset: str) -> int:
+    from trainer.presets import PRETRAIN_PRESETS
+
+    return PRETRAIN_PRESETS[preset]["samples"]
+
+
+# bench.py's command line has no options for these sections; their sizes are fixed here.
+LOADER_SAMPLES = 384  # samples per loader timing
+LOADER_ROUNDS = 2  # interleaved rounds of loader timings (the best is kept: the machine is shared)
+CPU_SAMPLES = 3200  # samples of the cpu preset's timing (50 steps)

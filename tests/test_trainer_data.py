@@ -1,0 +1,263 @@
+"""trainer's data side: what --data accepts, the split over ranks and workers, labels, corrupt shards,
+streaming over HTTP, and the grayscale transform."""
+
+import contextlib
+import functools
+import http.server
+import itertools
+import json
+import random
+import shutil
+import tarfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import trainer.data as D
+from fracbuild.rendering import render
+from trainer.errors import TrainerError
+from trainer.sources import resolve_data
+from trainer.transforms import create_eval_transform, create_train_transform
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run faster on one thread, and much faster than two on a machine others share."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def render_tiny(recipe, out: Path, **overrides) -> Path:
+    """A tiny rendered dataset (12 classes, 64 px, 2 samples per shard unless overridden)."""
+    settings = {"shard_size": 2, **overrides}
+    render(recipe, out, jobs=1, progress=False, preview=False, **settings)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """12 classes in 6 shards of 2 samples."""
+    from fracbuild.recipe import load_recipe
+
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "manifests" / "1p-frac.json")
+    recipe["perturb"]["classes"] = 12
+    recipe["render"].update(size=64, points=3000)
+    return render_tiny(recipe, tmp_path_factory.mktemp("data") / "tiny")
+
+
+def labels_in(paths) -> dict[str, int]:
+    """KEY -> cls read straight from the tars."""
+    out = {}
+    for path in paths:
+        with tarfile.open(path) as tar:
+            for m in tar:
+                if m.name.endswith(".cls"):
+                    out[m.name.split(".")[0]] = int(tar.extractfile(m).read())
+    return out
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """python -m http.server's handler, without its request log on stderr."""
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def serve(directory: Path):
+    """``directory`` over HTTP on 127.0.0.1, at the URL this yields."""
+    handler = functools.partial(QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def served(tiny):
+    """The tiny dataset's parent directory over HTTP."""
+    with serve(tiny.parent) as url:
+        yield url
+
+
+# --data forms -------------------------------------------------------------------------------------------
+
+
+def test_a_directory_resolves_through_its_manifest(tiny):
+    s = resolve_data(str(tiny))
+    manifest = json.loads((tiny / "manifest.json").read_text())
+    assert s.samples == manifest["samples"] == 12 and s.classes == 12 and s.name == "1p-frac"
+    assert [Path(u).name for u in s.urls] == [r["file"] for r in manifest["shards"]] and len(s.urls) == 6
+
+
+def test_a_brace_pattern_takes_its_counts_from_the_manifest_beside_it(tiny):
+    s = resolve_data(f"{tiny}/1p-frac-{{000000..000002}}.tar")
+    assert len(s.urls) == 3 and s.samples == 6 and s.classes == 12
+
+
+def test_a_pattern_without_manifest_is_scanned(tiny, tmp_path):
+    for name in ("1p-frac-000004.tar", "1p-frac-000005.tar"):
+        shutil.copy(tiny / name, tmp_path / name)
+    s = resolve_data(f"{tmp_path}/1p-frac-{{000004..000005}}.tar")
+    assert s.samples == 4 and s.classes == max(labels_in(s.urls).values()) + 1 == 12
+
+
+def test_a_dataset_url_reads_the_manifest_over_http(tiny, served):
+    s = resolve_data(f"{served}/tiny/")
+    assert s.samples == 12 and s.classes == 12 and all(u.startswith(served) for u in s.urls)
+    pattern = resolve_data(f"{served}/tiny/1p-frac-{{000000..000001}}.tar")
+    assert pattern.samples == 4 and pattern.classes == 12
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("nothing-there", "does not exist"),
+    ("no-manifest", "has no manifest.json"),
+    ("shard-missing", "shard"),
+    ("bad-manifest", "not a dataset manifest"),
+])
+def test_bad_data_is_one_clear_error(tiny, tmp_path, damage, message):
+    data = tmp_path / "d"
+    if damage != "nothing-there":
+        shutil.copytree(tiny, data)
+    if damage == "no-manifest":
+        (data / "manifest.json").unlink()
+    elif damage == "shard-missing":
+        (data / "1p-frac-000003.tar").unlink()
+    elif damage == "bad-manifest":
+        (data / "manifest.json").write_text('{"samples": 3}')
+    with pytest.raises(TrainerError, match=message) as e:
+        resolve_data(str(data))
+    assert "\n" not in str(e.value)
+    if damage == "shard-missing":
+        assert "1p-frac-000003.tar is missing" in str(e.value)
+
+
+def test_a_missing_url_is_one_clear_error(served):
+    with pytest.raises(TrainerError, match="no manifest.json at"):
+        resolve_data(f"{served}/nothing/")
+
+
+# splitting over ranks and workers ----------------------------------------------------------------------
+
+
+def one_pass(urls, rank, world, worker, workers, monkeypatch) -> list[str]:
+    """Keys that consumer (rank, worker) reads in pass 0 of its stream."""
+    monkeypatch.setattr(D, "worker_slot", lambda: (worker, workers))
+    stream = D.EpochShards(urls, seed=3, rank=rank, world=world)
+    shards = itertools.takewhile(lambda s: s["pass"] == 0, stream)
+    return [s["__key__"] for s in D._read_samples(shards, D.Problems())]
+
+
+@pytest.mark.parametrize("world,workers", [(1, 1), (2, 1), (2, 3), (3, 2), (4, 2), (1, 4), (6, 1)])
+def test_consumers_split_a_pass_without_overlap_or_gaps(tiny, monkeypatch, world, workers):
+    urls = resolve_data(str(tiny)).urls
+    seen = {(r, w): one_pass(urls, r, world, w, workers, monkeypatch) for r in range(world) for w in range(workers)}
+    keys = [k for ks in seen.values() for k in ks]
+    assert sorted(keys) == sorted(labels_in(urls)) and len(keys) == len(set(keys)) == 12
+    if 6 % world == 0:  # an even split by shards: ranks read different shards
+        shards = {r: {int(k) // 2 for w in range(workers) for k in seen[(r, w)]} for r in range(world)}
+        assert all(not (shards[a] & shards[b]) for a in range(world) for b in range(a + 1, world))
+
+
+def test_the_shard_order_changes_from_pass_to_pass(tiny, monkeypatch):
+    urls = resolve_data(str(tiny)).urls
+    monkeypatch.setattr(D, "worker_slot", lambda: (0, 1))
+    visits = [s["url"] for s in itertools.islice(D.EpochShards(urls, seed=0), 18)]
+    passes = [visits[i:i + 6] for i in (0, 6, 12)]
+    assert all(sorted(p) == sorted(urls) for p in passes)
+    assert passes[0] != passes[1] != passes[2]
+    again = [s["url"] for s in itertools.islice(D.EpochShards(urls, seed=0), 18)]
+    assert again == visits  # seeded: the same run reads the same order
+
+
+# labels, batches, corrupt shards -------------------------------------------------------------------------
+
+
+def test_loader_batches_carry_each_samples_own_cls(tiny):
+    source = resolve_data(str(tiny))
+    truth = labels_in(source.urls)
+    orders = {}
+    for buffer in (1, 6):
+        loader = D.create_loader(source, transform=create_eval_transform(img_size=16), batch_size=4, steps=9,
+                                 shuffle_buffer=buffer, seed=1)
+        batches = list(loader)
+        assert len(batches) == 9 and len(loader) == 9
+        for b in batches:
+            assert b["image"].shape == (4, 3, 16, 16) and b["image"].dtype == torch.float32
+            assert b["label"].tolist() == [truth[k] for k in b["key"]]
+        orders[buffer] = [k for b in batches for k in b["key"]]
+    # Without a buffer the first pass is every sample once, shard by shard in shuffled order.
+    first = orders[1][:12]
+    assert sorted(first) == sorted(truth) and first != sorted(first)
+    assert all(int(a) // 2 == int(b) // 2 for a, b in zip(first[::2], first[1::2], strict=True))
+    # The buffer mixes samples across shards: pairs from one shard no longer come together.
+    mixed = orders[6][:12]
+    assert sum(int(a) // 2 == int(b) // 2 for a, b in zip(mixed[::2], mixed[1::2], strict=True)) < 6
+
+
+def test_a_corrupt_shard_is_skipped_with_a_warning_and_counted(tiny, tmp_path, capfd):
+    data = shutil.copytree(tiny, tmp_path / "d")
+    bad = data / "1p-frac-000002.tar"
+    bad.write_bytes(bad.read_bytes()[:700] + b"\x00garbage" * 200)
+    source = resolve_data(str(data))
+    loader = D.create_loader(source, transform=create_eval_transform(img_size=16), batch_size=2, steps=15,
+                             shuffle_buffer=1)
+    log = D.ProblemLog()
+    keys = []
+    for b in loader:
+        log.update(b["problems"])
+        keys += b["key"]
+    assert log.shards == {str(bad)}
+    assert "000000004" not in keys or "000000005" not in keys  # the damaged shard's samples are not all there
+    assert {"000000000", "000000011"} <= set(keys)
+    err = capfd.readouterr().err
+    assert err.count(f"skipping corrupt shard {bad}") == 1  # warned once, not every pass
+
+
+# the transform -------------------------------------------------------------------------------------------
+
+
+def fractal_like(size=96, seed=0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    image = np.zeros((size, size), np.uint8)
+    image[rng.integers(0, size, 900), rng.integers(0, size, 900)] = 127
+    return Image.fromarray(image)
+
+
+def test_the_one_channel_path_equals_timms_rgb_transform():
+    gray = fractal_like()
+    transform = create_train_transform(img_size=32)
+    for seed in range(60):
+        random.seed(seed)
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        a = transform.rgb(gray.convert("RGB"))
+        random.seed(seed)
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        b = transform(gray)
+        assert torch.equal(a, b), seed
+    assert transform(gray).shape == (3, 32, 32)
+
+
+def test_posterize_at_the_top_magnitude_gives_black_instead_of_raising():
+    transform = create_train_transform(img_size=24, auto_augment="rand-m10-n1-mstd0-inc1", hflip=0, vflip=0,
+                                       re_prob=0)
+    for compose in (transform.gray, transform.rgb):
+        ops = [op for t in compose.transforms for op in getattr(t, "ops", ()) if op.name == "PosterizeIncreasing"]
+        assert len(ops) == 1
+        for image in (fractal_like(), fractal_like().convert("RGB")):
+            out = ops[0].aug_fn(image, 0)  # what m10 asks for: 0 bits kept
+            assert out.mode == image.mode and out.size == image.size and not np.asarray(out).any()
+    for seed in range(40):  # and the whole transform runs at m10
+        random.seed(seed)
+        assert transform(fractal_like(seed=seed)).shape == (3, 24, 24)

@@ -1,0 +1,244 @@
+"""trainer.pretrain and ``python -m trainer pretrain``: a smoke run that learns, its run directory,
+interruption and --resume, streaming over HTTP, and every user error as one line."""
+
+import inspect
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+
+import pytest
+import timm
+import torch
+from click.testing import CliRunner
+from test_trainer_data import one_thread, serve, served, tiny  # noqa: F401 (fixtures)
+from timm.scheduler import CosineLRScheduler
+
+import trainer
+from trainer.cli import main
+from trainer.presets import PRETRAIN_DEFAULTS, SETTINGS
+
+# The smoke preset keeps the paper's heavy augmentation, under which a 2-block ViT needs far more
+# than a test's 150 steps to leave chance level; these runs turn it off to see the loss fall.
+LIGHT = dict(auto_augment="none", re_prob=0.0, mixup=0.0, cutmix=0.0, smoothing=0.0, scale=(0.5, 1.0))
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tiny, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("runs") / "smoke"
+    summary = trainer.pretrain(str(tiny), out, preset="smoke", samples=3200, progress=False, **LIGHT)
+    return out, summary
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_smoke_pretraining_learns_and_writes_its_run(smoke_run):
+    out, summary = smoke_run
+    config = json.loads((out / "config.json").read_text())
+    assert config["preset"] == "smoke" and config["num_classes"] == 12 and config["total_steps"] == 200
+    assert config["dataset"] == {"name": "1p-frac", "samples": 12, "shards": 6} and config["auto_augment"] is None
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == list(range(5, 201, 5))
+    for m in metrics:
+        assert {"step", "epoch", "loss", "lr", "samples_per_s", "data_wait", "corrupt_shards"} <= set(m)
+        assert m["samples_per_s"] > 0 and 0 <= m["data_wait"] <= 1 and m["corrupt_shards"] == 0
+    assert metrics[-1]["epoch"] == 200.0  # 12 samples // 16 -> one step per epoch
+    losses = [m["loss"] for m in metrics]
+    # Untrained, the logged loss wanders within about +-0.03 of ln(12) = 2.48.
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.2, losses
+    assert summary["steps"] == 200 and summary["loss"] == losses[-1]
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_checkpoint_holds_the_run_and_loads_with_timm(smoke_run):
+    out, _ = smoke_run
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 200 and ckpt["epoch"] == 200.0 and ckpt["num_classes"] == 12
+    assert {"state_dict", "optimizer", "scheduler", "scaler", "config"} <= set(ckpt)
+    config = ckpt["config"]
+    model = timm.create_model(config["model"], num_classes=12, img_size=config["img_size"], **config["model_kwargs"])
+    timm.models.load_checkpoint(model, str(out / "checkpoint.pt"), strict=True)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, ckpt["state_dict"][name]), name
+
+
+def test_an_ema_run_saves_ema_weights_that_timm_prefers(tiny, tmp_path):  # noqa: F811
+    trainer.pretrain(str(tiny), tmp_path, preset="smoke", samples=160, ema=0.9, progress=False)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    ema, raw = ckpt["state_dict_ema"], ckpt["state_dict"]
+    assert set(ema) == set(raw) and not torch.equal(ema["head.weight"], raw["head.weight"])
+    config = ckpt["config"]
+    model = timm.create_model(config["model"], num_classes=12, img_size=32, **config["model_kwargs"])
+    timm.models.load_checkpoint(model, str(tmp_path / "checkpoint.pt"))
+    assert torch.equal(model.state_dict()["head.weight"], ema["head.weight"])
+
+
+def expected_lr(config, step):
+    """The learning rate an uninterrupted run has after ``step`` steps, from timm's scheduler itself."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config["lr"])
+    sched = CosineLRScheduler(opt, t_initial=config["total_steps"], lr_min=config["min_lr"],
+                              warmup_t=config["warmup_steps"], warmup_lr_init=config["warmup_lr"], t_in_epochs=False)
+    sched.step_update(step)
+    return opt.param_groups[0]["lr"]
+
+
+def test_an_interrupted_run_saves_and_resume_continues_the_same_schedule(tiny, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    args = dict(preset="smoke", samples=4800, progress=False, **LIGHT)
+
+    def interrupt_after_step_20():
+        while True:
+            lines = (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").exists() else []
+            if any(json.loads(line)["step"] >= 10 for line in lines if line):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=interrupt_after_step_20, daemon=True)
+    thread.start()
+    with pytest.raises(KeyboardInterrupt):
+        trainer.pretrain(str(tiny), out, **args)
+    thread.join()
+    stopped = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+    assert 10 <= stopped < 300
+    before = read_jsonl(out / "metrics.jsonl")
+    assert before[-1]["step"] == stopped  # the interrupted step is logged and saved
+
+    summary = trainer.pretrain(str(tiny), out, resume=True, progress=False)
+    assert summary["steps"] == 300
+    metrics = read_jsonl(out / "metrics.jsonl")
+    steps = [m["step"] for m in metrics]
+    assert steps == sorted(set(steps)) and steps[-1] == 300 and stopped in steps
+    config = json.loads((out / "config.json").read_text())
+    assert config["total_steps"] == 300
+    for m in metrics:
+        assert m["lr"] == pytest.approx(expected_lr(config, m["step"]), rel=1e-9, abs=1e-15), m["step"]
+    final = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert final["step"] == 300
+    # The optimizer state was restored, not restarted: AdamW counts all 300 steps.
+    assert {int(s["step"]) for s in final["optimizer"]["state"].values()} == {300}
+
+
+def test_pretraining_streams_from_a_dataset_url(served, tmp_path):  # noqa: F811
+    summary = trainer.pretrain(f"{served}/tiny/", tmp_path, preset="smoke", samples=320, progress=False)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert summary["steps"] == 20 and config["dataset"]["samples"] == 12 and config["data"].startswith("http://")
+    assert read_jsonl(tmp_path / "metrics.jsonl")[-1]["corrupt_shards"] == 0
+
+
+def test_a_corrupt_shard_met_while_training_is_counted_in_metrics(tiny, tmp_path, capfd):  # noqa: F811
+    data = shutil.copytree(tiny, tmp_path / "d")
+    bad = data / "1p-frac-000001.tar"
+    bad.write_bytes(b"\x13" * bad.stat().st_size)
+    trainer.pretrain(str(data), tmp_path / "run", preset="smoke", samples=320, progress=False)
+    assert read_jsonl(tmp_path / "run" / "metrics.jsonl")[-1]["corrupt_shards"] == 1
+    assert f"skipping corrupt shard {bad}" in capfd.readouterr().err
+
+
+# the command line --------------------------------------------------------------------------------------
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, message):
+    assert result.exit_code != 0, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+
+
+def test_the_command_line_runs_and_prints_a_summary(tiny, tmp_path):  # noqa: F811
+    result = run("pretrain", "--data", tiny, "--out", tmp_path, "--preset", "smoke", "--samples", 160,
+                 "--model-kwargs", "depth=1", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "10 steps, final loss" in result.output and "samples/s" in result.output
+    assert json.loads((tmp_path / "config.json").read_text())["model_kwargs"]["depth"] == 1
+
+
+def test_command_options_are_the_functions_arguments():
+    for name, func in (("pretrain", trainer.pretrain), ("finetune", trainer.finetune), ("probe", trainer.probe)):
+        command = main.commands[name]
+        params = inspect.signature(func).parameters
+        options = {p.name: p for p in command.params}
+        assert set(options) == set(params), name
+        for name, p in params.items():
+            if options[name].multiple:  # KEY=VALUE pairs: none given reads as None
+                assert p.default is None and options[name].callback is not None
+            elif p.default is inspect.Parameter.empty:
+                assert options[name].required, name
+            else:
+                assert options[name].default == p.default, name
+        assert set(params) - set(SETTINGS) <= {"data", "out", "init", "dataset", "preset", "resume", "force",
+                                               "device", "progress", "blocks"}
+    assert set(PRETRAIN_DEFAULTS) <= set(SETTINGS)
+
+
+@pytest.mark.parametrize("setup,args,message", [
+    ("none", ["--data", "{tmp}/nothing"], "does not exist"),
+    ("no-manifest", ["--data", "{tmp}/d"], "has no manifest.json"),
+    ("shard-missing", ["--data", "{tmp}/d"], "1p-frac-000002.tar is missing"),
+    ("copy", ["--data", "{tmp}/d", "--model", "vit_no_such_model"], "unknown model 'vit_no_such_model'"),
+    ("copy", ["--data", "{tmp}/d", "--model-kwargs", "depth"], "expected KEY=VALUE"),
+    ("copy", ["--data", "{tmp}/d", "--model-kwargs", "no_such_argument=3"], "cannot create"),
+    ("copy", ["--data", "{tmp}/d", "--classes", 5], "--classes 5 does not match the data's 12 classes"),
+    ("copy", ["--data", "{tmp}/d", "--batch-size", 15], "even batch size"),
+    ("copy", ["--data", "{tmp}/d", "--preset", "huge"], "Invalid value for '--preset'"),
+    ("copy", ["--data", "{tmp}/d", "--scale", 0.5, 0.1], "--scale must satisfy"),
+    ("copy", ["--data", "{tmp}/d", "--out", "{tmp}/file"], "is a file"),
+    ("copy", ["--data", "{tmp}/d", "--out", "{tmp}/file/run"], "cannot write to"),
+    ("copy", ["--data", "{tmp}/d", "--out", "{tmp}/done"], "holds a run; pass --resume"),
+    ("copy", ["--data", "{tmp}/d", "--resume"], "has no checkpoint.pt"),
+])
+def test_user_errors_are_one_line(tiny, tmp_path, setup, args, message):  # noqa: F811
+    if setup != "none":
+        shutil.copytree(tiny, tmp_path / "d")
+    if setup == "no-manifest":
+        (tmp_path / "d" / "manifest.json").unlink()
+    elif setup == "shard-missing":
+        (tmp_path / "d" / "1p-frac-000002.tar").unlink()
+    (tmp_path / "file").write_text("")
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "metrics.jsonl").write_text("")
+    args = [str(a).format(tmp=tmp_path) for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "run")]
+    assert_one_line_error(run("pretrain", "--preset", "smoke", *args), message)
+
+
+def test_labels_beyond_the_class_count_stop_the_run_with_one_line(tiny, tmp_path):  # noqa: F811
+    # Shards without a manifest over HTTP: nothing tells the class count until labels arrive.
+    for name in ("1p-frac-000004.tar", "1p-frac-000005.tar"):
+        shutil.copy(tiny / name, tmp_path / name)
+    with serve(tmp_path) as base:
+        url = f"{base}/1p-frac-{{000004..000005}}.tar"
+        assert_one_line_error(run("pretrain", "--data", url, "--out", tmp_path / "run", "--preset", "smoke"),
+                              "class count is unknown")
+        result = run("pretrain", "--data", url, "--out", tmp_path / "run2", "--preset", "smoke", "--classes", 5)
+        assert_one_line_error(result, "outside [0, 5): the class count does not match the data")
+
+
+def test_the_paper_preset_is_the_reference_recipe():
+    from trainer.presets import resolve
+    from trainer.pretraining import plan
+    from trainer.sources import ShardSource
+
+    config = resolve("pretrain", "paper")
+    assert (config["model"], config["img_size"], config["drop_path"], config["batch_size"]) == (
+        "vit_tiny_patch16_224", 224, 0.1, 256)
+    assert (config["opt"], config["weight_decay"], config["epochs"], config["warmup_epochs"]) == ("adamw", 0.05,
+                                                                                                 80_000, 5)
+    assert (config["scale"], config["hflip"], config["vflip"], config["auto_augment"], config["re_prob"]) == (
+        [0.08, 1.0], 0.5, 0.5, "rand-m9-mstd0.5-inc1", 0.5)
+    assert (config["mixup"], config["cutmix"], config["mixup_switch"], config["smoothing"]) == (0.8, 1.0, 0.5, 0.1)
+    source = ShardSource(("a.tar",), 1000, 1000, "1p-frac")
+    steps = plan(config, source, world=8)
+    # 1000 images // 256 = 3 steps per epoch (the last partial batch dropped): 240,000 steps, ~61M samples.
+    assert steps["steps_per_epoch"] == 3 and steps["total_steps"] == 240_000 and steps["warmup_steps"] == 15
+    assert steps["batch_per_process"] == 32 and steps["lr"] == pytest.approx(5e-4)
+    assert steps["warmup_lr"] == pytest.approx(5e-7) and steps["min_lr"] == pytest.approx(5e-6)

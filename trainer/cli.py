@@ -1,0 +1,197 @@
+"""``python -m trainer``: a thin click layer over ``trainer.pretrain``, ``finetune``, ``probe``, ``experiment``.
+
+The options of each command are made from its library function's keyword arguments (names,
+defaults) and ``presets.SETTINGS`` (types, help), so the command line and the functions agree.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from .errors import TrainerError
+from .finetuning import finetune as finetune_run
+from .finetuning import probe as probe_run
+from .presets import PRESET_NAMES, SETTINGS
+from .pretraining import pretrain as pretrain_run
+
+# Options that are not run settings: (type or "flag", help).
+EXTRA = {
+    "preset": (click.Choice(PRESET_NAMES), "Preset the other settings start from (auto: paper with a GPU, else cpu)."),
+    "resume": ("flag", "Continue the run in OUT from its checkpoint."),
+    "force": ("flag", "Replace a run already in OUT."),
+    "device": (str, "Device, e.g. cpu, cuda, cuda:1 (default: this rank's GPU if any, else cpu)."),
+    "progress": (bool, "Show a progress bar (default: on a terminal)."),
+    "init": (str, "A pre-training checkpoint, or 'scratch' for random weights."),
+    "dataset": (str, "digits, mnist5k, folder:PATH or wds:DATA."),
+    "blocks": (int, "Frozen transformer blocks K; the classifier reads block K's output."),
+    "report": (str, "Where REPORT.md and the chart go."),
+}
+
+
+def _kv(ctx, param, values: tuple[str, ...]) -> dict[str, Any] | None:
+    """``KEY=VALUE`` pairs as a dict; values are read as JSON where they parse (numbers, true/false)."""
+    if not values:
+        return None
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _click_option(name: str, default: Any) -> Callable:
+    flag = "--" + name.replace("_", "-")
+    kind, text = SETTINGS.get(name) or EXTRA[name]
+    if kind == "flag":
+        return click.option(flag, is_flag=True, default=default, help=text)
+    if kind is bool:
+        return click.option(f"{flag}/--no-{flag[2:]}", default=default, help=text)
+    if kind == "kv":
+        return click.option(flag, multiple=True, callback=_kv, metavar="KEY=VALUE", help=text)
+    if isinstance(kind, tuple):
+        return click.option(flag, type=kind, default=default, help=text)
+    if default is inspect.Parameter.empty:
+        return click.option(flag, type=kind, required=True, help=text)
+    shown = default is not None and name in EXTRA
+    return click.option(flag, type=kind, default=default, show_default=shown, help=text)
+
+
+def options_of(func: Callable, *, skip: tuple[str, ...] = ()) -> Callable:
+    """Decorate a click command with one option per keyword-only argument of ``func``."""
+    params = [p for p in inspect.signature(func).parameters.values()
+              if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in skip]
+
+    def decorate(command: Callable) -> Callable:
+        for p in reversed(params):
+            command = _click_option(p.name, p.default)(command)
+        return command
+
+    return decorate
+
+
+class _Group(click.Group):
+    """Turns every user-caused error, usage errors included, into one line on stderr."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        extra.pop("standalone_mode", None)
+        try:
+            code = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.ClickException as e:
+            click.echo(f"Error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx: click.Context):
+        import torch
+
+        try:
+            return super().invoke(ctx)
+        except TrainerError as e:
+            raise click.ClickException(str(e)) from None
+        except torch.OutOfMemoryError:
+            raise click.ClickException("out of memory: lower --batch-size or --img-size") from None
+        except OSError as e:  # a full disk or a vanished directory, met mid-way
+            where = f"{e.filename}: " if e.filename else ""
+            raise click.ClickException(f"{where}{e.strerror or e}") from None
+
+
+def _echo_main(text: str) -> None:
+    """Print on rank 0 only."""
+    import os
+
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(text)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="fracbuild")
+def main() -> None:
+    """Pre-train on rendered shards, fine-tune and probe on downstream data."""
+
+
+@main.command()
+@click.option("--data", required=True, help="Dataset directory, shard pattern (local or http) or dataset URL.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@options_of(pretrain_run)
+def pretrain(data, out, **kwargs):
+    """Pre-train a timm model on rendered shards (the paper's LPCE)."""
+    r = pretrain_run(data, out, **kwargs)
+    if r["loss"] is None:
+        _echo_main(f"{out}: already complete at step {r['steps']}; {r['checkpoint']}")
+        return
+    _echo_main(f"{out}: {r['steps']} steps, final loss {r['loss']:.4f}, {r['samples_per_s']:.1f} samples/s; "
+               f"{r['checkpoint']}" + (f"; {r['corrupt_shards']} corrupt shard(s) skipped" if r["corrupt_shards"]
+                                       else ""))
+
+
+def _echo_results(out: str, r: dict[str, Any]) -> None:
+    top5 = f", top-5 {r['top5']:.2f}" if "top5" in r else ""
+    _echo_main(f"{out}: best top-1 {r['top1']:.2f}% (epoch {r['best']['epoch']}){top5}; last top-1 "
+               f"{r['last']['top1']:.2f}% (epoch {r['last']['epoch']}) on {r['dataset']['spec']} "
+               f"({r['dataset']['train']} train / {r['dataset']['test']} test images)")
+
+
+def _downstream(name: str, func: Callable, doc: str) -> None:
+    """``finetune`` and ``probe``: the same command shape over their library functions."""
+
+    def command(init, dataset, out, **kwargs):
+        _echo_results(out, func(init, dataset, out, **kwargs))
+
+    command.__doc__ = doc
+    command = options_of(func)(command)
+    command = click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")(command)
+    command = click.option("--dataset", required=True, help=EXTRA["dataset"][1])(command)
+    command = click.option("--init", required=True, help=EXTRA["init"][1])(command)
+    main.command(name)(command)
+
+
+_downstream("finetune", finetune_run, "Fine-tune a pre-trained checkpoint (or scratch) on a downstream dataset.")
+_downstream("probe", probe_run, "Linear probe on the frozen patch embedding and first K blocks (the paper's Figure 3).")
+
+
+@main.command()
+@click.option("--out", default="runs/experiment", show_default=True, type=click.Path(file_okay=False),
+              help="Where the runs go.")
+@click.option("--report", default="experiments", show_default=True, type=click.Path(file_okay=False),
+              help="Where REPORT.md and results.png go.")
+@click.option("--recipe", default="manifests/1p-frac.json", show_default=True, help="fracbuild recipe to render.")
+@click.option("--data-dir", default="shards", show_default=True, help="Where the rendered datasets go.")
+@click.option("--classes", default=100, show_default=True, help="Perturbation classes L of the rendered dataset.")
+@click.option("--size", default=128, show_default=True, help="Rendered image size (px).")
+@click.option("--pretrain-samples", type=int, help="Pre-training length in samples (default: the preset's).")
+@click.option("--collapse/--no-collapse", default=True, show_default=True, help="Also pre-train on Δ = 0.001.")
+@click.option("--randaugment/--no-randaugment", default=True, show_default=True,
+              help="Also pre-train with the recipe's RandAugment added to the preset.")
+@click.option("--shots", default=10, show_default=True, help="mnist5k training images per class.")
+@click.option("--digits-epochs", default=10, show_default=True, help="Fine-tuning epochs on digits.")
+@click.option("--mnist-epochs", default=100, show_default=True, help="Fine-tuning epochs on mnist5k.")
+@click.option("--probe-blocks", default="1,2,3,4,5,6", show_default=True, help="Probe depths K, comma-separated.")
+@click.option("--probe-shots", default=50, show_default=True, help="mnist5k training images per class for probes.")
+@click.option("--probe-epochs", default=10, show_default=True, help="Probe epochs.")
+@click.option("--preset", default="cpu", show_default=True, type=click.Choice(["cpu", "smoke"]),
+              help="Preset of every run.")
+@click.option("--seed", default=0, show_default=True, help="Seed of every run.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
+def experiment(probe_blocks, **kwargs):
+    """The paper's Table 2 in miniature: pre-train on one fractal, fine-tune and probe vs scratch."""
+    from .experiments import experiment as run_experiment
+
+    try:
+        blocks = tuple(int(k) for k in probe_blocks.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {probe_blocks!r}") from None
+    r = run_experiment(probe_blocks=blocks, **kwargs)
+    click.echo(f"{r['report']}, {r['chart']}")

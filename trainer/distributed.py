@@ -1,0 +1,108 @@
+"""Single process or torchrun: the process group, this rank's device, and small collectives.
+
+torchrun sets RANK, WORLD_SIZE, LOCAL_RANK and MASTER_ADDR/PORT; with them the process group is
+NCCL on GPUs and gloo on CPUs (multi-node included: torchrun's rendezvous does the rest).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # whether ``setup`` created the process group (and so destroys it)
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the only one that writes files and prints."""
+        return self.rank == 0
+
+
+def setup(device: str | None = None) -> Dist:
+    """Join the process group if torchrun started this process; pick the device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    if cuda:
+        dev = torch.device("cuda", local_rank if device in (None, "cuda") else torch.device(device).index or 0)
+        torch.cuda.set_device(dev)
+    else:
+        dev = torch.device("cpu")
+    if world == 1:
+        return Dist(device=dev)
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return Dist(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank, device=dev,
+                owns_group=owns)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may use, shared among the processes torchrun started on this node."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def set_cpu_threads(d: Dist, workers: int) -> int:
+    """Intra-op threads for training on the CPU: the cores left after the loader workers (at least one
+    core is left). Oversubscribed OpenMP threads spin against each other, and on a shared 2-core
+    machine 2 threads ran 2.5x slower than 1. OMP_NUM_THREADS, if set, is respected."""
+    if d.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, usable_cores() - max(1, workers)))
+    return torch.get_num_threads()
+
+
+def teardown(d: Dist) -> None:
+    if d.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def mean(value: float, d: Dist) -> float:
+    """The mean of a number over ranks."""
+    if d.world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=d.device)
+    dist.all_reduce(t)
+    return t.item() / d.world
+
+
+def total(values: list[float], d: Dist) -> list[float]:
+    """Element-wise sums of a list of numbers over ranks."""
+    if d.world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=d.device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def gather(obj: Any, d: Dist) -> list[Any]:
+    """Every rank's ``obj``, in rank order."""
+    if d.world == 1:
+        return [obj]
+    out: list[Any] = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast(obj: Any, d: Dist) -> Any:
+    """Rank 0's ``obj`` on every rank (for decisions only rank 0 can make, like a failed write)."""
+    if d.world == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(d: Dist) -> None:
+    if d.world > 1:
+        dist.barrier()

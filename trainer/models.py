@@ -1,0 +1,127 @@
+"""Models from timm: creation, pre-trained bodies with a new head, and the linear probe."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from .errors import TrainerError
+
+
+def _timm_model(name: str, *, img_size: int | None, **kwargs: Any) -> nn.Module:
+    if name not in timm.list_models():
+        raise TrainerError(f"unknown model {name!r} (see timm.list_models())")
+    try:
+        try:
+            return timm.create_model(name, img_size=img_size, **kwargs)
+        except TypeError as e:
+            if "img_size" not in str(e):
+                raise
+            return timm.create_model(name, **kwargs)  # a model without an img_size argument (a CNN)
+    except (TypeError, ValueError, AssertionError) as e:
+        raise TrainerError(f"cannot create {name} with {kwargs_text(kwargs)}: {e}") from None
+
+
+def kwargs_text(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in kwargs.items()) or "no arguments"
+
+
+def create_model(name: str, *, num_classes: int, img_size: int | None = None, drop_path: float = 0.0,
+                 model_kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """A randomly initialised timm model."""
+    return _timm_model(name, img_size=img_size, num_classes=num_classes, drop_path_rate=drop_path,
+                       **(model_kwargs or {}))
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint file's contents (tensors on the CPU); one clear line if it is not one."""
+    if not os.path.isfile(path):
+        raise TrainerError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load raises many types for a file that is not a checkpoint
+        raise TrainerError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(checkpoint, dict):
+        raise TrainerError(f"{path} holds no state dict")
+    return checkpoint
+
+
+def classifier_names(model: nn.Module) -> tuple[str, ...]:
+    names = model.pretrained_cfg.get("classifier") or ()
+    return (names,) if isinstance(names, str) else tuple(names)
+
+
+def create_pretrained(checkpoint: str | os.PathLike, name: str, *, num_classes: int, img_size: int | None = None,
+                      drop_path: float = 0.0, model_kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """A timm model whose body comes from ``checkpoint`` and whose head is new, for ``num_classes``.
+
+    timm does the loading: its checkpoint filter (for ViTs: position embeddings resampled to a new
+    image size, patch embeddings to a new patch size) and, with the overlay's ``num_classes=-1``, the
+    head dropped whatever its size. timm then loads non-strictly, so every other key is checked
+    here: a checkpoint of another architecture is an error, not a silently random layer.
+    """
+    from timm.models import load_state_dict
+
+    path = os.fspath(checkpoint)
+    try:
+        source = load_state_dict(path, use_ema=True, weights_only=True)
+    except Exception as e:  # see read_checkpoint
+        raise TrainerError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
+    kwargs = dict(num_classes=num_classes, drop_path_rate=drop_path, **(model_kwargs or {}))
+    try:
+        model = _timm_model(name, img_size=img_size, pretrained=True,
+                            pretrained_cfg_overlay=dict(file=path, num_classes=-1), **kwargs)
+    except RuntimeError as e:  # shapes that no filter can adapt
+        raise TrainerError(f"{path} does not fit {name} ({kwargs_text(model_kwargs or {})}): "
+                           f"{str(e).splitlines()[0][:300]}") from None
+    heads = {f"{h}.{p}" for h in classifier_names(model) for p in ("weight", "bias")}
+    body = set(model.state_dict()) - heads
+    missing = sorted(k for k in body if k not in source)
+    extra = sorted(k for k in set(source) - heads if k not in body)
+    if missing or extra:
+        problem = f"lacks {missing[0]}" if missing else f"has {extra[0]}, which the model lacks"
+        raise TrainerError(f"{path} does not fit {name} ({kwargs_text(model_kwargs or {})}): the checkpoint "
+                           f"{problem} ({len(missing)} missing, {len(extra)} extra keys)")
+    return model
+
+
+class LinearProbe(nn.Module):
+    """The frozen patch embedding and first ``blocks`` transformer blocks of a ViT, then a linear classifier.
+
+    timm prunes the ViT to those blocks (norm and head removed) and returns their patch tokens as a
+    grid. As in the probes the paper follows (Asano et al., linear classifiers on pooled feature maps),
+    the grid is average-pooled to ``grid`` x ``grid`` cells and flattened, so that the classifier sees
+    where things are (a mean over all tokens would not); the features are standardised by a
+    BatchNorm without learned parameters, as MAE's probe does, so that SGD is equally well
+    conditioned at every depth. At inference that is a fixed affine map: the classifier stays linear.
+    """
+
+    def __init__(self, vit: nn.Module, blocks: int, num_classes: int, grid: int = 4):
+        super().__init__()
+        if not all(hasattr(vit, a) for a in ("blocks", "embed_dim", "prune_intermediate_layers")):
+            raise TrainerError(f"probe needs a ViT-style model with blocks, not {type(vit).__name__}")
+        depth = len(vit.blocks)
+        if not 1 <= blocks <= depth:
+            raise TrainerError(f"--blocks must lie in [1, {depth}] for this model, got {blocks}")
+        vit.prune_intermediate_layers([blocks - 1], prune_norm=True, prune_head=True)
+        self.blocks, self.grid = blocks, grid
+        self.body = vit.requires_grad_(False)
+        features = vit.embed_dim * grid * grid
+        self.norm = nn.BatchNorm1d(features, affine=False)
+        self.head = nn.Linear(features, num_classes)
+
+    def train(self, mode: bool = True) -> LinearProbe:
+        super().train(mode)
+        self.body.eval()  # frozen: no dropout or drop-path in it, ever
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            (tokens,) = self.body.forward_intermediates(x, indices=[self.blocks - 1], output_fmt="NCHW",
+                                                        intermediates_only=True)
+            cells = nn.functional.adaptive_avg_pool2d(tokens, self.grid).flatten(1)
+        return self.head(self.norm(cells))

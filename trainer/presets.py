@@ -1,0 +1,179 @@
+"""Presets: every setting of a run, by name; any one of them can be overridden.
+
+``paper`` follows the reference recipes (REFERENCE.md); ``cpu`` is a small ViT at 32 px that learns
+something in about 20 minutes on 2 cores; ``smoke`` is tiny, for tests and checks. ``auto`` is
+``paper`` where there is a GPU and ``cpu`` otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .errors import TrainerError
+
+# Setting -> (type, help). The command line options and the library functions' keyword arguments
+# are made from these names, so the two always agree (a test checks it). "kv" is KEY=VALUE pairs.
+SETTINGS: dict[str, tuple[Any, str]] = {
+    "model": (str, "timm model name."),
+    "model_kwargs": ("kv", "Extra timm model argument KEY=VALUE (repeatable), e.g. patch_size=4."),
+    "img_size": (int, "Input resolution in pixels."),
+    "drop_path": (float, "Stochastic depth rate."),
+    "batch_size": (int, "Global batch size (split over processes)."),
+    "epochs": (float, "Training length in passes over the data."),
+    "samples": (int, "Training length in samples seen (instead of epochs)."),
+    "warmup_epochs": (float, "Linear warm-up length in epochs (default: 5% of the run)."),
+    "lr": (float, "Peak learning rate (default: lr_base x batch_size / 512)."),
+    "lr_base": (float, "Learning rate per 512 samples of global batch."),
+    "warmup_lr_base": (float, "Warm-up start learning rate per 512 samples of batch."),
+    "min_lr_base": (float, "Final cosine learning rate per 512 samples of batch."),
+    "opt": (str, "timm optimizer name."),
+    "weight_decay": (float, "Weight decay."),
+    "momentum": (float, "Momentum (SGD-like optimizers)."),
+    "clip_grad": (float, "Clip the gradient norm to this value (default: no clipping)."),
+    "amp": (bool, "Automatic mixed precision: bf16 where the GPU has it, else fp16 (default: on with CUDA)."),
+    "compile": (bool, "torch.compile the model."),
+    "ema": (float, "EMA decay of the weights (0: no EMA)."),
+    "scale": ((float, float), "RandomResizedCrop area range MIN MAX."),
+    "ratio": ((float, float), "RandomResizedCrop aspect ratio range MIN MAX."),
+    "hflip": (float, "Horizontal flip probability."),
+    "vflip": (float, "Vertical flip probability."),
+    "auto_augment": (str, "timm RandAugment spec ('none': off)."),
+    "re_prob": (float, "Random erasing probability."),
+    "mixup": (float, "Mixup alpha (0: off)."),
+    "cutmix": (float, "CutMix alpha (0: off)."),
+    "mixup_switch": (float, "Probability of CutMix instead of Mixup when both are on."),
+    "smoothing": (float, "Label smoothing."),
+    "workers": (int, "DataLoader workers per process (default: from the CPU count)."),
+    "shuffle_buffer": (int, "Samples in each worker's shuffle buffer."),
+    "seed": (int, "Seed of every random draw."),
+    "log_every": (int, "Steps between metrics lines."),
+    "save_every": (int, "Steps between checkpoints."),
+    "classes": (int, "Class count; must match the data's."),
+    "shots": (int, "Keep the first N training images of each class."),
+    "eval_every": (int, "Epochs between evaluations."),
+}
+
+RECIPE_AUG = dict(scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5, vflip=0.5,
+                  auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.5, mixup=0.8, cutmix=1.0, mixup_switch=0.5,
+                  smoothing=0.1)
+
+PRETRAIN_DEFAULTS: dict[str, Any] = dict(
+    model="vit_tiny_patch16_224", model_kwargs={}, img_size=224, drop_path=0.1, batch_size=256,
+    epochs=None, samples=None, warmup_epochs=None, lr=None, lr_base=1e-3, warmup_lr_base=1e-6,
+    min_lr_base=1e-5, opt="adamw", weight_decay=0.05, momentum=0.9, clip_grad=None, amp=None, compile=False,
+    ema=0.0, **RECIPE_AUG, workers=None, shuffle_buffer=1000, seed=0, log_every=50, save_every=1000,
+    classes=None,
+)
+
+# A small ViT for 2 CPU cores: ViT-Tiny's width (192) and heads, 6 blocks, 4-px patches at 32 px
+# (64 tokens), about 2.7M parameters.
+CPU_MODEL = dict(model="vit_tiny_patch16_224", model_kwargs={"patch_size": 4, "depth": 6}, img_size=32)
+SMOKE_MODEL = dict(model="vit_tiny_patch16_224",
+                   model_kwargs={"patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}, img_size=32)
+# The recipe's heavy augmentation is made for 240k steps. Measured on this project's 2-core machine
+# (100 classes, 32 px, batch 64), the loss stayed at chance (ln 100 = 4.61) for the first 8,000
+# samples with RandAugment + random erasing, or with Mixup/CutMix, while crops and flips alone
+# brought it to 4.16. A CPU budget therefore keeps the crops (wider: 0.25-1) and flips, and drops
+# RandAugment, erasing and mixing; the loss stays the LPCE cross-entropy with label smoothing.
+LIGHT_AUG = dict(scale=(0.25, 1.0), auto_augment=None, re_prob=0.0, mixup=0.0, cutmix=0.0)
+
+PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    # REFERENCE.md: global batch 256, 80,000 epochs over the 1000 images, 5 warm-up epochs, AMP.
+    "paper": dict(epochs=80_000, warmup_epochs=5),
+    # A few thousand steps need a larger lr than the recipe's 1e-3 per 512 (made for 240k steps).
+    "cpu": dict(**CPU_MODEL, **LIGHT_AUG, batch_size=64, samples=60_000, lr=1e-3, warmup_lr_base=1e-5,
+                min_lr_base=1e-4, log_every=20, save_every=200),
+    # Tiny, and with the recipe's full augmentation so that a smoke run exercises all of it.
+    "smoke": dict(**SMOKE_MODEL, batch_size=16, samples=800, lr=2e-3, warmup_lr_base=1e-5, min_lr_base=1e-4,
+                  drop_path=0.0, shuffle_buffer=100, workers=0, log_every=5, save_every=25),
+}
+
+FINETUNE_DEFAULTS: dict[str, Any] = dict(
+    model=None, model_kwargs=None, img_size=224, drop_path=0.1, batch_size=256, epochs=1000, warmup_epochs=10,
+    lr=None, lr_base=0.01, warmup_lr_base=1e-6, min_lr_base=1e-5, opt="sgd", weight_decay=1e-4, momentum=0.9,
+    clip_grad=None, amp=None, compile=False, **{**RECIPE_AUG, "vflip": 0.0, "re_prob": 0.25},
+    workers=None, seed=0, shots=None, eval_every=1, log_every=10,
+)
+
+FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
+    # REFERENCE.md: SGD, lr 0.01 x batch / 512, wd 1e-4, 10 warm-up epochs, cosine, "up to 1000 epochs";
+    # the reference's batch size is not recorded: 256 here.
+    "paper": dict(),
+    # Small data at 32 px on 2 cores. Measured on digits from scratch, 280 steps of 32: 10.1% top-1
+    # (chance) with RandAugment + Mixup/CutMix, 57% without; SGD at the recipe's lr barely moves.
+    # So: AdamW, crops 0.6-1, no flips (digits are not mirror-symmetric), no RandAugment, no mixing,
+    # label smoothing kept. The same settings for every initialisation.
+    "cpu": dict(**CPU_MODEL, batch_size=32, epochs=10, warmup_epochs=2, lr=1e-3, opt="adamw", weight_decay=0.05,
+                scale=(0.6, 1.0), hflip=0.0, auto_augment=None, re_prob=0.0, mixup=0.0, cutmix=0.0, workers=0,
+                log_every=20),
+    "smoke": dict(**SMOKE_MODEL, batch_size=16, epochs=2, warmup_epochs=0, lr=1e-3, opt="adamw",
+                  weight_decay=0.05, drop_path=0.0, scale=(0.5, 1.0), hflip=0.0, re_prob=0.0, workers=0,
+                  log_every=5),
+}
+
+# A linear probe: no mixing or heavy augmentation, a plain linear classifier with SGD.
+PROBE_PRESETS: dict[str, dict[str, Any]] = {
+    name: {**preset, "auto_augment": None, "re_prob": 0.0, "mixup": 0.0, "cutmix": 0.0, "smoothing": 0.0,
+           "hflip": 0.0, "scale": (0.6, 1.0), "opt": "sgd", "weight_decay": 0.0, "drop_path": 0.0,
+           "lr": None, "lr_base": 0.1 if name == "paper" else 1.0}
+    for name, preset in FINETUNE_PRESETS.items()
+}
+
+KINDS = {
+    "pretrain": (PRETRAIN_DEFAULTS, PRETRAIN_PRESETS),
+    "finetune": (FINETUNE_DEFAULTS, FINETUNE_PRESETS),
+    "probe": (FINETUNE_DEFAULTS, PROBE_PRESETS),
+}
+PRESET_NAMES = ("auto", "paper", "cpu", "smoke")
+
+
+def preset_name(preset: str) -> str:
+    """``auto`` -> ``paper`` with a GPU, ``cpu`` without."""
+    if preset not in PRESET_NAMES:
+        raise TrainerError(f"unknown preset {preset!r} (one of {', '.join(PRESET_NAMES)})")
+    if preset == "auto":
+        import torch
+
+        return "paper" if torch.cuda.is_available() else "cpu"
+    return preset
+
+
+def resolve(kind: str, preset: str, **overrides: Any) -> dict[str, Any]:
+    """The settings of a ``kind`` run: its defaults, the preset over them, then every non-None override."""
+    defaults, presets = KINDS[kind]
+    name = preset_name(preset)
+    config = copy.deepcopy({**defaults, **presets[name], "preset": name})
+    unknown = set(overrides) - set(defaults)
+    if unknown:
+        raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    config.update({k: copy.deepcopy(v) for k, v in overrides.items() if v is not None})
+    for key in ("scale", "ratio"):
+        config[key] = [float(x) for x in config[key]]
+    if config.get("auto_augment") in ("", "none", "None"):
+        config["auto_augment"] = None
+    return config
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """One clear line for a setting that cannot work."""
+    positive = ["img_size", "batch_size"] + [k for k in ("epochs", "samples", "shots", "eval_every", "log_every",
+                                                          "save_every", "classes") if config.get(k) is not None]
+    for key in positive:
+        if not config[key] > 0:
+            raise TrainerError(f"--{key.replace('_', '-')} must be positive, got {config[key]}")
+    for key in ("lr", "clip_grad"):
+        if config.get(key) is not None and not config[key] > 0:
+            raise TrainerError(f"--{key.replace('_', '-')} must be positive, got {config[key]}")
+    for key in ("hflip", "vflip", "re_prob", "mixup_switch", "smoothing", "drop_path"):
+        if not 0 <= config[key] <= 1:
+            raise TrainerError(f"--{key.replace('_', '-')} must lie in [0, 1], got {config[key]}")
+    if not 0 <= config.get("ema", 0) < 1:
+        raise TrainerError(f"--ema must lie in [0, 1), got {config['ema']}")
+    lo, hi = config["scale"]
+    if not 0 < lo <= hi <= 1:
+        raise TrainerError(f"--scale must satisfy 0 < MIN <= MAX <= 1, got {lo} {hi}")
+    if config.get("workers") is not None and config["workers"] < 0:
+        raise TrainerError(f"--workers must be >= 0, got {config['workers']}")
+    if (config["mixup"] > 0 or config["cutmix"] > 0) and config["batch_size"] % 2:
+        raise TrainerError(f"mixup/cutmix need an even batch size, got {config['batch_size']}")

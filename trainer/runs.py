@@ -1,0 +1,143 @@
+"""A run directory: config.json, metrics.jsonl, checkpoint.pt, results.json and curves.png.
+
+Only rank 0 calls these. Every file is written to a temporary name and renamed into place, so an
+interruption at any moment leaves the previous complete file, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import TrainerError
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+CHECKPOINT = "checkpoint.pt"
+RESULTS = "results.json"
+CURVES = "curves.png"
+RUN_FILES = (CONFIG, METRICS, CHECKPOINT, RESULTS, CURVES)
+
+
+def prepare(out: str | os.PathLike, *, resume: bool = False, force: bool = False) -> Path:
+    """Create ``out`` (or check it for ``resume``); refuse to overwrite a run unless ``force``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TrainerError(f"{out} exists and is not a directory")
+    if resume:
+        if not (out / CHECKPOINT).is_file():
+            raise TrainerError(f"--resume: {out} has no {CHECKPOINT} to continue from")
+    elif any((out / f).exists() for f in RUN_FILES):
+        if not force:
+            raise TrainerError(f"{out} holds a run; pass --resume to continue it or --force to replace it")
+        for f in RUN_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                (out / f).unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise TrainerError(f"cannot write to {out}: {e.strerror or e}") from None
+    return out
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    _replace(tmp, path)
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file, fsync, then rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(state, tmp)
+        _replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one JSON object per line, flushed as written; on resume, lines past the
+    checkpoint's step are dropped so that the file tells one consistent story."""
+
+    def __init__(self, path: str | os.PathLike, *, keep_until_step: int | None = None):
+        self.path = Path(path)
+        if keep_until_step is not None and self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and _step_of(line) <= keep_until_step]
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            _replace(tmp, self.path)
+        self.file = open(self.path, "a")  # noqa: SIM115 (closed in close())
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.file.write(json.dumps(record, sort_keys=True) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _step_of(line: str) -> float:
+    try:
+        return json.loads(line).get("step", math.inf)
+    except ValueError:  # a line cut short by a kill
+        return math.inf
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    lines = Path(path).read_text().splitlines() if Path(path).exists() else []
+    records = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            records.append(json.loads(line))
+    return records
+
+
+def plot_curves(metrics: list[dict[str, Any]], path: str | os.PathLike, *, title: str = "") -> None:
+    """Loss and learning rate against step (and top-1 against step where evaluations were logged)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [m for m in metrics if "loss" in m]
+    evals = [m for m in metrics if "top1" in m]
+    panels = 3 if evals else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4))
+    axes[0].plot([m["step"] for m in train], [m["loss"] for m in train], lw=1)
+    axes[0].set(xlabel="step", ylabel="loss", title="training loss")
+    axes[1].plot([m["step"] for m in train], [m["lr"] for m in train], lw=1, color="tab:orange")
+    axes[1].set(xlabel="step", ylabel="learning rate", title="learning rate")
+    if evals:
+        axes[2].plot([m["step"] for m in evals], [m["top1"] for m in evals], marker=".", color="tab:green")
+        axes[2].set(xlabel="step", ylabel="top-1 (%)", title="test top-1")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
