@@ -62,7 +62,7 @@ $(VENV)/.dev: $(VENV)/.core
 # Torch first, pinned, so that resolving the extras never pulls another build.
 $(VENV)/.train: $(VENV)/.core
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e '.[train,dev,dask,image]'
+	$(PIP) install -q -e '.[train,dev,dask,ray,image]'
 	touch $@
 
 clean:

@@ -7,22 +7,27 @@ engine runs the same ``render_shard``, so the output does not depend on the back
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from .errors import FracbuildError
 
 BACKENDS = ("loky", "threading", "dask", "ray")
 
+#: Runs joblib ``delayed`` tasks and yields their results as they finish.
+Runner = Callable[[Iterable[Any]], Iterator[Any]]
+
 
 @contextlib.contextmanager
-def parallel_backend(backend: str = "loky", address: str | None = None, jobs: int = -1) -> Iterator[None]:
-    """Run the enclosed ``joblib.Parallel`` calls on ``backend``.
+def parallel_backend(backend: str = "loky", address: str | None = None, jobs: int = -1) -> Iterator[Runner]:
+    """Run joblib tasks on ``backend``; yields a runner, ``run(tasks)``, that yields each result as it comes.
 
     ``dask``: the workers of the dask.distributed scheduler at ``address``, or of a local cluster
     of ``jobs`` single-threaded worker processes when no address is given. ``ray``: Ray's joblib
-    backend, on the cluster at ``address`` or a local one.
+    backend, on the cluster at ``address`` or a local one (started here and stopped after).
     """
     from joblib import parallel_config
 
@@ -32,14 +37,33 @@ def parallel_backend(backend: str = "loky", address: str | None = None, jobs: in
         raise FracbuildError(f"--address needs --backend dask or ray, not {backend}")
     if backend in ("loky", "threading"):
         with parallel_config(backend=backend, n_jobs=jobs):
-            yield
+            yield _as_completed
     elif backend == "dask":
         with _dask_client(address, jobs), parallel_config(backend="dask"):
-            yield
+            yield _as_completed
     else:
-        _start_ray(address)
-        with parallel_config(backend="ray", n_jobs=jobs):
-            yield
+        with _ray(address) as workers, parallel_config(backend="ray", n_jobs=jobs):
+            yield _in_rounds(2 * (jobs if jobs > 0 else workers))
+
+
+def _as_completed(tasks: Iterable[Any]) -> Iterator[Any]:
+    from joblib import Parallel
+
+    yield from Parallel(return_as="generator_unordered")(tasks)
+
+
+def _in_rounds(size: int) -> Runner:
+    """Ray's joblib backend returns whole lists only: run the tasks a few per worker at a time, so
+    that finished results still come back (and are recorded) while the rest runs."""
+    from joblib import Parallel
+
+    def run(tasks: Iterable[Any]) -> Iterator[Any]:
+        tasks = iter(tasks)
+        with Parallel() as parallel:  # one pool of workers for every round
+            while batch := list(itertools.islice(tasks, size)):
+                yield from parallel(batch)
+
+    return run
 
 
 @contextlib.contextmanager
@@ -62,11 +86,39 @@ def _dask_client(address: str | None, jobs: int) -> Iterator[None]:
         yield
 
 
-def _start_ray(address: str | None) -> None:
+@contextlib.contextmanager
+def _ray(address: str | None) -> Iterator[int]:
+    """Connect to Ray (or start a local Ray) unless already connected; yields the cluster's CPUs."""
     try:
         import ray
         from ray.util.joblib import register_ray
     except ImportError:
-        raise FracbuildError("backend ray needs Ray: pip install 'ray[default]'") from None
+        raise FracbuildError("backend ray needs Ray: pip install 'fracbuild[ray]'") from None
     register_ray()
-    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    started = not ray.is_initialized()
+    if started:
+        if address:
+            _check_reachable(address)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        except ConnectionError as e:
+            raise FracbuildError(f"cannot reach the Ray cluster at {address}: {e}") from None
+    try:
+        yield max(1, int(ray.cluster_resources().get("CPU", 1)))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a ``[ray://]HOST:PORT`` that nothing answers at: Ray itself would retry for minutes."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(address if "://" in address else f"//{address}")
+    if not (where.hostname and where.port):
+        return  # "auto" and the like: Ray resolves them
+    try:
+        socket.create_connection((where.hostname, where.port), timeout=10).close()
+    except OSError as e:
+        raise FracbuildError(f"cannot reach the Ray cluster at {address}: {e.strerror or e}") from None

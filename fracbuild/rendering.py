@@ -242,7 +242,7 @@ def render(
     ``address``, or a local one); neither changes the output. The progress bar shows on a
     terminal (``progress=None``) or as asked.
     """
-    from joblib import Parallel, delayed
+    from joblib import delayed
 
     recipe = effective_recipe(recipe, classes=classes, delta=delta, perturb=perturb, instances=instances,
                               size=size, points=points, draw=draw, shard_size=shard_size, seed=seed)
@@ -263,8 +263,8 @@ def render(
                 journal.write(json.dumps(r) + "\n")
             journal.flush()
             tasks = (delayed(render_shard)(recipe, str(out_dir), *spec) for spec in todo)
-            with parallel_backend(backend, address, jobs):
-                for record in Parallel(return_as="generator_unordered")(tasks):
+            with parallel_backend(backend, address, jobs) as run:
+                for record in run(tasks):
                     done[record["shard"]] = record
                     journal.write(json.dumps(record) + "\n")
                     journal.flush()

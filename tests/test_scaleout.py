@@ -192,11 +192,19 @@ def test_backend_errors(recipe, tmp_path):
         render(recipe, tmp_path / "b", backend="dask", address="tcp://127.0.0.1:9", progress=False)
 
 
-def test_ray_backend_without_ray_is_one_error(recipe, tmp_path):
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        with pytest.raises(FracbuildError, match="backend ray needs Ray"):
-            render(recipe, tmp_path, backend="ray", progress=False)
-    else:
-        pytest.skip("ray is installed")
+def test_ray_backend_without_ray_is_one_error(recipe, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray sees
+    with pytest.raises(FracbuildError, match="backend ray needs Ray"):
+        render(recipe, tmp_path, backend="ray", progress=False)
+
+
+def test_local_ray_renders_the_same_shards_as_a_local_render(recipe, tmp_path):
+    ray = pytest.importorskip("ray")
+    recipe["render"]["shard_size"] = 2  # 6 shards: more than one round of tasks per worker
+    local = render(recipe, tmp_path / "local", jobs=1, progress=False, preview=False)
+    remote = render(recipe, tmp_path / "ray", backend="ray", jobs=2, progress=False, preview=False)
+    assert shard_bytes(tmp_path / "ray") == shard_bytes(tmp_path / "local") and len(local["shards"]) == 6
+    assert remote["shards"] == local["shards"]
+    assert not ray.is_initialized()  # the Ray started for the render is stopped after it
+    with pytest.raises(FracbuildError, match="cannot reach the Ray cluster at 127.0.0.1:9"):
+        render(recipe, tmp_path / "unreachable", backend="ray", address="127.0.0.1:9", progress=False)
