@@ -161,6 +161,43 @@ def test_a_wds_spec_holds_out_every_fifth_image_of_each_class(recipe, tmp_path):
     assert len(pattern.train) == 8
 
 
+def write_idx(path, array):
+    """An MNIST-format (idx, big-endian header) file of uint8 ``array``."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_a_torch_spec_reads_torchvision_files_already_in_the_data_dir(tmp_path, monkeypatch):
+    raw = tmp_path / "MNIST" / "raw"  # where torchvision's MNIST keeps what it downloads
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    images = {split: rng.integers(0, 256, (n, 28, 28)) for split, n in (("train", 30), ("t10k", 20))}
+    labels = {split: np.arange(len(images[split])) % 10 for split in images}
+    for split in images:
+        write_idx(raw / f"{split}-images-idx3-ubyte", images[split])
+        write_idx(raw / f"{split}-labels-idx1-ubyte", labels[split])
+    monkeypatch.setenv("TRAINER_DATA_DIR", str(tmp_path))
+    data = load_dataset("torch/mnist", shots=2)
+    assert (data.classes, len(data.train), len(data.test)) == (10, 20, 20)
+    assert data.test.labels == labels["t10k"].tolist()
+    assert np.array_equal(np.asarray(data.test.image(3)), images["t10k"][3])
+    assert data.train.labels == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] * 2  # the first two of each class
+
+
+def test_a_torch_spec_that_cannot_download_is_one_error(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets.mnist
+
+    def offline(*args, **kwargs):  # what every mirror answers without a network
+        raise urllib.error.URLError("Network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", offline)
+    monkeypatch.setenv("TRAINER_DATA_DIR", str(tmp_path))
+    with pytest.raises(TrainerError, match=f"torch/fashion_mnist: cannot load or download it into {tmp_path}"):
+        load_dataset("torch/fashion_mnist")
+
+
 @pytest.mark.parametrize("spec,message", [
     ("cifar10", "unknown dataset 'cifar10'"),
     ("folder:", "unknown dataset"),
@@ -168,6 +205,7 @@ def test_a_wds_spec_holds_out_every_fifth_image_of_each_class(recipe, tmp_path):
     ("folder:{tmp}/noval", "needs a val/ directory"),
     ("folder:{tmp}/mismatch", "different classes"),
     ("wds:{tmp}/nothing", "does not exist"),
+    ("torch/imagenet", "not one of cifar10, cifar100"),
 ])
 def test_bad_dataset_specs_are_one_clear_error(tmp_path, spec, message):
     make_folder(tmp_path / "noval")

@@ -28,7 +28,7 @@ EXTRA = {
     "device": (str, "Device, e.g. cpu, cuda, cuda:1 (default: this rank's GPU if any, else cpu)."),
     "progress": (bool, "Show a progress bar (default: on a terminal)."),
     "init": (str, "A pre-training checkpoint, or 'scratch' for random weights."),
-    "dataset": (str, "digits, mnist5k, folder:PATH or wds:DATA."),
+    "dataset": (str, "digits, mnist5k, folder:PATH, wds:DATA or torch/NAME (cifar10, cifar100, ...)."),
     "blocks": (int, "Frozen transformer blocks K; the classifier reads block K's output."),
     "report": (str, "Where REPORT.md and the chart go."),
 }

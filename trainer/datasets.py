@@ -12,6 +12,10 @@
                   meant for small sets. Test: every fifth image of each class, in shard order
                   (the 5th, 10th, ...); train: the others.
 
+    torch/NAME    torchvision's cifar10, cifar100, mnist, kmnist or fashion_mnist, named as timm's
+                  ``create_dataset`` names them, with their own train/test split; downloaded by torchvision
+                  on first use into ``$TRAINER_DATA_DIR`` (default ``~/.cache/trainer/datasets``).
+
 ``shots`` keeps the first N training images of each class, in the order above.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,6 +39,8 @@ from .errors import TrainerError
 from .sources import resolve_data
 
 BUILTIN = ("digits", "mnist5k")
+#: torchvision datasets of in-memory images that ``torch/NAME`` reads (timm's names for them).
+TORCH_DATASETS = ("cifar10", "cifar100", "mnist", "kmnist", "fashion_mnist")
 
 
 class ImageList(Dataset):
@@ -157,6 +164,31 @@ def load_wds(data: str) -> Downstream:
                       {"split": "every fifth image of each class test"})
 
 
+def data_dir() -> Path:
+    """Where ``torch/NAME`` datasets are downloaded: ``$TRAINER_DATA_DIR`` or ``~/.cache/trainer/datasets``."""
+    return Path(os.environ.get("TRAINER_DATA_DIR") or Path.home() / ".cache" / "trainer" / "datasets")
+
+
+def load_torch(name: str) -> Downstream:
+    """A torchvision dataset through timm's ``create_dataset("torch/NAME")``, downloaded if missing."""
+    from timm.data import create_dataset
+
+    if name not in TORCH_DATASETS:
+        raise TrainerError(f"torch/{name}: not one of {', '.join(TORCH_DATASETS)}")
+    root = data_dir()
+    splits = {}
+    for split in ("train", "validation"):
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            splits[split] = create_dataset(f"torch/{name}", root=str(root), split=split, download=True)
+        except (OSError, RuntimeError) as e:  # no network, a damaged download, an unwritable root
+            raise TrainerError(f"torch/{name}: cannot load or download it into {root}: {e}") from None
+    train, test = (ImageList(np.asarray(ds.data), np.asarray(ds.targets)) for ds in splits.values())
+    return Downstream(f"torch/{name}", train, test, len(splits["train"].classes),
+                      {"source": f"torchvision, in {root}", "split": "the dataset's own train and test sets",
+                       "class_names": list(splits["train"].classes)})
+
+
 def load_dataset(spec: str, *, shots: int | None = None) -> Downstream:
     """The dataset a SPEC names, with ``shots`` training images per class if given."""
     if spec == "digits":
@@ -167,8 +199,10 @@ def load_dataset(spec: str, *, shots: int | None = None) -> Downstream:
         data = load_folder(spec[7:])
     elif spec.startswith("wds:") and spec[4:]:
         data = load_wds(spec[4:])
+    elif spec.startswith("torch/"):
+        data = load_torch(spec[6:])
     else:
-        raise TrainerError(f"unknown dataset {spec!r} (digits, mnist5k, folder:PATH or wds:DATA)")
+        raise TrainerError(f"unknown dataset {spec!r} (digits, mnist5k, folder:PATH, wds:DATA or torch/NAME)")
     if shots is not None:
         data.train = few_shot(data.train, shots, data.classes)
         data.info["shots"] = shots
