@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import logging
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -37,6 +38,8 @@ def parallel_backend(backend: str = "loky", address: str | None = None, jobs: in
         raise FracbuildError(f"--address needs --backend dask or ray, not {backend}")
     if backend in ("loky", "threading"):
         with parallel_config(backend=backend, n_jobs=jobs):
+            if backend == "loky":
+                _start_workers()
             yield _as_completed
     elif backend == "dask":
         with _dask_client(address, jobs), parallel_config(backend="dask"):
@@ -44,6 +47,29 @@ def parallel_backend(backend: str = "loky", address: str | None = None, jobs: in
     else:
         with _ray(address) as workers, parallel_config(backend="ray", n_jobs=jobs):
             yield _in_rounds(2 * (jobs if jobs > 0 else workers))
+
+
+def _start_workers() -> None:
+    """Start the worker processes with SIGINT blocked (they keep the mask through exec).
+
+    A terminal's Ctrl-C reaches the whole process group, and a worker it hits while starting up
+    prints a traceback; the parent alone takes the interrupt (delivered when unblocked here) and
+    stops the workers. The render's tasks then reuse these workers.
+    """
+    from multiprocessing import resource_tracker
+
+    from joblib import Parallel, delayed
+
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX
+        return
+    # Started first: starting it unblocks SIGINT in this thread (Python 3.11's multiprocessing).
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        parallel = Parallel()
+        parallel(delayed(os.getpid)() for _ in range(parallel.n_jobs if parallel.n_jobs > 0 else os.cpu_count() or 1))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _as_completed(tasks: Iterable[Any]) -> Iterator[Any]:

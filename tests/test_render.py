@@ -193,6 +193,41 @@ def test_killed_render_resumes_to_the_same_shards(recipe, tmp_path):
     assert not list((tmp_path / "out").glob(".*tmp")) and not journal.exists()
 
 
+def test_ctrl_c_on_the_process_group_is_one_line_and_resumes(recipe, tmp_path):
+    recipe["perturb"]["classes"] = 400
+    recipe["render"].update(shard_size=4, points=20000)
+    (tmp_path / "r.json").write_text(json.dumps(recipe))
+    cmd = [sys.executable, "-m", "fracbuild", "render", str(tmp_path / "r.json"), "--jobs", "2", "--no-preview"]
+    # A terminal's Ctrl-C goes to every process of the foreground group: the workers too.
+    proc = subprocess.Popen([*cmd, "-o", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    journal = tmp_path / "out" / JOURNAL
+    deadline = time.time() + 60
+    while time.time() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 3):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == [f"Interrupted: finished shards are kept in {tmp_path / 'out'}; "
+                                        "run the same command to resume."]
+    subprocess.run([*cmd, "-o", str(tmp_path / "out")], capture_output=True, check=True)
+    subprocess.run([*cmd, "-o", str(tmp_path / "ref")], capture_output=True, check=True)
+    assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "ref")
+
+
+def test_local_workers_leave_ctrl_c_to_the_parent():
+    from joblib import delayed
+
+    from fracbuild.backends import parallel_backend
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    with parallel_backend("loky", jobs=2) as run:
+        masks = list(run(delayed(signal.pthread_sigmask)(signal.SIG_BLOCK, []) for _ in range(4)))
+    assert all(signal.SIGINT in m for m in masks)  # a worker never sees the terminal's Ctrl-C
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before  # the parent still does
+
+
 def test_another_recipe_is_refused_unless_forced(recipe, tmp_path):
     render(recipe, tmp_path, jobs=1, progress=False)
     with pytest.raises(FracbuildError, match=r"another recipe \(differs in perturb.delta\)"):
