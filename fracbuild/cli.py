@@ -105,6 +105,10 @@ def search(source, output, force, **options):
         click.echo(f"{output}: {source} ({params}), {recipe['perturb']['classes']} classes")
 
 
+_progress = click.option("--progress/--no-progress", default=None,
+                         help="Show a progress bar (default: on a terminal).")
+
+
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
@@ -123,7 +127,8 @@ def search(source, output, force, **options):
 @click.option("--address", help="Scheduler address of an existing Dask or Ray cluster.")
 @click.option("--force", is_flag=True, help="Replace a dataset of another recipe in OUT_DIR.")
 @click.option("--no-preview", is_flag=True, help="Skip preview.png.")
-def render(recipe, out_dir, jobs, backend, address, force, no_preview, **overrides):
+@_progress
+def render(recipe, out_dir, jobs, backend, address, force, no_preview, progress, **overrides):
     """Render RECIPE's perturbation classes to WebDataset shards in OUT_DIR.
 
     Re-running into the same OUT_DIR keeps every shard whose checksum matches and renders only
@@ -137,7 +142,7 @@ def render(recipe, out_dir, jobs, backend, address, force, no_preview, **overrid
         warnings.simplefilter("always")
         try:
             manifest = run_render(recipe, out_dir, jobs=jobs, backend=backend, address=address, force=force,
-                                  preview=not no_preview, **overrides)
+                                  preview=not no_preview, progress=progress, **overrides)
         except KeyboardInterrupt:
             click.echo(f"\nInterrupted: finished shards are kept in {out_dir}; run the same command to resume.",
                        err=True)
@@ -154,12 +159,13 @@ def render(recipe, out_dir, jobs, backend, address, force, no_preview, **overrid
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--deep", default=0, show_default=True, help="Also re-render this many classes and compare pixels.")
-def verify(out_dir, deep):
+@_progress
+def verify(out_dir, deep, progress):
     """Check every shard's sha256, sample count, keys, labels and decodability. Exit 0 only if all hold."""
     from .dataset import load_manifest
     from .dataset import verify as run_verify
 
-    problems = run_verify(out_dir, deep=deep, progress=None)
+    problems = run_verify(out_dir, deep=deep, progress=progress)
     if problems:
         for p in problems:
             click.echo(p, err=True)
@@ -192,14 +198,15 @@ def info(out_dir):
 @main.command()
 @click.argument("url")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
-def fetch(url, out_dir):
+@_progress
+def fetch(url, out_dir, progress):
     """Download a rendered dataset from an HTTP(S) directory, verifying every shard's sha256.
 
     Re-running resumes: verified shards are kept and partial downloads continue.
     """
     from .fetching import fetch as run_fetch
 
-    m = run_fetch(url, out_dir)
+    m = run_fetch(url, out_dir, progress=progress)
     run = m["run"]
     click.echo(f"{out_dir}: {run['downloaded']} shards downloaded ({run['transferred'] / 1e6:.1f} MB), "
                f"{run['kept']} kept; {m['samples']} samples, all sha256 verified")

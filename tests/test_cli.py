@@ -92,6 +92,19 @@ def test_render_verify_preview_info(recipe_file, tmp_path):
     assert "6 samples" in run("info", out).output
 
 
+def test_progress_bars_show_when_asked(recipe_file, tmp_path):
+    # Off by default where stderr is not a terminal; --progress forces the bars of render and verify.
+    quiet = subprocess.run([sys.executable, "-m", "fracbuild", "render", recipe_file, "-o", tmp_path / "a",
+                            "--jobs", "1", "--no-preview"], capture_output=True, text=True, check=True)
+    assert "render 1p-frac" not in quiet.stderr
+    shown = subprocess.run([sys.executable, "-m", "fracbuild", "render", recipe_file, "-o", tmp_path / "b",
+                            "--jobs", "1", "--no-preview", "--progress"], capture_output=True, text=True, check=True)
+    assert "render 1p-frac" in shown.stderr and "12/12" in shown.stderr
+    checked = subprocess.run([sys.executable, "-m", "fracbuild", "verify", tmp_path / "b", "--progress"],
+                             capture_output=True, text=True, check=True)
+    assert "%|" in checked.stderr
+
+
 def test_render_overrides_reach_the_manifest(recipe_file, tmp_path):
     out = tmp_path / "ds"
     args = ["--classes", 4, "--delta", 0.05, "--perturb", "additive", "--instances", 2, "--size", 32,
