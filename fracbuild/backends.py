@@ -49,27 +49,35 @@ def parallel_backend(backend: str = "loky", address: str | None = None, jobs: in
             yield _in_rounds(2 * (jobs if jobs > 0 else workers))
 
 
-def _start_workers() -> None:
-    """Start the worker processes with SIGINT blocked (they keep the mask through exec).
+@contextlib.contextmanager
+def _ctrl_c_to_parent_only() -> Iterator[None]:
+    """Start worker processes inside this block: they start with SIGINT blocked (kept through exec).
 
     A terminal's Ctrl-C reaches the whole process group, and a worker it hits while starting up
-    prints a traceback; the parent alone takes the interrupt (delivered when unblocked here) and
-    stops the workers. The render's tasks then reuse these workers.
+    prints a traceback; the parent alone takes the interrupt (delivered when the block ends) and
+    stops its workers.
     """
     from multiprocessing import resource_tracker
 
-    from joblib import Parallel, delayed
-
     if not hasattr(signal, "pthread_sigmask"):  # not POSIX
+        yield
         return
     # Started first: starting it unblocks SIGINT in this thread (Python 3.11's multiprocessing).
     resource_tracker.ensure_running()
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        parallel = Parallel()
-        parallel(delayed(os.getpid)() for _ in range(parallel.n_jobs if parallel.n_jobs > 0 else os.cpu_count() or 1))
+        yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _start_workers() -> None:
+    """Start loky's worker processes now, for the render's tasks to reuse."""
+    from joblib import Parallel, delayed
+
+    with _ctrl_c_to_parent_only():
+        parallel = Parallel()
+        parallel(delayed(os.getpid)() for _ in range(parallel.n_jobs if parallel.n_jobs > 0 else os.cpu_count() or 1))
 
 
 def _as_completed(tasks: Iterable[Any]) -> Iterator[Any]:
@@ -107,8 +115,10 @@ def _dask_client(address: str | None, jobs: int) -> Iterator[None]:
             yield
         return
     workers = jobs if jobs > 0 else (os.cpu_count() or 1)
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster):
+    with _ctrl_c_to_parent_only():
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
+    with cluster, Client(cluster):
         yield
 
 

@@ -216,13 +216,14 @@ def test_ctrl_c_on_the_process_group_is_one_line_and_resumes(recipe, tmp_path):
     assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "ref")
 
 
-def test_local_workers_leave_ctrl_c_to_the_parent():
+@pytest.mark.parametrize("backend", ["loky", "dask"])
+def test_local_workers_leave_ctrl_c_to_the_parent(backend):
     from joblib import delayed
 
     from fracbuild.backends import parallel_backend
 
     before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    with parallel_backend("loky", jobs=2) as run:
+    with parallel_backend(backend, jobs=2) as run:
         masks = list(run(delayed(signal.pthread_sigmask)(signal.SIG_BLOCK, []) for _ in range(4)))
     assert all(signal.SIGINT in m for m in masks)  # a worker never sees the terminal's Ctrl-C
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before  # the parent still does
