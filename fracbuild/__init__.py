@@ -1,15 +1,29 @@
-"""fracbuild: formula-driven pre-training data (1p-frac) rendered to WebDataset shards."""
+"""fracbuild: formula-driven pre-training data (1p-frac) rendered to WebDataset shards.
 
-from .dataset import info, preview, verify
+``fracbuild.search``, ``render``, ``verify``, ``preview``, ``info`` and ``fetch`` are the library
+forms of the commands of the same names. They are imported on first use, so that ``import
+fracbuild`` (and the command line, before it knows its command) does not load numba.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
 from .errors import FracbuildError
-from .fetching import fetch
-from .recipe import load_recipe, make_recipe, validate_recipe
-from .rendering import render
-from .searching import new_recipe, search, search_categories
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "FracbuildError", "fetch", "info", "load_recipe", "make_recipe", "new_recipe", "preview", "render", "search",
-    "search_categories", "validate_recipe", "verify", "__version__",
-]
+_EXPORTS = {
+    "info": "dataset", "preview": "dataset", "verify": "dataset", "fetch": "fetching", "load_recipe": "recipe",
+    "make_recipe": "recipe", "validate_recipe": "recipe", "render": "rendering", "new_recipe": "searching",
+    "search": "searching", "search_categories": "searching",
+}
+__all__ = ["FracbuildError", "__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
