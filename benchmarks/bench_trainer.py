@@ -10,9 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT
+from common import RECIPE
 
-RECIPE = ROOT / "manifests" / "1p-frac.json"
 SECTIONS = {}
 
 

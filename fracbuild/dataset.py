@@ -15,7 +15,10 @@ from .errors import FracbuildError
 from .progress import progress_bar
 from .shards import decode_sample, file_sha256, read_shard, sample_key
 
+# The files of a rendered dataset directory besides its shards.
 MANIFEST = "manifest.json"
+INFO = "_info.json"
+PREVIEW = "preview.png"
 
 
 def load_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -96,13 +99,19 @@ def _rerender(out_dir: Path, manifest: dict, n: int) -> list[str]:
     recipe = manifest["recipe"]
     source = create_source(recipe)
     _, instances = counts(recipe)
-    classes = sorted({int(c) for c in np.linspace(0, manifest["classes"] - 1, min(n, manifest["classes"]))})
+    classes, images = _spread(out_dir, manifest, n, instances)
     problems = []
-    for cls, stored in zip(classes, images_of(out_dir, manifest, [c * instances for c in classes]), strict=True):
+    for cls, stored in zip(classes, images, strict=True):
         image, _ = source.sample(cls, 0)
         if not np.array_equal(image, stored):
             problems.append(f"class {cls}: re-rendered pixels differ from the stored image")
     return problems
+
+
+def _spread(out_dir: Path, manifest: dict, n: int, instances: int) -> tuple[list[int], list[np.ndarray]]:
+    """``n`` classes spread evenly over the dataset, and the stored image of instance 0 of each."""
+    classes = sorted({int(c) for c in np.linspace(0, manifest["classes"] - 1, min(n, manifest["classes"]))})
+    return classes, images_of(out_dir, manifest, [c * instances for c in classes])
 
 
 def images_of(out_dir: Path, manifest: dict, indices: list[int]) -> list[np.ndarray]:
@@ -139,17 +148,18 @@ def info(out_dir: str | os.PathLike) -> str:
 
 
 def preview(out_dir: str | os.PathLike, output: str | os.PathLike | None = None, n: int = 16,
-            tile: int = 160) -> Path:
-    """A contact sheet of ``n`` classes spread over the dataset (instance 0 of each), as PNG."""
+            tile: int = 160, manifest: dict[str, Any] | None = None) -> Path:
+    """A contact sheet of ``n`` classes spread over the dataset (instance 0 of each), as PNG.
+
+    ``manifest``: the dataset's, when the caller has it already (it is read from ``out_dir`` otherwise).
+    """
     from PIL import Image, ImageDraw
 
     out_dir = Path(out_dir)
-    manifest = load_manifest(out_dir)
+    manifest = manifest or load_manifest(out_dir)
     if n < 1:
         raise FracbuildError(f"--n must be at least 1, got {n}")
-    instances = manifest.get("instances", 1)
-    classes = sorted({int(c) for c in np.linspace(0, manifest["classes"] - 1, min(n, manifest["classes"]))})
-    images = images_of(out_dir, manifest, [c * instances for c in classes])
+    classes, images = _spread(out_dir, manifest, n, manifest.get("instances", 1))
     cols = int(np.ceil(np.sqrt(len(classes))))
     rows = int(np.ceil(len(classes) / cols))
     label = 14
@@ -159,7 +169,7 @@ def preview(out_dir: str | os.PathLike, output: str | os.PathLike | None = None,
         x, y = (k % cols) * tile, (k // cols) * (tile + label)
         sheet.paste(Image.fromarray(image).resize((tile - 4, tile - 4), Image.Resampling.BOX), (x + 2, y + 2))
         draw.text((x + 4, y + tile), f"class {cls}", fill=220)
-    output = Path(output) if output else out_dir / "preview.png"
+    output = Path(output) if output else out_dir / PREVIEW
     try:
         sheet.save(output)
     except OSError as e:

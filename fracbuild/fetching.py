@@ -17,14 +17,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from .dataset import INFO, MANIFEST, PREVIEW
 from .errors import FracbuildError
 from .progress import progress_bar
 from .recipe import save_json
-from .shards import file_sha256
+from .shards import matches
 
 CHUNK = 1 << 20
 TIMEOUT = 60
-EXTRAS = ("_info.json", "preview.png")  # copied when the server has them
+EXTRAS = (INFO, PREVIEW)  # copied when the server has them
 
 
 def _open(url: str, offset: int = 0):
@@ -45,19 +46,24 @@ def _safe_name(name: Any) -> str:
 
 
 def read_remote_manifest(base: str) -> dict[str, Any]:
-    with _open(base + "manifest.json") as response:
+    with _open(base + MANIFEST) as response:
         try:
             manifest = json.loads(response.read())
         except ValueError:
-            raise FracbuildError(f"{base}manifest.json is not valid JSON") from None
+            raise FracbuildError(f"{base}{MANIFEST} is not valid JSON") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
-        raise FracbuildError(f"{base}manifest.json is not a fracbuild manifest (no shard list)")
+        raise FracbuildError(f"{base}{MANIFEST} is not a fracbuild manifest (no shard list)")
     return manifest
+
+
+def part_path(path: Path) -> Path:
+    """Where ``path`` is downloaded to until it is verified."""
+    return path.with_name(f".{path.name}.part")
 
 
 def download(url: str, path: Path, size: int, sha256: str, bar) -> int:
     """Download ``url`` to ``path`` through ``.NAME.part``, resuming it; return bytes transferred."""
-    part = path.with_name(f".{path.name}.part")
+    part = part_path(path)
     offset = part.stat().st_size if part.exists() else 0
     if offset > size:
         part.unlink()
@@ -107,13 +113,13 @@ def fetch(url: str, out_dir: str | os.PathLike, *, progress: bool | None = None)
     names = [_safe_name(s.get("file")) for s in shards]
     todo, kept = [], 0
     for name, record in zip(names, shards, strict=True):
-        path = out_dir / name
-        if path.is_file() and path.stat().st_size == record["bytes"] and file_sha256(path) == record["sha256"]:
+        if matches(out_dir / name, record):
             kept += 1
         else:
             todo.append((name, record))
     total = sum(r["bytes"] for _, r in todo)
-    resumed = sum((out_dir / f".{n}.part").stat().st_size for n, _ in todo if (out_dir / f".{n}.part").exists())
+    parts = [part_path(out_dir / name) for name, _ in todo]
+    resumed = sum(p.stat().st_size for p in parts if p.exists())
     transferred = 0
     try:
         with progress_bar(total=total, initial=resumed, unit="B", unit_scale=True, desc="fetch",
@@ -125,5 +131,5 @@ def fetch(url: str, out_dir: str | os.PathLike, *, progress: bool | None = None)
     for name in EXTRAS:
         with contextlib.suppress(FracbuildError), _open(base + name) as response:
             (out_dir / name).write_bytes(response.read())
-    save_json(manifest, out_dir / "manifest.json", force=True)
+    save_json(manifest, out_dir / MANIFEST, force=True)
     return {**manifest, "run": {"transferred": transferred, "downloaded": len(todo), "kept": kept}}

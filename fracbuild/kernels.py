@@ -15,7 +15,6 @@ INK = 127
 PAD = 6
 #: Drawing modes, by name, as the recipe spells them.
 DRAW_MODES = ("point", "patch", "density")
-_POINT, _PATCH, _DENSITY = range(3)
 
 
 @njit(cache=True, nogil=True)

@@ -19,16 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from .backends import parallel_backend
+from .dataset import INFO, MANIFEST, PREVIEW
+from .dataset import preview as make_preview
 from .errors import FracbuildError
 from .progress import progress_bar
 from .recipe import counts, load_recipe, save_json, validate_recipe
-from .shards import file_sha256, shard_name, write_shard
+from .shards import matches, shard_name, write_shard
 from .sources import DEFAULT_SOURCE, create_source
 
 JOURNAL = ".journal.jsonl"
-MANIFEST = "manifest.json"
-INFO = "_info.json"
-PREVIEW = "preview.png"
 FORMAT = "fracbuild-dataset/1"
 
 # Command-line overrides and the recipe key each sets.
@@ -139,9 +138,7 @@ def _reusable(out_dir: Path, recipe: dict, records: list[dict]) -> dict[int, dic
     for r in records:
         spec = plan.get(r.get("file"))
         path = out_dir / str(r.get("file"))
-        if spec is None or r.get("first") != spec[1] or r.get("samples") != spec[2] or not path.is_file():
-            continue
-        if path.stat().st_size == r.get("bytes") and file_sha256(path) == r.get("sha256"):
+        if spec is not None and r.get("first") == spec[1] and r.get("samples") == spec[2] and matches(path, r):
             kept[spec[0]] = {**r, "shard": spec[0]}
     return kept
 
@@ -188,11 +185,12 @@ def write_dataset_files(out_dir: Path, recipe: dict, records: list[dict]) -> dic
     """``manifest.json`` and timm's ``_info.json`` for a complete set of shard records."""
     shards = [{k: r[k] for k in ("file", "first", "samples", "bytes", "sha256", "pixels_sha256", "redraws")}
               for r in records]
+    classes, instances = counts(recipe)
     manifest = {
         "format": FORMAT,
         "name": recipe["name"],
-        "classes": counts(recipe)[0],
-        "instances": counts(recipe)[1],
+        "classes": classes,
+        "instances": instances,
         "samples": sum(r["samples"] for r in shards),
         "bytes": sum(r["bytes"] for r in shards),
         "redraws": sum(r["redraws"] for r in shards),
@@ -275,9 +273,7 @@ def render(
     with contextlib.suppress(OSError):
         (out_dir / JOURNAL).unlink()
     if preview:
-        from .dataset import preview as make_preview
-
-        make_preview(out_dir, out_dir / PREVIEW)
+        make_preview(out_dir, out_dir / PREVIEW, manifest=manifest)
     rendered = sum(n for _, _, n in todo)
     manifest_stats = {"rendered": rendered, "kept": total - rendered, "seconds": seconds,
                       "images_per_second": rendered / seconds if rendered and seconds > 0 else 0.0}

@@ -13,6 +13,7 @@ from .errors import FracbuildError
 from .kernels import fill_rate, map_choices, random_sequence, render_image
 from .progress import progress_bar
 from .recipe import RENDER_DEFAULTS, check_name, make_recipe, validate_recipe
+from .sources import source_module
 
 #: Seed-sequence tags of the searches' generators.
 SEQUENCE, CATEGORY = 1, 2
@@ -40,6 +41,18 @@ def check_seed(seed: Any) -> int:
     return seed
 
 
+def check_fill_min(fill_min: float) -> float:
+    if not 0.0 <= fill_min < 1.0:
+        raise FracbuildError(f"fill_min must lie in [0, 1), got {fill_min}")
+    return fill_min
+
+
+def system_fill(system: np.ndarray, uniforms: np.ndarray, masks: np.ndarray, size: int, draw: str) -> float:
+    """Fill rate of ``system`` rendered from a random sequence, with its own map probabilities."""
+    choices = map_choices(ifs.map_probabilities(system), uniforms)
+    return float(fill_rate(render_image(system, choices, masks, size, draw)))
+
+
 def search(
     sigma: float = 3.5,
     maps: int = 2,
@@ -61,8 +74,7 @@ def search(
     check_name(name)
     check_seed(seed)
     ifs.check_sigma(sigma, maps, tolerance)
-    if not 0.0 <= fill_min < 1.0:
-        raise FracbuildError(f"fill_min must lie in [0, 1), got {fill_min}")
+    check_fill_min(fill_min)
     if max_tries < 1:
         raise FracbuildError(f"max_tries must be at least 1, got {max_tries}")
     settings = {**RENDER_DEFAULTS, **(render or {})}
@@ -78,9 +90,7 @@ def search(
             )
         tries += 1
         system = ifs.sample_system(sigma, maps, rng, tolerance)
-        choices = map_choices(ifs.map_probabilities(system), uniforms)
-        image = render_image(system, choices, masks, settings["size"], settings["draw"])
-        fill = float(fill_rate(image))
+        fill = system_fill(system, uniforms, masks, settings["size"], settings["draw"])
     return make_recipe(
         name,
         system,
@@ -123,8 +133,7 @@ def search_categories(
     lo, hi = maps
     if not 1 <= lo <= hi:
         raise FracbuildError(f"maps must be a range 1 <= min <= max, got {lo}-{hi}")
-    if not 0.0 <= fill_min < 1.0:
-        raise FracbuildError(f"fill_min must lie in [0, 1), got {fill_min}")
+    check_fill_min(fill_min)
     if classes < 1 or max_tries < 1:
         raise FracbuildError(f"classes and max_tries must be at least 1, got {classes} and {max_tries}")
     chunk = 4  # categories per task: enough work to outweigh a task's overhead
@@ -161,9 +170,7 @@ def _find_categories(categories: range, method: str, maps: tuple[int, int], fill
             else:
                 system = ifs.sample_system((11 + 2 * n) / 4, n, rng, tolerance=0.25)
             system = np.round(system, DECIMALS)
-            choices = map_choices(ifs.map_probabilities(system), uniforms)
-            image = render_image(system, choices, masks, FILL_CHECK["size"], FILL_CHECK["draw"])
-            if fill_rate(image) >= fill_min:
+            if system_fill(system, uniforms, masks, FILL_CHECK["size"], FILL_CHECK["draw"]) >= fill_min:
                 found.append((system.tolist(), tries))
                 break
         else:
@@ -175,8 +182,6 @@ def new_recipe(source: str = "fractal", **options: Any) -> dict[str, Any]:
     """A new recipe of ``source``: ``search`` (``fractal``), ``search_categories`` (``fractaldb``,
     ``ofdb``) or the source's ``make_recipe`` (noise, image: nothing to search, the recipe is made
     from the options). Options that ``source`` does not take are an error."""
-    from .sources import source_module
-
     module = source_module(source)
     unknown = set(options) - SEARCH_OPTIONS[source] - {"name", "classes", "seed"}
     if unknown:

@@ -47,6 +47,11 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def matches(path: Path, record: dict[str, Any]) -> bool:
+    """Whether ``path`` is the shard that ``record`` describes: its size and sha256."""
+    return path.is_file() and path.stat().st_size == record.get("bytes") and file_sha256(path) == record.get("sha256")
+
+
 class _HashingFile:
     """A write-only file wrapper that hashes and counts what passes through it."""
 
@@ -61,7 +66,7 @@ class _HashingFile:
         return self.f.write(data)
 
 
-def encode_sample(index: int, image: np.ndarray, meta: dict[str, Any]) -> dict[str, bytes]:
+def encode_sample(image: np.ndarray, meta: dict[str, Any]) -> dict[str, bytes]:
     """The files of one sample, by extension, in the order they are written."""
     return {
         "cls": str(meta["class"]).encode(),
@@ -94,7 +99,7 @@ def write_shard(path: Path, samples: Iterator[tuple[int, np.ndarray, dict]]) -> 
             with tarfile.open(fileobj=out, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
                 for index, image, meta in samples:
                     key = sample_key(index)
-                    for ext, data in encode_sample(index, image, meta).items():
+                    for ext, data in encode_sample(image, meta).items():
                         _add(tar, f"{key}.{ext}", data)
                     pixels.update(image.tobytes())
                     count += 1

@@ -63,6 +63,11 @@ def sequence_seed(seed: int, sequence: str, cls: int, instance: int) -> list[int
     return [seed, CLASS_SEQUENCE, instance, cls]
 
 
+def flip_name(instance: int, flips: bool) -> str:
+    """How instance ``instance`` of a class is flipped: ``FLIPS[instance % 4]``, or ``none`` without flips."""
+    return FLIPS[instance % 4] if flips else "none"
+
+
 def flip(image: np.ndarray, how: str) -> np.ndarray:
     if how in ("horizontal", "both"):
         image = image[:, ::-1]

@@ -10,7 +10,7 @@ from .. import ifs
 from ..errors import FracbuildError
 from ..kernels import DRAW_MODES, fill_rate, map_choices, random_sequence, render_image
 from ..recipe import PERTURB_DEFAULTS, PERTURB_MODES, RENDER_DEFAULTS, SEQUENCE_MODES, choice, flag, number
-from . import FLIPS, NOISE, flip, sequence_seed
+from . import NOISE, flip, flip_name, sequence_seed
 
 #: A class whose perturbations keep failing the fill check this often is an error, not a loop.
 MAX_REDRAWS = 1000
@@ -120,7 +120,7 @@ class FractalSource:
         maps, redraws, image = self.class_maps(cls)
         if instance:
             image = self.draw(maps, cls, instance)
-        how = FLIPS[instance % 4] if self.render["flips"] else "none"
+        how = flip_name(instance, self.render["flips"])
         image = flip(image, how)
         meta = {
             "class": cls,

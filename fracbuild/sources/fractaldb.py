@@ -17,12 +17,11 @@ from .. import ifs
 from ..errors import FracbuildError
 from ..kernels import draw_image, fill_rate, map_choices, random_sequence, trace
 from ..recipe import number
-from . import FLIPS, SHARED_SEQUENCE, flip
+from . import flip, flip_name, sequence_seed
 from .fractal import check_drawing, check_maps
 
 #: FractalDB's parameter-scaling factors (its ``weights_0.4``); 1.0, the system itself, is always in.
 SCALES = [0.2, 0.6, 1.4, 1.8]
-PARAMS = "abcdef"
 #: The reference renderer of FractalDB and OFDB: 362 px, 200,000 points, 3 x 3 patches, flips.
 PERTURB_DEFAULTS: dict[str, Any] = {"classes": 1000, "scales": SCALES, "seed": 0}
 RENDER_DEFAULTS: dict[str, Any] = {
@@ -95,7 +94,7 @@ class CategorySource:
         self._image: tuple[tuple[int, int, int], np.ndarray] | None = None
 
     def sequence_seed(self, patch: int) -> list[int]:
-        return [self.perturb["seed"], SHARED_SEQUENCE, patch]
+        return sequence_seed(self.perturb["seed"], "shared", 0, patch)
 
     def sequence(self, patch: int) -> tuple[np.ndarray, np.ndarray]:
         return random_sequence(self.render["points"], np.random.default_rng(self.sequence_seed(patch)))
@@ -110,7 +109,7 @@ class CategorySource:
 
     def layout(self, instance: int) -> tuple[int, int, str]:
         """``(scale row, patch render, flip)`` of an instance."""
-        how = FLIPS[instance % 4] if self.render["flips"] else "none"
+        how = flip_name(instance, self.render["flips"])
         rest = instance // 4 if self.render["flips"] else instance
         return rest % len(self.scales), rest // len(self.scales), how
 

@@ -13,6 +13,7 @@ transforms, the smoothing and the resampling; it is the optional extra ``image``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 from pathlib import Path
@@ -24,7 +25,7 @@ from .. import ifs
 from ..errors import FracbuildError
 from ..kernels import fill_rate
 from ..recipe import choice, flag, number, section, validate_recipe
-from . import FLIPS, NOISE, flip
+from . import NOISE, flip, flip_name
 
 WARPS = ("affine", "elastic", "polynomial")
 CONVERSIONS = ("canny", "gray")
@@ -138,11 +139,17 @@ def load_image(image: dict[str, Any], size: int) -> np.ndarray:
     return pixels
 
 
+@functools.lru_cache(maxsize=2)
 def grid(size: int) -> np.ndarray:
-    """``(size², 2)`` ``(x, y)`` coordinates of every pixel, spanning [-1, 1], row by row."""
+    """``(size², 2)`` ``(x, y)`` coordinates of every pixel, spanning [-1, 1], row by row.
+
+    Cached, so every class of a source shares one array: it is read-only.
+    """
     axis = np.linspace(-1.0, 1.0, size)
     y, x = np.meshgrid(axis, axis, indexing="ij")
-    return np.column_stack([x.ravel(), y.ravel()])
+    xy = np.column_stack([x.ravel(), y.ravel()])
+    xy.flags.writeable = False
+    return xy
 
 
 def warp_params(warp: str, delta: float, rng: np.random.Generator) -> np.ndarray:
@@ -198,7 +205,7 @@ class ImageSource:
 
     def sample(self, cls: int, instance: int) -> tuple[np.ndarray, dict[str, Any]]:
         params, image = self.warped(cls)
-        how = FLIPS[instance] if self.render["flips"] else "none"
+        how = flip_name(instance, self.render["flips"])
         image = flip(image, how)
         meta = {
             "class": cls,
