@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from .errors import TrainerError
+from .experiments import DEFAULT_BLOCKS
 from .finetuning import finetune as finetune_run
 from .finetuning import probe as probe_run
 from .presets import PRESET_NAMES, SETTINGS
@@ -178,7 +179,8 @@ _downstream("probe", probe_run, "Linear probe on the frozen patch embedding and 
 @click.option("--shots", default=10, show_default=True, help="mnist5k training images per class.")
 @click.option("--digits-epochs", default=10, show_default=True, help="Fine-tuning epochs on digits.")
 @click.option("--mnist-epochs", default=100, show_default=True, help="Fine-tuning epochs on mnist5k.")
-@click.option("--probe-blocks", default="1,2,3,4,5,6", show_default=True, help="Probe depths K, comma-separated.")
+@click.option("--probe-blocks", default=",".join(map(str, DEFAULT_BLOCKS)), show_default=True,
+              help="Probe depths K, comma-separated.")
 @click.option("--probe-shots", default=50, show_default=True, help="mnist5k training images per class for probes.")
 @click.option("--probe-epochs", default=10, show_default=True, help="Probe epochs.")
 @click.option("--preset", default="cpu", show_default=True, type=click.Choice(["cpu", "smoke"]),

@@ -38,7 +38,6 @@ from .data import SHARD_ERRORS, image_and_label, shard_samples
 from .errors import TrainerError
 from .sources import resolve_data
 
-BUILTIN = ("digits", "mnist5k")
 #: torchvision datasets of in-memory images that ``torch/NAME`` reads (timm's names for them).
 TORCH_DATASETS = ("cifar10", "cifar100", "mnist", "kmnist", "fashion_mnist")
 

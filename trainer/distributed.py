@@ -6,7 +6,9 @@ NCCL on GPUs and gloo on CPUs (multi-node included: torchrun's rendezvous does t
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,6 @@ import torch.distributed as dist
 class Dist:
     rank: int = 0
     world: int = 1
-    local_rank: int = 0
     device: torch.device = torch.device("cpu")
     owns_group: bool = False  # whether ``setup`` created the process group (and so destroys it)
 
@@ -43,8 +44,7 @@ def setup(device: str | None = None) -> Dist:
     owns = not dist.is_initialized()
     if owns:
         dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return Dist(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank, device=dev,
-                owns_group=owns)
+    return Dist(rank=dist.get_rank(), world=dist.get_world_size(), device=dev, owns_group=owns)
 
 
 def usable_cores() -> int:
@@ -65,6 +65,19 @@ def set_cpu_threads(d: Dist, workers: int) -> int:
 def teardown(d: Dist) -> None:
     if d.owns_group and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def session(device: str | None = None) -> Iterator[Dist]:
+    """``setup`` for a run; on leaving, torch's thread count (``set_cpu_threads`` may change it) is
+    restored and ``teardown`` done."""
+    d = setup(device)
+    threads = torch.get_num_threads()
+    try:
+        yield d
+    finally:
+        torch.set_num_threads(threads)
+        teardown(d)
 
 
 def mean(value: float, d: Dist) -> float:

@@ -15,7 +15,9 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from .distributed import Dist
 from .errors import TrainerError
 
 
@@ -130,6 +132,14 @@ def stop_requests() -> Iterator[list[bool]]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def wrap(net: nn.Module, compile: bool, d: Dist) -> nn.Module:
+    """``net`` compiled if ``compile``, and in DDP when there are several processes."""
+    model = torch.compile(net) if compile else net
+    if d.world > 1:
+        model = DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    return model
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from timm.utils import random_seed
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from . import distributed, runs
@@ -31,11 +30,12 @@ from .engine import (
     learning_rates,
     train_step,
     unwrap,
+    wrap,
 )
 from .errors import TrainerError
 from .models import LinearProbe, create_model, create_pretrained, read_checkpoint
 from .presets import FINETUNE_DEFAULTS, check_config, resolve
-from .transforms import create_eval_transform, create_train_transform
+from .transforms import create_eval_transform, train_transform
 
 DEFAULT_MODEL = "vit_tiny_patch16_224"
 FORMAT = "trainer-finetune/1"
@@ -156,10 +156,7 @@ def build_model(kind: str, init: str, name: str, kwargs: dict[str, Any], *, num_
 
 
 def _loaders(data: Downstream, config: dict[str, Any], batch: int, workers: int, d: distributed.Dist):
-    train_tf = create_train_transform(img_size=config["img_size"], scale=config["scale"], ratio=config["ratio"],
-                                      hflip=config["hflip"], vflip=config["vflip"],
-                                      auto_augment=config["auto_augment"], re_prob=config["re_prob"])
-    data.train.transform = train_tf
+    data.train.transform = train_transform(config)
     data.test.transform = create_eval_transform(img_size=config["img_size"])
     generator = torch.Generator().manual_seed(config["seed"])
     if d.world > 1:
@@ -181,18 +178,20 @@ def evaluate(model: nn.Module, loader: DataLoader, precision: Precision, d: dist
     """Top-1 and top-5 accuracy (%) and mean cross-entropy over the whole test split."""
     model.eval()
     k = min(5, num_classes)
-    sums = [0.0, 0.0, 0.0, 0.0]  # top-1 hits, top-k hits, loss sum, count
+    # Top-1 hits, top-k hits and loss sum, added up on the device in float64 (exact for the counts, and
+    # the same additions as in Python floats for the loss); read once, at the end.
+    sums = torch.zeros(3, dtype=torch.float64, device=d.device)
+    count = 0
     for images, labels in loader:
         images, labels = images.to(d.device), labels.to(d.device)
         with precision.autocast():
             logits = model(images)
         top = logits.topk(k, dim=1).indices
         hits = top == labels[:, None]
-        sums[0] += hits[:, 0].sum().item()
-        sums[1] += hits.any(dim=1).sum().item()
-        sums[2] += nn.functional.cross_entropy(logits.float(), labels, reduction="sum").item()
-        sums[3] += len(labels)
-    top1, topk, loss, n = distributed.total(sums, d)
+        ce = nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
+        sums += torch.stack([hits[:, 0].sum().double(), hits.any(dim=1).sum().double(), ce.double()])
+        count += len(labels)
+    top1, topk, loss, n = distributed.total([*sums.tolist(), float(count)], d)
     result = {"top1": 100 * top1 / n, "test_loss": loss / n}
     if num_classes > 5:  # top-5 says nothing with five classes or fewer
         result["top5"] = 100 * topk / n
@@ -200,13 +199,8 @@ def evaluate(model: nn.Module, loader: DataLoader, precision: Precision, d: dist
 
 
 def _run(kind: str, init: str, dataset: str, out, blocks, preset, overrides, force, device, progress):
-    d = distributed.setup(device)
-    threads = torch.get_num_threads()
-    try:
+    with distributed.session(device) as d:
         return _fit(kind, str(init), dataset, Path(out), blocks, preset, overrides, force, progress, d)
-    finally:
-        torch.set_num_threads(threads)
-        distributed.teardown(d)
 
 
 def _fit(kind, init, dataset, out: Path, blocks, preset, overrides, force, progress, d: distributed.Dist):
@@ -214,14 +208,7 @@ def _fit(kind, init, dataset, out: Path, blocks, preset, overrides, force, progr
     check_config(config)
     if init != "scratch" and not os.path.isfile(init):
         raise TrainerError(f"--init {init}: no such checkpoint (or 'scratch')")
-    error = None
-    if d.main:
-        try:
-            runs.prepare(out, force=force)
-        except TrainerError as e:
-            error = str(e)
-    if error := distributed.broadcast(error, d):
-        raise TrainerError(error)
+    runs.prepare_out(out, False, force, d)
     data = load_dataset(dataset, shots=config["shots"])
     name, kwargs = _architecture(init, config, overrides)
     config.update(model=name, model_kwargs=kwargs)
@@ -245,9 +232,7 @@ def _fit(kind, init, dataset, out: Path, blocks, preset, overrides, force, progr
     scheduler = create_scheduler(optimizer, total_steps=total,
                                  warmup_steps=min(total, round(config["warmup_epochs"] * per_epoch)), rates=rates)
     precision = Precision(d.device, config["amp"])
-    model = torch.compile(net) if config["compile"] else net
-    if d.world > 1:
-        model = DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    model = wrap(net, config["compile"], d)
     mixup, criterion = create_criterion(config, data.classes)
     effective = {**config, "kind": kind, "init": init, "blocks": blocks, "dataset": data.describe(),
                  "batch_size_used": batch, "steps_per_epoch": per_epoch, "total_steps": total, **rates,

@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 from timm.utils import ModelEmaV3, random_seed
-from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed, runs
 from .data import ProblemLog, create_loader
@@ -30,12 +29,13 @@ from .engine import (
     stop_requests,
     train_step,
     unwrap,
+    wrap,
 )
 from .errors import TrainerError
 from .models import create_model, read_checkpoint
 from .presets import PRETRAIN_DEFAULTS, check_config, preset_name, resolve
 from .sources import ShardSource, resolve_data
-from .transforms import create_train_transform
+from .transforms import train_transform
 
 # Settings that may change when a run is resumed: they do not change what is learned.
 RUNTIME = {"workers", "log_every", "save_every", "compile", "shuffle_buffer"}
@@ -75,11 +75,9 @@ def plan(config: dict[str, Any], source: ShardSource, world: int) -> dict[str, A
 
 
 def _settings(overrides: dict[str, Any], preset: str, checkpoint: dict | None) -> dict[str, Any]:
-    if overrides.get("samples") is not None:  # one budget at a time: the one given wins over the preset's
-        overrides.setdefault("epochs", None)
     if checkpoint is None:
         config = resolve("pretrain", preset, **overrides)
-        if overrides.get("samples") is not None:
+        if overrides.get("samples") is not None:  # one budget at a time: the one given wins over the preset's
             config["epochs"] = None
         elif overrides.get("epochs") is not None:
             config["samples"] = None
@@ -153,30 +151,12 @@ def pretrain(
     in ``out`` from its checkpoint. Returns a summary (steps, final loss, samples/s, paths).
     """
     overrides = {k: v for k, v in locals().items() if k in PRETRAIN_DEFAULTS}
-    d = distributed.setup(device)
-    threads = torch.get_num_threads()
-    try:
+    with distributed.session(device) as d:
         return _pretrain(data, Path(out), preset, overrides, resume, force, progress, d)
-    finally:
-        torch.set_num_threads(threads)
-        distributed.teardown(d)
-
-
-def _prepare_out(out: Path, resume: bool, force: bool, d: distributed.Dist) -> None:
-    """Rank 0 prepares the run directory; every rank learns whether that failed."""
-    error = None
-    if d.main:
-        try:
-            runs.prepare(out, resume=resume, force=force)
-        except TrainerError as e:
-            error = str(e)
-    error = distributed.broadcast(error, d)
-    if error:
-        raise TrainerError(error)
 
 
 def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: distributed.Dist) -> dict[str, Any]:
-    _prepare_out(out, resume, force, d)
+    runs.prepare_out(out, resume, force, d)
     checkpoint = read_checkpoint(out / runs.CHECKPOINT) if resume else None
     if checkpoint is not None and checkpoint.get("format") != FORMAT:
         raise TrainerError(f"{out / runs.CHECKPOINT} is not a pre-training checkpoint of this trainer")
@@ -214,14 +194,10 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
         if ema is not None:
             ema.load_state_dict(checkpoint["state_dict_ema"])
         start = checkpoint["step"]
-    model = torch.compile(net) if config["compile"] else net
-    if d.world > 1:
-        model = DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    model = wrap(net, config["compile"], d)
     mixup, criterion = create_criterion(config, num_classes)
 
-    transform = create_train_transform(img_size=config["img_size"], scale=config["scale"], ratio=config["ratio"],
-                                       hflip=config["hflip"], vflip=config["vflip"],
-                                       auto_augment=config["auto_augment"], re_prob=config["re_prob"])
+    transform = train_transform(config)
     # torch, numpy and random (timm's crops and RandAugment use random, Mixup numpy): differ across ranks
     # and after a resume, but are the same from run to run.
     random_seed(config["seed"] + start, d.rank)

@@ -1,7 +1,8 @@
 """A run directory: config.json, metrics.jsonl, checkpoint.pt, results.json and curves.png.
 
-Only rank 0 calls these. Every file is written to a temporary name and renamed into place, so an
-interruption at any moment leaves the previous complete file, never half of one.
+Only rank 0 calls these (``prepare_out`` aside: every rank does). Every file is written to a
+temporary name and renamed into place, so an interruption at any moment leaves the previous
+complete file, never half of one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import torch
 
+from . import distributed
 from .errors import TrainerError
 
 CONFIG = "config.json"
@@ -47,6 +49,19 @@ def prepare(out: str | os.PathLike, *, resume: bool = False, force: bool = False
     except OSError as e:
         raise TrainerError(f"cannot write to {out}: {e.strerror or e}") from None
     return out
+
+
+def prepare_out(out: str | os.PathLike, resume: bool, force: bool, d: distributed.Dist) -> None:
+    """Rank 0 prepares the run directory (``prepare``); every rank learns whether that failed."""
+    error = None
+    if d.main:
+        try:
+            prepare(out, resume=resume, force=force)
+        except TrainerError as e:
+            error = str(e)
+    error = distributed.broadcast(error, d)
+    if error:
+        raise TrainerError(error)
 
 
 def _replace(tmp: Path, path: Path) -> None:

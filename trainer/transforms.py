@@ -10,7 +10,8 @@ every channel (the recipe's 0.5); otherwise grayscale images take the RGB route.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -111,6 +112,12 @@ def create_train_transform(
         patch_posterize(secondary)
     gray = _one_channel(T.Compose([*primary.transforms, *secondary.transforms, *final.transforms]))
     return ImageTransform(rgb, gray)
+
+
+def train_transform(config: Mapping[str, Any]) -> ImageTransform:
+    """``create_train_transform`` with a run's settings (img_size, scale, ratio, flips, auto_augment, re_prob)."""
+    keys = ("img_size", "scale", "ratio", "hflip", "vflip", "auto_augment", "re_prob")
+    return create_train_transform(**{k: config[k] for k in keys})
 
 
 def create_eval_transform(*, img_size: int, interpolation: str = "bicubic", mean: Sequence[float] = MEAN,
