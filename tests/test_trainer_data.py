@@ -4,6 +4,7 @@ streaming over HTTP, and the grayscale transform."""
 import contextlib
 import functools
 import http.server
+import io
 import itertools
 import json
 import random
@@ -15,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mixing import batch_mixing_stats
 from PIL import Image
 
 import trainer.data as D
 from fracbuild.rendering import render
 from trainer.errors import TrainerError
-from trainer.sources import resolve_data
+from trainer.sources import ShardSource, resolve_data
 from trainer.transforms import create_eval_transform, create_train_transform
 
 
@@ -177,6 +179,94 @@ def test_the_shard_order_changes_from_pass_to_pass(tiny, monkeypatch):
     assert passes[0] != passes[1] != passes[2]
     again = [s["url"] for s in itertools.islice(D.EpochShards(urls, seed=0), 18)]
     assert again == visits  # seeded: the same run reads the same order
+
+
+# batches that mix the whole dataset ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def thousand(tmp_path_factory) -> ShardSource:
+    """1000 tiny images in 10 shards of 100, in order; sample i has label i (1000 classes), like the
+    paper's dataset (one image per class) at 4 x 4 px."""
+    root = tmp_path_factory.mktemp("thousand")
+    urls = []
+    for shard in range(10):
+        path = root / f"t-{shard:06d}.tar"
+        with tarfile.open(path, "w") as tar:
+            for i in range(shard * 100, shard * 100 + 100):
+                png = io.BytesIO()
+                Image.fromarray(np.full((4, 4), i % 251, np.uint8)).save(png, format="png")
+                for ext, data in (("png", png.getvalue()), ("cls", str(i).encode())):
+                    info = tarfile.TarInfo(f"{i:09d}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        urls.append(str(path))
+    return ShardSource(urls=tuple(urls), samples=1000, classes=1000, name="t")
+
+
+def as_tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image, dtype=np.float32))[None]
+
+
+def label_batches(source, **kwargs) -> list[list[int]]:
+    loader = D.create_loader(source, transform=as_tensor, seed=5, **kwargs)
+    batches = [b["label"].tolist() for b in loader]
+    assert len(batches) == kwargs["steps"]  # exactly the steps asked for
+    return batches
+
+
+MANY_WORKERS = pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")
+
+
+@MANY_WORKERS
+@pytest.mark.parametrize("workers", [0, 2, 4, 8])
+def test_every_batch_is_drawn_from_the_whole_dataset(thousand, workers):
+    # The paper's batch: 3 batches of 256 per pass (the other 232 images are dropped, as in the reference).
+    stats = batch_mixing_stats(label_batches(thousand, batch_size=256, steps=9, workers=workers),
+                               num_samples=1000, pass_size=768)
+    assert stats["distinct"] == [256] * 9 and stats["out_of_range"] == 0
+    assert min(stats["residue_p"].values()) > 1e-4, stats["residue_p"]
+    assert stats["pass_distinct"] == [768] * 3
+
+
+@MANY_WORKERS
+@pytest.mark.parametrize("workers", [0, 3, 8])
+def test_every_sample_comes_once_in_every_pass(thousand, workers):
+    batches = label_batches(thousand, batch_size=250, steps=12, workers=workers)
+    stats = batch_mixing_stats(batches, num_samples=1000)
+    assert stats["pass_distinct"] == [1000] * 3 and stats["out_of_range"] == 0
+    assert min(stats["distinct"]) == 250 and min(stats["residue_p"].values()) > 1e-4
+    passes = [sum(batches[i:i + 4], []) for i in (0, 4, 8)]
+    assert passes[0] != passes[1] != passes[2]  # a new order every pass
+
+
+def test_two_ranks_draw_disjoint_shares_of_every_pass(thousand):
+    # Global batch 200 = 100 per rank; 5 steps per pass, nothing dropped.
+    ranks = [label_batches(thousand, batch_size=100, steps=10, workers=2, rank=r, world=2) for r in (0, 1)]
+    for p in (0, 1):
+        shares = [set(sum(batches[5 * p:5 * p + 5], [])) for batches in ranks]
+        assert len(shares[0]) == len(shares[1]) == 500 and not shares[0] & shares[1]
+    for batches in ranks:
+        stats = batch_mixing_stats(batches, num_samples=1000, pass_size=500)
+        assert stats["pass_distinct"] == [500, 500] and min(stats["residue_p"].values()) > 1e-4
+    first = [set(sum(batches[:5], [])) for batches in ranks]
+    second = [set(sum(batches[5:], [])) for batches in ranks]
+    assert first[0] != second[0]  # the shares are drawn anew every pass
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_stream_started_at_a_later_pass_continues_the_same_sequence(thousand, workers):
+    whole = label_batches(thousand, batch_size=256, steps=6, workers=workers)
+    resumed = label_batches(thousand, batch_size=256, steps=3, workers=workers, start_pass=1)
+    assert resumed == whole[3:]
+
+
+def test_the_mixing_statistics_see_a_stream_by_position_mod_n():
+    # Four consumers keeping the samples at positions = their id (mod 4), each batch from one consumer.
+    shares = [[i for i in range(1000) if i % 4 == c] for c in range(4)]
+    batches = [(shares[c] * 2)[:256] for c in range(4)]
+    stats = batch_mixing_stats(batches, num_samples=1000)
+    assert stats["distinct"] == [250] * 4 and stats["residue_p"][4] < 1e-10 and stats["pass_distinct"][0] < 1000
 
 
 # labels, batches, corrupt shards -------------------------------------------------------------------------

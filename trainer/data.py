@@ -2,27 +2,41 @@
 
     EpochShards            endless: pass p visits the shards in an order shuffled with (seed, p)
     read_samples           opens each shard (file or http), groups tar members into samples,
-                           keeps this consumer's share, skips a corrupt shard with a warning
-    shuffle_samples        a shuffle buffer of encoded samples, seeded per consumer
+                           keeps this consumer's share of the pass, skips a corrupt shard with a warning
+    shuffle_samples        a shuffle buffer of encoded samples, emptied at the end of every pass
     decode_samples         image bytes -> PIL image (grayscale stays one channel), ``cls`` -> int
     transform_samples      the training transform
-    batch_samples          stacks tensors; each batch carries its worker's problem log
+    batch_samples          small batches (``WORKER_BATCH``) that never span two passes; each carries
+                           its worker's problem log
+    rebatch                in the main process: the workers' small batches, taken in turn, cut into
+                           the rank's batches; a pass's last partial batch is dropped
 
-A *consumer* is one DataLoader worker of one rank. Ranks split the shards explicitly (rank and
-world size are passed in, never guessed), then each rank's workers split its share. A split by
-shards is used only when it is even, so that every shard is drawn equally often; otherwise
-(fewer shards than consumers, or a count that does not divide) every consumer reads the shards
-and keeps every n-th sample. Either way consumers never see the same sample in a pass and the
-streams never run dry, so every rank makes the same number of steps and DDP cannot hang.
+A *consumer* is one DataLoader worker of one rank (consumer ``rank * workers + worker`` of
+``world * workers``; rank and world size are passed in, never guessed). Pass p hands every sample
+to exactly one consumer, drawn with (seed, p): whole shards when the shards split evenly over the
+consumers (shard i of the pass's shuffled order to consumer i mod n), otherwise single samples
+(every consumer reads every shard; of each run of n samples, a seeded permutation gives one to each
+consumer). Either way the shares are disjoint, change every pass and differ in size by at most a
+shard, so every stream is endless, every rank makes the same number of steps and DDP cannot hang.
+
+A batch mixes the whole dataset: each worker's share of a pass is shuffled (the whole share when it
+fits the buffer), and the main process builds every batch from all workers' small batches in turn
+(webdataset's own idiom: batch in the workers, rebatch in the loader), instead of one worker's
+stream. As in the reference's ``DistributedSampler`` + ``drop_last``, a batch never spans two passes:
+with the paper's 1000 images and batch 256, every pass gives 3 batches of 256 distinct images and
+drops the other 232 (different ones every pass). A pass too small for one batch is not dropped but
+carried into the next.
 
 The stream is endless and the loader is cut with ``with_epoch`` to the run's number of steps:
 one set of workers lives for the whole run (the paper's dataset is 3 steps per epoch, so
-restarting workers every epoch would cost more than the epoch), and the shard order still
-changes every pass because the pass number is part of the shuffle seed.
+restarting workers every epoch would cost more than the epoch). Every draw of pass p is seeded
+with (seed, p) alone, so a stream started at ``start_pass`` (a resumed run) gives the same passes
+as the original stream from that pass on.
 """
 
 from __future__ import annotations
 
+import functools
 import http.client
 import io
 import itertools
@@ -73,32 +87,40 @@ class Problems:
 
 
 class EpochShards(IterableDataset):
-    """This consumer's endless shard stream, one dict ``{"url", "stride", "offset"}`` per shard visit.
+    """This consumer's endless shard stream, one dict ``{"url", "pass", "share"}`` per shard visit.
 
-    ``stride``/``offset``: of the samples read in order, keep those at positions ``offset (mod stride)``.
+    ``share``: None to keep every sample of the shard, else ``(seed, consumer, consumers)``: keep the
+    samples that ``sample_owner`` gives to this consumer.
     """
 
     def __init__(self, urls: Iterable[str], *, seed: int = 0, start_pass: int = 0, rank: int = 0, world: int = 1):
         self.urls, self.seed, self.start_pass, self.rank, self.world = list(urls), seed, start_pass, rank, world
 
-    def plan(self, worker: int, workers: int) -> tuple[list[str], bool, int, int]:
-        """``(shards, split_by_shard_within_rank, stride, offset)`` for one consumer."""
-        if len(self.urls) % self.world == 0:
-            mine, stride, offset = self.urls[self.rank :: self.world], 1, 0
-        else:
-            mine, stride, offset = self.urls, self.world, self.rank
-        if len(mine) % workers == 0:
-            return mine, True, stride, offset
-        return mine, False, stride * workers, offset + stride * worker
-
     def __iter__(self) -> Iterator[dict[str, Any]]:
         worker, workers = worker_slot()
-        mine, by_shard, stride, offset = self.plan(worker, workers)
+        consumer, consumers = self.rank * workers + worker, self.world * workers
+        by_shard = len(self.urls) % consumers == 0
         for epoch in itertools.count(self.start_pass):
-            order = list(mine)
-            random.Random(f"{self.seed}/{epoch}").shuffle(order)  # same order on every worker of the rank
-            for url in order[worker::workers] if by_shard else order:
-                yield {"url": url, "stride": stride, "offset": offset, "pass": epoch}
+            order = list(self.urls)
+            random.Random(f"{self.seed}/{epoch}").shuffle(order)  # the same order in every consumer
+            if by_shard:
+                for url in order[consumer::consumers]:
+                    yield {"url": url, "pass": epoch, "share": None}
+            else:
+                for url in order:
+                    yield {"url": url, "pass": epoch, "share": (self.seed, consumer, consumers)}
+
+
+@functools.lru_cache(maxsize=8)
+def _block_owners(seed: int, epoch: int, consumers: int, block: int) -> tuple[int, ...]:
+    return tuple(random.Random(f"{seed}/{epoch}/{block}").sample(range(consumers), consumers))
+
+
+def sample_owner(seed: int, epoch: int, consumers: int, position: int) -> int:
+    """The consumer of the sample at ``position`` of pass ``epoch`` (counted over the pass's shards in
+    order): each run of ``consumers`` samples gives one to every consumer, in a seeded order."""
+    block, at = divmod(position, consumers)
+    return _block_owners(seed, epoch, consumers, block)[at]
 
 
 def group_samples(files: Iterator[dict[str, Any]], url: str) -> Iterator[dict[str, Any]]:
@@ -135,30 +157,37 @@ def image_and_label(sample: dict[str, Any]) -> tuple[bytes, int]:
 
 
 def _read_samples(shards: Iterator[dict[str, Any]], problems: Problems) -> Iterator[dict[str, Any]]:
-    position = 0
+    position, epoch = 0, None
     for shard in shards:
-        url = shard["url"]
+        if shard["pass"] != epoch:
+            position, epoch = 0, shard["pass"]
+        url, share = shard["url"], shard["share"]
         if url in problems.shards:  # known to be damaged: do not pay for it again every pass
             continue
         try:
             for sample in shard_samples(url):
-                keep = position % shard["stride"] == shard["offset"]
+                mine = share is None or sample_owner(share[0], epoch, share[2], position) == share[1]
                 position += 1
-                if keep:
+                if mine:
+                    sample["__pass__"] = epoch
                     yield sample
         except SHARD_ERRORS as e:
             problems.bad_shard(url, e)
 
 
 def _shuffle_samples(samples: Iterator[dict], buffer: int, seed: int, rank: int) -> Iterator[dict]:
-    if buffer <= 1:
-        yield from samples
-        return
-    rng = random.Random(f"{seed}/{rank}/{worker_slot()[0]}")
-    yield from wds.shuffle(buffer, initial=buffer, rng=rng)(samples)
+    worker = worker_slot()[0]
+    for epoch, group in itertools.groupby(samples, key=lambda s: s["__pass__"]):
+        if buffer <= 1:
+            yield from group
+            continue
+        # Seeded by the pass alone (not by where the stream started), and emptied at its end, so a
+        # pass's samples stay in that pass.
+        rng = random.Random(f"{seed}/{epoch}/{rank}/{worker}")
+        yield from wds.shuffle(buffer, initial=buffer, rng=rng)(group)
 
 
-def _decode_samples(samples: Iterator[dict], problems: Problems) -> Iterator[tuple[Image.Image, int, str]]:
+def _decode_samples(samples: Iterator[dict], problems: Problems) -> Iterator[tuple[Image.Image, int, str, int]]:
     for sample in samples:
         try:
             encoded, label = image_and_label(sample)
@@ -167,23 +196,55 @@ def _decode_samples(samples: Iterator[dict], problems: Problems) -> Iterator[tup
         except (ValueError, OSError, SyntaxError, Image.DecompressionBombError) as e:
             problems.bad_sample(sample, e)
             continue
-        yield image, label, sample["__key__"]
+        yield image, label, sample["__key__"], sample["__pass__"]
 
 
 def _transform_samples(samples: Iterator[tuple], transform: Callable) -> Iterator[tuple]:
-    for image, label, key in samples:
-        yield transform(image), label, key
+    for image, *rest in samples:
+        yield transform(image), *rest
 
 
 def _batch_samples(samples: Iterator[tuple], batch_size: int, problems: Problems) -> Iterator[dict[str, Any]]:
-    batch = []
-    for sample in samples:
-        batch.append(sample)
-        if len(batch) == batch_size:
-            images, labels, keys = zip(*batch, strict=True)
-            yield {"image": torch.stack(images), "label": torch.tensor(labels), "key": list(keys),
+    for epoch, group in itertools.groupby(samples, key=lambda s: s[3]):
+        while chunk := list(itertools.islice(group, batch_size)):
+            images, labels, keys, _ = zip(*chunk, strict=True)
+            yield {"image": torch.stack(images), "label": torch.tensor(labels), "key": list(keys), "pass": epoch,
                    "problems": problems.snapshot()}
-            batch = []
+
+
+def _take(held: list[dict[str, Any]], n: int, pin_memory: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The first ``n`` samples of the small batches ``held`` as one batch, and what is left."""
+    images = torch.cat([b["image"] for b in held])
+    out = torch.empty((n, *images.shape[1:]), dtype=images.dtype, pin_memory=pin_memory)
+    out.copy_(images[:n])
+    labels = torch.cat([b["label"] for b in held])
+    keys = [k for b in held for k in b["key"]]
+    batch = {"image": out, "label": labels[:n], "key": keys[:n], "pass": held[0]["pass"],
+             "problems": [b["problems"] for b in held]}
+    rest = [{**held[-1], "image": images[n:], "label": labels[n:], "key": keys[n:]}] if len(keys) > n else []
+    return batch, rest
+
+
+def _rebatch(small: Iterator[dict[str, Any]], batch_size: int, workers: int, pin_memory: bool
+             ) -> Iterator[dict[str, Any]]:
+    # The loader takes the workers' small batches in turn, so a batch holds an equal part of each
+    # worker's share. A pass ends when every worker has sent a batch of a later pass; its partial
+    # batch is dropped, unless the pass gave no full batch at all (then it is carried on).
+    epoch, held, ahead, full = None, [], [], 0
+    for b in small:
+        if epoch is None:
+            epoch = b["pass"]
+        (held if b["pass"] == epoch else ahead).append(b)
+        while ahead and len({a["problems"]["worker"] for a in ahead}) == workers:
+            if full:
+                held = []
+            epoch, full = min(a["pass"] for a in ahead), 0
+            held += [a for a in ahead if a["pass"] == epoch]
+            ahead = [a for a in ahead if a["pass"] != epoch]
+        while sum(len(h["key"]) for h in held) >= batch_size:
+            batch, held = _take(held, batch_size, pin_memory)
+            full += 1
+            yield batch
 
 
 read_samples = wds.pipelinefilter(_read_samples)
@@ -191,6 +252,9 @@ shuffle_samples = wds.pipelinefilter(_shuffle_samples)
 decode_samples = wds.pipelinefilter(_decode_samples)
 transform_samples = wds.pipelinefilter(_transform_samples)
 batch_samples = wds.pipelinefilter(_batch_samples)
+rebatch = wds.pipelinefilter(_rebatch)
+# Samples per batch a worker sends: small, so that every batch takes part of every worker's share.
+WORKER_BATCH = 32
 
 
 def create_pipeline(
@@ -204,12 +268,13 @@ def create_pipeline(
     world: int = 1,
     shuffle_buffer: int = 1000,
 ) -> wds.DataPipeline:
-    """The endless stream of one rank's batches (``{"image", "label", "key", "problems"}``)."""
+    """One consumer's endless stream of small batches (``{"image", "label", "key", "pass", "problems"}``),
+    none spanning two passes; ``create_loader`` rebatches them."""
     problems = Problems()  # one per process: each worker gets its own copy
     return wds.DataPipeline(
         EpochShards(urls, seed=seed, start_pass=start_pass, rank=rank, world=world),
         read_samples(problems),
-        shuffle_samples(shuffle_buffer, seed + start_pass, rank),
+        shuffle_samples(shuffle_buffer, seed, rank),
         decode_samples(problems),
         transform_samples(transform),
         batch_samples(batch_size, problems),
@@ -231,11 +296,15 @@ def create_loader(
     pin_memory: bool = False,
 ) -> wds.WebLoader:
     """A loader that yields exactly ``steps`` batches of ``batch_size`` (per rank) from ``source``."""
-    pipeline = create_pipeline(source.urls, transform=transform, batch_size=batch_size, seed=seed,
+    producers = max(1, workers)
+    small = max(1, min(WORKER_BATCH, batch_size // producers))
+    pipeline = create_pipeline(source.urls, transform=transform, batch_size=small, seed=seed,
                                start_pass=start_pass, rank=rank, world=world, shuffle_buffer=shuffle_buffer)
-    loader = wds.WebLoader(pipeline, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                           prefetch_factor=4 if workers else None, persistent_workers=False)
-    # with_epoch on the loader, not on the dataset: on the dataset it would count per worker.
+    loader = wds.WebLoader(pipeline, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,
+                           persistent_workers=False)
+    # Rebatched in this process (and pinned there: the batch is a new tensor). with_epoch on the
+    # loader, not on the dataset: on the dataset it would count per worker.
+    loader = loader.compose(rebatch(batch_size, producers, pin_memory))
     return loader.with_epoch(steps).with_length(steps, silent=True)
 
 
@@ -245,8 +314,10 @@ class ProblemLog:
     def __init__(self):
         self.by_worker: dict[int, dict] = {}
 
-    def update(self, snapshot: dict[str, Any]) -> None:
-        self.by_worker[snapshot["worker"]] = snapshot
+    def update(self, snapshots: dict[str, Any] | Iterable[dict[str, Any]]) -> None:
+        """Take a batch's ``problems``: one worker's snapshot, or a list of them (oldest first)."""
+        for snapshot in [snapshots] if isinstance(snapshots, dict) else snapshots:
+            self.by_worker[snapshot["worker"]] = snapshot
 
     @property
     def shards(self) -> set[str]:
