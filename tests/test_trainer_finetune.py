@@ -235,3 +235,66 @@ def test_finetune_and_probe_errors_are_one_line(pretrained, tmp_path, command, a
     result = CliRunner().invoke(main, [command, *args, "--out", str(tmp_path / "run"), "--preset", "smoke",
                                        "--epochs", "1", "--shots", "2"])
     assert_one_line_error(result, message)
+
+
+# the reference's fine-tuning recipe, and the settings that turn each of its quirks off -----------------
+
+
+def test_the_paper_finetuning_preset_is_the_reference_run():
+    from trainer.engine import learning_rates
+    from trainer.presets import NORMALIZE, resolve
+    from trainer.transforms import MEAN_STD
+
+    assert set(NORMALIZE) == set(MEAN_STD)
+    paper = resolve("finetune", "paper")
+    # finetuning.sh: 96 per GPU x 8 GPUs, lr 0.01 x 768 / 512; colorimagefolder.yaml: ImageNet mean/std; timm's
+    # evaluation crop 0.875; the optimizer given the DDP wrapper; Mixup per GPU's 96.
+    assert (paper["batch_size"], paper["normalize"], paper["crop_pct"], paper["embed_decay"], paper["mix_chunk"]) == (
+        768, "imagenet", 0.875, True, 96)
+    assert learning_rates(paper, 768)["lr"] == pytest.approx(0.015)
+    assert (paper["opt"], paper["weight_decay"], paper["re_prob"], paper["vflip"]) == ("sgd", 1e-4, 0.25, 0.0)
+    off = resolve("finetune", "paper", batch_size=256, normalize="0.5", crop_pct=1.0, embed_decay=False, mix_chunk=0)
+    assert (off["batch_size"], off["normalize"], off["crop_pct"], off["embed_decay"], off["mix_chunk"]) == (
+        256, "0.5", 1.0, False, 0)
+    assert learning_rates(off, 256)["lr"] == pytest.approx(0.005)
+    cpu = resolve("finetune", "cpu")
+    assert (cpu["normalize"], cpu["crop_pct"], cpu["embed_decay"], cpu["mix_chunk"]) == ("0.5", 1.0, False, 0)
+
+
+def framed(size: int = 512, frame: int = 16) -> Image.Image:
+    """Black with a white frame ``frame`` px wide: what survives the evaluation transform shows its crop."""
+    image = np.full((size, size, 3), 255, np.uint8)
+    image[frame:-frame, frame:-frame] = 0
+    return Image.fromarray(image)
+
+
+def test_the_evaluation_transform_resizes_256_and_centre_crops_224_at_crop_pct_0875():
+    from trainer.transforms import eval_transform
+
+    image = framed()  # the frame is 1/32 of the side: 8 px at 256, all of it outside the central 224
+    cropped = eval_transform({"img_size": 224, "crop_pct": 0.875, "normalize": "0.5"})(image)
+    whole = eval_transform({"img_size": 224, "crop_pct": 1.0, "normalize": "0.5"})(image)
+    assert cropped.shape == whole.shape == (3, 224, 224)
+    white = 1.0  # (1 - 0.5) / 0.5
+    assert (whole[:, :5] > 0.9 * white).all() and (whole[:, :, -5:] > 0.9 * white).all()  # 7 px of frame
+    assert (cropped[:, :3] < -0.99).all() and (cropped[:, :, -3:] < -0.99).all()  # none: only the black inside
+    # A non-square image: the short side goes to 256, the long one keeps the aspect ratio, then the centre 224.
+    wide = Image.fromarray((np.arange(512)[None, :, None] // 2).repeat(256, 0).repeat(3, 2).astype(np.uint8))
+    out = eval_transform({"img_size": 224, "crop_pct": 0.875, "normalize": "0.5"})(wide)
+    columns = (out[0, 112] * 0.5 + 0.5) * 255  # grey levels 0..255 across 512 px, seen over the central 224 of 512
+    assert out.shape == (3, 224, 224) and abs(columns[0].item() - 72) < 3 and abs(columns[-1].item() - 183) < 3
+
+
+def test_imagenet_normalisation_and_randaugment_fill():
+    from trainer.transforms import eval_transform, train_transform
+
+    grey = Image.new("RGB", (40, 40), (124, 116, 104))
+    out = eval_transform({"img_size": 32, "crop_pct": 1.0, "normalize": "imagenet"})(grey)
+    assert out.abs().max() < 0.01  # the ImageNet mean maps to 0 in every channel
+    settings = dict(img_size=32, scale=(0.08, 1.0), ratio=(0.75, 4 / 3), hflip=0.5, vflip=0.0,
+                    auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25)
+    for normalize, fill in (("imagenet", (124, 116, 104)), ("0.5", (128, 128, 128))):
+        transform = train_transform({**settings, "normalize": normalize})
+        ops = [op for t in transform.rgb.transforms for op in getattr(t, "ops", ())]
+        assert ops and {op.kwargs["fillcolor"] for op in ops} == {fill}
+        assert (transform.gray is None) == (normalize == "imagenet")  # unequal channels: the RGB route

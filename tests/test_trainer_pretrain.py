@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -242,3 +243,74 @@ def test_the_paper_preset_is_the_reference_recipe():
     assert steps["steps_per_epoch"] == 3 and steps["total_steps"] == 240_000 and steps["warmup_steps"] == 15
     assert steps["batch_per_process"] == 32 and steps["lr"] == pytest.approx(5e-4)
     assert steps["warmup_lr"] == pytest.approx(5e-7) and steps["min_lr"] == pytest.approx(5e-6)
+
+
+# the reference's effective recipe, and the settings that turn each of its quirks off ------------------
+
+
+def test_the_paper_preset_trains_as_the_reference_did_and_each_quirk_has_an_off_setting():
+    from trainer.presets import resolve
+
+    paper = resolve("pretrain", "paper")
+    assert paper["embed_decay"] is True and paper["mix_chunk"] == 32  # 32 per GPU x 8 GPUs
+    off = resolve("pretrain", "paper", embed_decay=False, mix_chunk=0)
+    assert off["embed_decay"] is False and off["mix_chunk"] == 0
+    for preset in ("cpu", "smoke"):  # the small presets keep timm's defaults
+        config = resolve("pretrain", preset)
+        assert config["embed_decay"] is False and config["mix_chunk"] == 0
+
+
+def decay_of(optimizer) -> dict[int, float]:
+    return {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+
+
+@pytest.mark.parametrize("opt,wd", [("adamw", 0.05), ("sgd", 1e-4)])
+def test_pos_embed_and_cls_token_are_decayed_only_with_embed_decay(opt, wd):
+    from trainer.engine import create_optimizer
+
+    net = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=5)
+    for embed_decay in (False, True):
+        config = {"opt": opt, "weight_decay": wd, "momentum": 0.9, "embed_decay": embed_decay}
+        decay = decay_of(create_optimizer(net, config, lr=0.1))
+        assert decay[id(net.pos_embed)] == decay[id(net.cls_token)] == (wd if embed_decay else 0.0)
+        # Biases and norm weights are never decayed, matrices always (timm's grouping, as in the reference).
+        assert decay[id(net.blocks[0].attn.qkv.bias)] == decay[id(net.norm.weight)] == 0.0
+        assert decay[id(net.blocks[0].attn.qkv.weight)] == decay[id(net.patch_embed.proj.weight)] == wd
+        assert len(decay) == len(list(net.parameters()))
+
+
+def test_mixing_draws_one_lambda_per_chunk_and_pairs_within_it():
+    from trainer.engine import create_criterion
+
+    config = dict(mixup=0.8, cutmix=0.0, mixup_switch=0.5, smoothing=0.0)
+    labels = torch.arange(16)
+    images = torch.arange(16, dtype=torch.float32)[:, None, None, None].expand(16, 3, 4, 4).contiguous()
+    draws = {}
+    for chunk in (0, 4):
+        mixup, _ = create_criterion({**config, "mix_chunk": chunk}, num_classes=16)
+        np.random.seed(0)
+        mixed, targets = mixup(images.clone(), labels)
+        lam = targets[labels, labels]  # each sample's own label keeps weight lambda
+        partner = targets.clone()
+        partner[labels, labels] = 0
+        span = chunk or 16
+        expected = torch.tensor([(i // span) * span + span - 1 - i % span for i in range(16)])  # flipped in its chunk
+        assert torch.equal(partner.argmax(1), expected)
+        # The pixels are mixed with the same lambda as the targets.
+        assert torch.allclose(mixed[:, 0, 0, 0], lam * images[:, 0, 0, 0] + (1 - lam) * images[expected, 0, 0, 0])
+        draws[chunk] = [set(lam[i:i + 4].tolist()) for i in range(0, 16, 4)]
+    assert all(len(d) == 1 for d in draws[4]) and len({d.pop() for d in draws[4]}) == 4  # 4 chunks, 4 lambdas
+    assert len(set().union(*draws[0])) == 1  # one lambda for the whole batch
+
+
+def test_cutmix_or_mixup_is_chosen_per_chunk():
+    from trainer.engine import create_criterion
+
+    mixup, _ = create_criterion(dict(mixup=0.8, cutmix=1.0, mixup_switch=0.5, smoothing=0.0, mix_chunk=2),
+                                num_classes=64)
+    np.random.seed(1)
+    images = torch.rand(64, 3, 8, 8)
+    mixed, _ = mixup(images.clone(), torch.arange(64))
+    # CutMix leaves some pixels of each image untouched; Mixup blends every pixel.
+    untouched = (mixed == images).flatten(1).any(1).view(32, 2).all(1)
+    assert 0 < untouched.sum() < 32

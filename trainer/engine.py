@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-from timm.optim import create_optimizer_v2
+from timm.optim import create_optimizer_v2, param_groups_weight_decay
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -35,10 +35,18 @@ def learning_rates(config: dict[str, Any], global_batch: int) -> dict[str, float
 
 
 def create_optimizer(model: nn.Module, config: dict[str, Any], lr: float) -> torch.optim.Optimizer:
-    """timm's optimizer; biases and norm weights get no weight decay (timm's default grouping)."""
+    """timm's optimizer; biases and norm weights get no weight decay (timm's default grouping).
+
+    The model's no-weight-decay list (a ViT's ``pos_embed`` and ``cls_token``) is honoured unless
+    ``embed_decay``: the reference handed the DDP-wrapped model to timm, which then found no such list.
+    """
+    groups = None
+    if config.get("embed_decay") and config["weight_decay"]:
+        def groups(m: nn.Module):
+            return param_groups_weight_decay(m, config["weight_decay"], no_weight_decay_list=())
     try:
         return create_optimizer_v2(model, opt=config["opt"], lr=lr, weight_decay=config["weight_decay"],
-                                   momentum=config["momentum"])
+                                   momentum=config["momentum"], param_group_fn=groups)
     except (ValueError, AssertionError, KeyError) as e:
         raise TrainerError(f"cannot create optimizer {config['opt']!r}: {e}") from None
 
@@ -50,16 +58,33 @@ def create_scheduler(optimizer: torch.optim.Optimizer, *, total_steps: int, warm
                              warmup_t=warmup_steps, warmup_lr_init=rates["warmup_lr"], t_in_epochs=False)
 
 
-def create_criterion(config: dict[str, Any], num_classes: int) -> tuple[Mixup | None, nn.Module]:
+class ChunkedMixup(Mixup):
+    """timm's Mixup/CutMix applied to every ``chunk`` samples of a batch on its own: one lambda and one
+    Mixup-or-CutMix choice per chunk, samples paired within it. The reference mixes each GPU's batch
+    (32 of the 256) on its own; ``chunk`` 0 mixes the whole batch at once."""
+
+    def __init__(self, *, chunk: int = 0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.chunk = chunk
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mix = super().__call__
+        if not self.chunk or len(x) <= self.chunk:
+            return mix(x, target)
+        parts = [mix(xs, ts) for xs, ts in zip(x.split(self.chunk), target.split(self.chunk), strict=True)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def create_criterion(config: dict[str, Any], num_classes: int) -> tuple[ChunkedMixup | None, nn.Module]:
     """timm's Mixup/CutMix (which also smooths the labels) and the matching training loss.
 
     With mixing on, the targets are soft and the loss is soft-target cross-entropy: over the
     perturbation classes this is the paper's LPCE loss.
     """
     if config["mixup"] > 0 or config["cutmix"] > 0:
-        mixup = Mixup(mixup_alpha=config["mixup"], cutmix_alpha=config["cutmix"], prob=1.0,
-                      switch_prob=config["mixup_switch"], mode="batch", label_smoothing=config["smoothing"],
-                      num_classes=num_classes)
+        mixup = ChunkedMixup(chunk=config.get("mix_chunk", 0), mixup_alpha=config["mixup"],
+                             cutmix_alpha=config["cutmix"], prob=1.0, switch_prob=config["mixup_switch"], mode="batch",
+                             label_smoothing=config["smoothing"], num_classes=num_classes)
         return mixup, SoftTargetCrossEntropy()
     if config["smoothing"] > 0:
         return None, LabelSmoothingCrossEntropy(smoothing=config["smoothing"])

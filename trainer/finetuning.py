@@ -35,7 +35,7 @@ from .engine import (
 from .errors import TrainerError
 from .models import LinearProbe, create_model, create_pretrained, read_checkpoint
 from .presets import FINETUNE_DEFAULTS, check_config, resolve
-from .transforms import create_eval_transform, train_transform
+from .transforms import eval_transform, train_transform
 
 DEFAULT_MODEL = "vit_tiny_patch16_224"
 FORMAT = "trainer-finetune/1"
@@ -79,6 +79,10 @@ def finetune(
     shots: int | None = None,
     eval_every: int | None = None,
     log_every: int | None = None,
+    embed_decay: bool | None = None,
+    mix_chunk: int | None = None,
+    normalize: str | None = None,
+    crop_pct: float | None = None,
     force: bool = False,
     device: str | None = None,
     progress: bool | None = None,
@@ -117,6 +121,8 @@ def probe(
     shots: int | None = None,
     eval_every: int | None = None,
     log_every: int | None = None,
+    normalize: str | None = None,
+    crop_pct: float | None = None,
     force: bool = False,
     device: str | None = None,
     progress: bool | None = None,
@@ -157,7 +163,7 @@ def build_model(kind: str, init: str, name: str, kwargs: dict[str, Any], *, num_
 
 def _loaders(data: Downstream, config: dict[str, Any], batch: int, workers: int, d: distributed.Dist):
     data.train.transform = train_transform(config)
-    data.test.transform = create_eval_transform(img_size=config["img_size"])
+    data.test.transform = eval_transform(config)
     generator = torch.Generator().manual_seed(config["seed"])
     if d.world > 1:
         sampler = DistributedSampler(data.train, num_replicas=d.world, rank=d.rank, shuffle=True,

@@ -138,6 +138,8 @@ def pretrain(
     log_every: int | None = None,
     save_every: int | None = None,
     classes: int | None = None,
+    embed_decay: bool | None = None,
+    mix_chunk: int | None = None,
     resume: bool = False,
     force: bool = False,
     device: str | None = None,

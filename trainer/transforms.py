@@ -15,12 +15,21 @@ from typing import Any
 
 import torch
 from PIL import Image
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform, rand_augment_transform
 from timm.data import auto_augment as timm_auto_augment
-from timm.data import create_transform, rand_augment_transform
 from timm.data.transforms import MaybeToTensor, str_to_pil_interp
 from torchvision import transforms as T
 
 MEAN = STD = (0.5, 0.5, 0.5)
+# --normalize: the recipe's 0.5 (pre-training's), or ImageNet's (the reference's fine-tuning; timm then
+# fills RandAugment's geometric ops with the ImageNet mean, (124, 116, 104)).
+MEAN_STD = {"0.5": (MEAN, STD), "imagenet": (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)}
+
+
+def mean_std(config: Mapping[str, Any]) -> dict[str, tuple[float, ...]]:
+    """``{"mean", "std"}`` of a run's ``normalize`` setting (0.5 where it has none)."""
+    mean, std = MEAN_STD[config.get("normalize") or "0.5"]
+    return {"mean": tuple(mean), "std": tuple(std)}
 
 
 class ExpandChannels:
@@ -115,15 +124,23 @@ def create_train_transform(
 
 
 def train_transform(config: Mapping[str, Any]) -> ImageTransform:
-    """``create_train_transform`` with a run's settings (img_size, scale, ratio, flips, auto_augment, re_prob)."""
+    """``create_train_transform`` with a run's settings (img_size, scale, ratio, flips, auto_augment, re_prob,
+    normalize)."""
     keys = ("img_size", "scale", "ratio", "hflip", "vflip", "auto_augment", "re_prob")
-    return create_train_transform(**{k: config[k] for k in keys})
+    return create_train_transform(**{k: config[k] for k in keys}, **mean_std(config))
 
 
-def create_eval_transform(*, img_size: int, interpolation: str = "bicubic", mean: Sequence[float] = MEAN,
-                          std: Sequence[float] = STD) -> ImageTransform:
-    """timm's evaluation transform: resize to ``img_size`` (no crop) and normalise."""
-    rgb = create_transform(input_size=img_size, is_training=False, interpolation=interpolation, crop_pct=1.0,
+def eval_transform(config: Mapping[str, Any]) -> ImageTransform:
+    """``create_eval_transform`` with a run's settings (img_size, crop_pct, normalize)."""
+    return create_eval_transform(img_size=config["img_size"], crop_pct=config.get("crop_pct", 1.0), **mean_std(config))
+
+
+def create_eval_transform(*, img_size: int, crop_pct: float = 1.0, interpolation: str = "bicubic",
+                          mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> ImageTransform:
+    """timm's evaluation transform: resize the short side to ``img_size / crop_pct``, centre-crop
+    ``img_size`` and normalise (``crop_pct`` 1: resize only; timm's default, the reference's, is 0.875:
+    256 then 224)."""
+    rgb = create_transform(input_size=img_size, is_training=False, interpolation=interpolation, crop_pct=crop_pct,
                            mean=tuple(mean), std=tuple(std))
     gray = _one_channel(rgb) if len(set(mean)) == 1 and len(set(std)) == 1 else None
     return ImageTransform(rgb, gray)
