@@ -1,4 +1,4 @@
-"""Two processes under torchrun on gloo: ranks read disjoint shards, and a pre-training completes
+"""Two processes under torchrun on gloo: ranks read disjoint shares of a pass, and a pre-training completes
 with one set of files written by rank 0."""
 
 import json
@@ -65,9 +65,9 @@ def test_two_processes_on_gloo_read_disjoint_shards_and_pretrain(tiny, tmp_path)
     ranks = json.loads(keys_file.read_text())
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["world"] == 2 for r in ranks)
     urls = resolve_data(str(tiny)).urls
-    for r in ranks:  # 6 shards over 2 ranks: rank r reads shards r, r + 2, r + 4, each sample once
-        assert sorted(r["keys"]) == sorted(labels_in(urls[r["rank"]::2]))
-    assert not set(ranks[0]["keys"]) & set(ranks[1]["keys"])
+    for r in ranks:  # 6 shards over 2 ranks: each rank reads 3 whole shards of the pass, each sample once
+        assert len(r["keys"]) == len(set(r["keys"])) == 6 and len({int(k) // 2 for k in r["keys"]}) == 3
+    assert sorted(ranks[0]["keys"] + ranks[1]["keys"]) == sorted(labels_in(urls))
 
     assert result.stdout.count("20 steps, final loss") == 1  # rank 0 alone prints
     config = json.loads((out / "config.json").read_text())

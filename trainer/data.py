@@ -213,16 +213,26 @@ def _batch_samples(samples: Iterator[tuple], batch_size: int, problems: Problems
 
 
 def _take(held: list[dict[str, Any]], n: int, pin_memory: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The first ``n`` samples of the small batches ``held`` as one batch, and what is left."""
-    images = torch.cat([b["image"] for b in held])
-    out = torch.empty((n, *images.shape[1:]), dtype=images.dtype, pin_memory=pin_memory)
-    out.copy_(images[:n])
-    labels = torch.cat([b["label"] for b in held])
-    keys = [k for b in held for k in b["key"]]
-    batch = {"image": out, "label": labels[:n], "key": keys[:n], "pass": held[0]["pass"],
-             "problems": [b["problems"] for b in held]}
-    rest = [{**held[-1], "image": images[n:], "label": labels[n:], "key": keys[n:]}] if len(keys) > n else []
-    return batch, rest
+    """The first ``n`` samples of the small batches ``held`` as one batch, and the small batches left.
+
+    Each image is copied once, straight into the batch (pinned if asked, for an asynchronous copy to the GPU).
+    """
+    first = held[0]["image"]
+    images = torch.empty((n, *first.shape[1:]), dtype=first.dtype, pin_memory=pin_memory)
+    labels, keys, problems, filled = [], [], [], 0
+    for i, b in enumerate(held):
+        k = min(len(b["key"]), n - filled)
+        images[filled:filled + k].copy_(b["image"][:k])
+        labels.append(b["label"][:k])
+        keys += b["key"][:k]
+        problems.append(b["problems"])
+        filled += k
+        if filled == n:
+            left = b["key"][k:]
+            rest = [{**b, "image": b["image"][k:], "label": b["label"][k:], "key": left}] if left else []
+            return ({"image": images, "label": torch.cat(labels), "key": keys, "pass": held[0]["pass"],
+                     "problems": problems}, rest + held[i + 1:])
+    raise ValueError(f"{filled} samples held, {n} asked for")
 
 
 def _rebatch(small: Iterator[dict[str, Any]], batch_size: int, workers: int, pin_memory: bool

@@ -274,6 +274,7 @@ def write_report(summary: dict[str, Any], report: Path) -> None:
         lines.append(f"- `1p-frac + RandAugment`: the same on the same data with the recipe's RandAugment "
                      f"`{RANDAUGMENT}` added (its intensity operations show the model bright pixels, which the "
                      "fractals, gray 127 on black, never have).")
+    lines.append(_loader_note(c))
     for r in fine[:: len(inits)]:
         s = r.result["settings"]
         lines.append(f"- fine-tuning on {r.dataset} (`{s['preset']}`): {s['dataset']['train']} training / "
@@ -288,6 +289,18 @@ def write_report(summary: dict[str, Any], report: Path) -> None:
     report.mkdir(parents=True, exist_ok=True)
     (report / "REPORT.md").write_text("\n".join(lines))
     _chart(summary, report / "results.png")
+
+
+def _loader_note(config: dict[str, Any]) -> str:
+    """Whether these runs' batches mixed the whole dataset: with several loader workers, the stream before
+    its per-pass shares and rebatching across workers drew every batch from one worker's share."""
+    workers = config.get("workers_per_process", 1)
+    affected = ("drew each batch from one worker's share; the loader now rebatches across workers, rerun them"
+                if workers > 1 else "drew every batch from the whole dataset, as the reference does")
+    return (f"- pre-training loader: {workers} worker{'s' if workers != 1 else ''} per process, so these runs "
+            f"{affected}. Runs with several workers made before the loader rebatched across them (every GPU run "
+            "with the default 8) drew each batch of 256 from one worker's share: one label residue mod 4 and "
+            "about 170 distinct images of the 1000.")
 
 
 def _pretrain_seconds(run: Run) -> float:
