@@ -351,3 +351,13 @@ def test_posterize_at_the_top_magnitude_gives_black_instead_of_raising():
     for seed in range(40):  # and the whole transform runs at m10
         random.seed(seed)
         assert transform(fractal_like(seed=seed)).shape == (3, 24, 24)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_dataset_of_corrupt_shards_ends_the_stream_instead_of_spinning(tiny, tmp_path, workers):
+    data = shutil.copytree(tiny, tmp_path / "d")
+    for shard in data.glob("*.tar"):
+        shard.write_bytes(b"\x00garbage" * 200)
+    loader = D.create_loader(resolve_data(str(data)), transform=create_eval_transform(img_size=16), batch_size=2,
+                             steps=5, workers=workers)
+    assert list(loader) == []

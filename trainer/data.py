@@ -87,10 +87,10 @@ class Problems:
 
 
 class EpochShards(IterableDataset):
-    """This consumer's endless shard stream, one dict ``{"url", "pass", "share"}`` per shard visit.
+    """This consumer's endless shard stream, one dict ``{"url", "pass", "share", "shards"}`` per shard visit.
 
     ``share``: None to keep every sample of the shard, else ``(seed, consumer, consumers)``: keep the
-    samples that ``sample_owner`` gives to this consumer.
+    samples that ``sample_owner`` gives to this consumer. ``shards``: how many there are in all.
     """
 
     def __init__(self, urls: Iterable[str], *, seed: int = 0, start_pass: int = 0, rank: int = 0, world: int = 1):
@@ -105,10 +105,10 @@ class EpochShards(IterableDataset):
             random.Random(f"{self.seed}/{epoch}").shuffle(order)  # the same order in every consumer
             if by_shard:
                 for url in order[consumer::consumers]:
-                    yield {"url": url, "pass": epoch, "share": None}
+                    yield {"url": url, "pass": epoch, "share": None, "shards": len(order)}
             else:
                 for url in order:
-                    yield {"url": url, "pass": epoch, "share": (self.seed, consumer, consumers)}
+                    yield {"url": url, "pass": epoch, "share": (self.seed, consumer, consumers), "shards": len(order)}
 
 
 @functools.lru_cache(maxsize=8)
@@ -163,6 +163,8 @@ def _read_samples(shards: Iterator[dict[str, Any]], problems: Problems) -> Itera
             position, epoch = 0, shard["pass"]
         url, share = shard["url"], shard["share"]
         if url in problems.shards:  # known to be damaged: do not pay for it again every pass
+            if len(problems.shards) == shard["shards"]:
+                return  # every shard is: end the stream rather than spin
             continue
         try:
             for sample in shard_samples(url):
