@@ -298,3 +298,17 @@ def test_imagenet_normalisation_and_randaugment_fill():
         ops = [op for t in transform.rgb.transforms for op in getattr(t, "ops", ())]
         assert ops and {op.kwargs["fillcolor"] for op in ops} == {fill}
         assert (transform.gray is None) == (normalize == "imagenet")  # unequal channels: the RGB route
+
+
+@pytest.mark.parametrize("setting,message", [
+    (dict(mix_chunk=3), "--mix-chunk must be even"),
+    (dict(mix_chunk=-2), "--mix-chunk must be even and >= 0"),
+    (dict(normalize="imagenet21k"), "--normalize must be one of 0.5, imagenet, got 'imagenet21k'"),
+    (dict(crop_pct=1.5), r"--crop-pct must lie in \(0, 1\], got 1.5"),
+    (dict(crop_pct=0.0), r"--crop-pct must lie in \(0, 1\]"),
+])
+def test_bad_recipe_settings_are_one_clear_error(setting, message):
+    from trainer.presets import check_config, resolve
+
+    with pytest.raises(TrainerError, match=message):
+        check_config(resolve("finetune", "paper", **setting))

@@ -30,8 +30,8 @@ carried into the next.
 The stream is endless and the loader is cut with ``with_epoch`` to the run's number of steps:
 one set of workers lives for the whole run (the paper's dataset is 3 steps per epoch, so
 restarting workers every epoch would cost more than the epoch). Every draw of pass p is seeded
-with (seed, p) alone, so a stream started at ``start_pass`` (a resumed run) gives the same passes
-as the original stream from that pass on.
+with the seed, p and the consumer, never with where the stream started, so a stream started at
+``start_pass`` (a resumed run) gives the same passes as the original stream from that pass on.
 """
 
 from __future__ import annotations
