@@ -17,6 +17,8 @@ PAD = 6
 #: Drawing modes, by name, as the recipe spells them. ``patch`` is the reference's drawing;
 #: ``patch-union`` is an older one of this project (patches OR-ed in, centred), not the reference's.
 DRAW_MODES = ("point", "patch", "patch-union", "density")
+#: The reference drops a NaN point together with this many points before it.
+NAN_DROP = 100
 
 
 @njit(cache=True, nogil=True)
@@ -38,52 +40,88 @@ def chaos_game(maps, choices, points):
 
 
 @njit(cache=True, nogil=True)
-def _clamp(u, span):
-    """``u`` within ``[0, span]``; NaN (a diverging system's inf * 0) goes to 0. Keeps writes in bounds."""
-    if not u >= 0.0:
-        return 0.0
-    return min(u, float(span))
+def _drop_nan(values, keep, before):
+    """The reference's rule for a system that diverges to NaN: drop the first NaN among the kept
+    values, the ``before`` kept points before it, and every later NaN (infinities stay)."""
+    n = values.shape[0]
+    first = -1
+    for t in range(n):
+        if keep[t] and np.isnan(values[t]):
+            first = t
+            break
+    if first < 0:
+        return
+    dropped = 0
+    t = first - 1
+    while t >= 0 and dropped < before:
+        if keep[t]:
+            keep[t] = False
+            dropped += 1
+        t -= 1
+    for t in range(first, n):
+        if np.isnan(values[t]):
+            keep[t] = False
+
+
+@njit(cache=True, nogil=True, error_model="numpy")  # x / 0 is inf or NaN, as in numpy
+def _axis_pixels(values, keep, size, pad, out):
+    """One axis of the kept points, scaled as the reference scales it: shifted by its minimum when
+    that is negative, divided by its range, times the span, plus ``pad``, truncated, in that order
+    (the same pixel to the last rounding). With the start (0, 0) among the points that is min-max
+    scaling into ``[pad, size - pad]``. Infinities are kept, as the reference keeps them: they
+    stretch the range so that the finite points collapse onto ``pad``; a value the reference's
+    integer cast turns to 0 (NaN from inf / inf, or 0 / 0 on a flat axis) is pixel 0."""
+    lo = np.inf
+    for t in range(values.shape[0]):
+        if keep[t]:
+            lo = min(lo, values[t])
+    shift = lo if lo < 0.0 else 0.0
+    vmin = np.inf
+    vmax = -np.inf
+    nan = False
+    for t in range(values.shape[0]):
+        if keep[t]:
+            v = values[t] - shift
+            if np.isnan(v):
+                nan = True
+            else:
+                vmin = min(vmin, v)
+                vmax = max(vmax, v)
+    scale = np.nan if nan else vmax - vmin
+    span = float(size - 2 * pad)
+    for t in range(values.shape[0]):
+        if keep[t]:
+            u = (values[t] - shift) / scale * span + pad
+            out[t] = int(u) if 0.0 <= u <= size - pad else 0
 
 
 @njit(cache=True, nogil=True)
 def scale_to_pixels(points, size, pad, pixels):
-    """Min-max scale finite points per axis into ``[pad, size - pad]``; others become ``-1``.
+    """``(row, col)`` pixels of the points as the reference places them; dropped points are ``-1``.
 
+    NaN points are dropped by the reference's rule (``_drop_nan``: the first NaN, the 100 points
+    before it and every later NaN, x first, then y), then each axis is scaled by ``_axis_pixels``.
     Rows are counted from the bottom (y up), so the image is the right way up. Returns the number
-    of finite points.
+    of points kept.
     """
-    xmin = np.inf
-    xmax = -np.inf
-    ymin = np.inf
-    ymax = -np.inf
-    n = 0
-    for t in range(points.shape[0]):
-        x = points[t, 0]
-        y = points[t, 1]
-        if np.isfinite(x) and np.isfinite(y):
-            xmin = min(xmin, x)
-            xmax = max(xmax, x)
-            ymin = min(ymin, y)
-            ymax = max(ymax, y)
-            n += 1
-    span = size - 2 * pad
-    # A flat axis (all points equal) is centred instead of divided by zero.
-    dx = xmax - xmin if xmax > xmin else np.inf
-    dy = ymax - ymin if ymax > ymin else np.inf
-    cx = pad if xmax > xmin else size // 2
-    cy = pad if ymax > ymin else size // 2
-    for t in range(points.shape[0]):
-        x = points[t, 0]
-        y = points[t, 1]
-        if np.isfinite(x) and np.isfinite(y):
-            # Divide, then multiply, then truncate, in the reference's order: the same pixel
-            # to the last rounding.
-            pixels[t, 0] = size - 1 - int(cy + _clamp((y - ymin) / dy * span, span))
-            pixels[t, 1] = int(cx + _clamp((x - xmin) / dx * span, span))
+    n = points.shape[0]
+    keep = np.ones(n, dtype=np.bool_)
+    _drop_nan(points[:, 0], keep, NAN_DROP)
+    _drop_nan(points[:, 1], keep, NAN_DROP)
+    rows = np.zeros(n, dtype=np.int64)
+    cols = np.zeros(n, dtype=np.int64)
+    _axis_pixels(points[:, 1], keep, size, pad, rows)
+    _axis_pixels(points[:, 0], keep, size, pad, cols)
+    kept = 0
+    for t in range(n):
+        if keep[t]:
+            pixels[t, 0] = size - 1 - rows[t]
+            pixels[t, 1] = cols[t]
+            kept += 1
         else:
             pixels[t, 0] = -1
             pixels[t, 1] = -1
-    return n
+    return kept
 
 
 @njit(cache=True, nogil=True)
@@ -118,6 +156,9 @@ def draw_patches(pixels, masks, image, union):
         c = pixels[t, 1]
         m = np.int32(masks[t])
         if union:
+            # A point on pixel 0 (a diverging system) keeps its centred patch inside the image.
+            r = min(max(r, 1), image.shape[0] - 2)
+            c = min(max(c, 1), image.shape[1] - 2)
             for k in range(9):
                 image[r + k // 3 - 1, c + k % 3 - 1] |= ((m >> k) & 1) * INK
         else:

@@ -1,6 +1,7 @@
 """New recipes. ``search`` finds the one IFS of a ``fractal`` recipe (a target σ-factor that
 renders with enough fill); ``search_categories`` finds the C systems of a ``fractaldb`` or ``ofdb``
-recipe, in parallel; ``new_recipe`` makes a recipe of any source (``fracbuild search --source``)."""
+recipe, in parallel, and ``import_categories`` reads them from FractalDB's published parameter
+files instead; ``new_recipe`` makes a recipe of any source (``fracbuild search --source``)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ FILL_CHECK: dict[str, Any] = {"size": 512, "points": 100_000, "draw": "point"}
 #: The options ``new_recipe`` takes for each source, besides ``name``, ``classes`` and ``seed``.
 SEARCH_OPTIONS: dict[str, set[str]] = {
     "fractal": {"sigma", "maps", "tolerance", "fill_min", "max_tries", "delta"},
-    "fractaldb": {"method", "maps", "fill_min", "max_tries", "jobs", "progress"},
-    "ofdb": {"method", "maps", "fill_min", "max_tries", "jobs", "progress"},
+    "fractaldb": {"method", "maps", "fill_min", "max_tries", "jobs", "progress", "from_dir"},
+    "ofdb": {"method", "maps", "fill_min", "max_tries", "jobs", "progress", "from_dir"},
     "noise-gaussian": {"delta"},
     "noise-uniform": {"delta"},
     "image": {"image", "convert", "warp", "delta"},
@@ -156,6 +157,31 @@ def search_categories(
     return validate_recipe(recipe)
 
 
+def import_categories(
+    from_dir: str,
+    classes: int | None = None,
+    seed: int = 0,
+    name: str | None = None,
+    source: str = "fractaldb",
+) -> dict[str, Any]:
+    """A ``fractaldb`` (or ``ofdb``) recipe of the systems in FractalDB's published parameter files
+    (``data/csv_rate0.2_category1000/`` in its repository; see ``fractaldb.read_categories``).
+    ``search`` records the folder, the number of files and the sha256 of their bytes."""
+    from .sources.fractaldb import read_categories
+
+    name = check_name(name or source)
+    check_seed(seed)
+    systems, sha256 = read_categories(from_dir)
+    recipe = {
+        "name": name,
+        "source": source,
+        "categories": systems,
+        "search": {"from": str(from_dir), "files": len(systems), "sha256": sha256},
+        "perturb": {"classes": len(systems) if classes is None else classes, "seed": seed},
+    }
+    return validate_recipe(recipe)
+
+
 def _find_categories(categories: range, method: str, maps: tuple[int, int], fill_min: float, seed: int,
                      max_tries: int) -> list[tuple[list, int]]:
     """``(system, tries)`` of each category: the first of its draws that passes the fill check."""
@@ -197,7 +223,14 @@ def new_recipe(source: str = "fractal", **options: Any) -> dict[str, Any]:
     if source == "fractal":
         perturb = {k: options.pop(k) for k in ("classes", "delta") if k in options}
         return search(**options, perturb=perturb or None)
+    if source in ("fractaldb", "ofdb") and options.get("from_dir") is not None:
+        searched = sorted(set(options) - {"from_dir", "name", "classes", "seed", "progress"})
+        if searched:
+            flags = ", ".join("--" + k.replace("_", "-") for k in searched)
+            raise FracbuildError(f"{flags} {'does' if len(searched) == 1 else 'do'} not apply with --from")
+        return import_categories(source=source, **options)
     if source in ("fractaldb", "ofdb"):
+        options.pop("from_dir", None)
         return search_categories(source=source, **options)
     if source == "image":
         return module.make_recipe(**options)

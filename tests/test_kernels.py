@@ -14,6 +14,7 @@ from fracbuild.kernels import (
     map_choices,
     random_sequence,
     render_image,
+    scale_to_pixels,
 )
 
 SQUARE = np.array([[0.5, 0, 0, 0.5, 0, 0], [0.5, 0, 0, 0.5, 0.5, 0], [0.5, 0, 0, 0.5, 0, 0.5],
@@ -127,6 +128,28 @@ def test_patch_drawing_and_fill_follow_the_reference_rules(maps):
     expected = rules_image(maps, uniforms, masks, 96)
     assert fill_rate(image) == np.count_nonzero(expected) / expected.size
     np.testing.assert_array_equal(image, expected)
+
+
+def test_non_finite_points_are_handled_as_the_reference_handles_them():
+    size = 64
+    points = np.column_stack([np.linspace(-1.0, 1.0, 400), np.linspace(0.0, 2.0, 400)])
+    pixels = np.empty((400, 2), dtype=np.int32)
+    # A NaN at 300 (and after): it and the 100 points before it are dropped; the rest scale alone.
+    nan = points.copy()
+    nan[300:] = np.nan
+    assert scale_to_pixels(nan, size, PAD, pixels) == 200
+    assert (pixels[200:] == -1).all() and pixels[:200, 1].min() == PAD and pixels[:200, 1].max() == size - PAD
+    # An infinity is kept: the finite points collapse onto the padding, the infinite one onto pixel 0.
+    inf = points.copy()
+    inf[399, 0] = np.inf
+    assert scale_to_pixels(inf, size, PAD, pixels) == 400
+    assert (pixels[:399, 1] == PAD).all() and pixels[399, 1] == 0
+    assert pixels[0, 0] == size - 1 - PAD and pixels[399, 0] == PAD - 1  # y is finite: scaled as usual
+    # A flat axis divides 0 by 0: pixel 0, as the reference's integer cast of NaN.
+    flat = points.copy()
+    flat[:, 0] = 0.0
+    scale_to_pixels(flat, size, PAD, pixels)
+    assert (pixels[:, 1] == 0).all()
 
 
 def test_fill_check_is_strictly_above_the_threshold():
