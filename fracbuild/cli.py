@@ -71,6 +71,8 @@ class _Maps(click.ParamType):
 @click.option("--method", type=click.Choice(["fill", "sigma"]),
               help="Category draw: FractalDB's uniform parameters, or by σ-factor (fractaldb, ofdb; fill).")
 @click.option("--jobs", type=int, help="Worker processes of a category search (-1: all cores).")
+@click.option("--from", "from_dir", type=click.Path(file_okay=False),
+              help="Read the categories from FractalDB's published parameter CSVs in this folder (fractaldb, ofdb).")
 @click.option("--image", help="Image file, or skimage:NAME for a bundled photograph (image; skimage:camera).")
 @click.option("--convert", type=click.Choice(["canny", "gray"]), help="Canny edges or gray levels (image; canny).")
 @click.option("--warp", type=click.Choice(["affine", "elastic", "polynomial"]), help="Class warps (image; affine).")
@@ -93,6 +95,8 @@ def search(source, output, force, **options):
     if source == "fractal":
         click.echo(f"{output}: sigma {recipe['ifs']['sigma']:.4f} (target {found['sigma']} ± {found['tolerance']}), "
                    f"fill {found['fill']:.3f}, {found['tries']} tries, {seconds:.3f} s")
+    elif "from" in found:
+        click.echo(f"{output}: {found['files']} categories read from {found['from']}")
     elif source in ("fractaldb", "ofdb"):
         click.echo(f"{output}: {found['classes']} categories ({found['method']}, {found['maps'][0]}-{found['maps'][1]} "
                    f"maps, fill >= {found['fill_min']}), {found['tries']} systems tried, {seconds:.1f} s")
@@ -118,7 +122,8 @@ _progress = click.option("--progress/--no-progress", default=None,
 @click.option("--instances", type=int, help="Images per class K (fractaldb: M per category).")
 @click.option("--size", type=int, help="Image side in pixels.")
 @click.option("--points", type=int, help="Chaos-game points per image.")
-@click.option("--draw", type=click.Choice(["point", "patch", "density"]), help="Drawing mode.")
+@click.option("--draw", type=click.Choice(["point", "patch", "patch-union", "density"]),
+              help="Drawing mode (patch: the reference's; patch-union: patches OR-ed in, not the reference's).")
 @click.option("--shard-size", type=int, help="Samples per shard.")
 @click.option("--seed", type=int, help="Perturbation seed.")
 @click.option("--jobs", default=-1, show_default=True, help="Worker processes (-1: all cores).")

@@ -33,7 +33,7 @@ PERTURB_DEFAULTS: dict[str, Any] = {
 }
 SEQUENCE_MODES = ("shared", "per-class")
 
-#: The paper's render defaults: 512 px, 100,000 points, patch drawing, fill >= 0.05, 1 image/class,
+#: The paper's render defaults: 512 px, 100,000 points, patch drawing, fill > 0.05, 1 image/class,
 #: the same chaos-game sequence for every class (an image is a function of its parameters).
 RENDER_DEFAULTS: dict[str, Any] = {
     "size": 512,

@@ -1,6 +1,7 @@
 """New recipes. ``search`` finds the one IFS of a ``fractal`` recipe (a target σ-factor that
 renders with enough fill); ``search_categories`` finds the C systems of a ``fractaldb`` or ``ofdb``
-recipe, in parallel; ``new_recipe`` makes a recipe of any source (``fracbuild search --source``)."""
+recipe, in parallel, and ``import_categories`` reads them from FractalDB's published parameter
+files instead; ``new_recipe`` makes a recipe of any source (``fracbuild search --source``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from . import ifs
 from .errors import FracbuildError
-from .kernels import fill_rate, map_choices, random_sequence, render_image
+from .kernels import fill_rate, fills, map_choices, random_sequence, render_image
 from .progress import progress_bar
 from .recipe import RENDER_DEFAULTS, check_name, make_recipe, validate_recipe
 from .sources import source_module
@@ -23,8 +24,8 @@ FILL_CHECK: dict[str, Any] = {"size": 512, "points": 100_000, "draw": "point"}
 #: The options ``new_recipe`` takes for each source, besides ``name``, ``classes`` and ``seed``.
 SEARCH_OPTIONS: dict[str, set[str]] = {
     "fractal": {"sigma", "maps", "tolerance", "fill_min", "max_tries", "delta"},
-    "fractaldb": {"method", "maps", "fill_min", "max_tries", "jobs", "progress"},
-    "ofdb": {"method", "maps", "fill_min", "max_tries", "jobs", "progress"},
+    "fractaldb": {"method", "maps", "fill_min", "max_tries", "jobs", "progress", "from_dir"},
+    "ofdb": {"method", "maps", "fill_min", "max_tries", "jobs", "progress", "from_dir"},
     "noise-gaussian": {"delta"},
     "noise-uniform": {"delta"},
     "image": {"image", "convert", "warp", "delta"},
@@ -47,10 +48,9 @@ def check_fill_min(fill_min: float) -> float:
     return fill_min
 
 
-def system_fill(system: np.ndarray, uniforms: np.ndarray, masks: np.ndarray, size: int, draw: str) -> float:
-    """Fill rate of ``system`` rendered from a random sequence, with its own map probabilities."""
-    choices = map_choices(ifs.map_probabilities(system), uniforms)
-    return float(fill_rate(render_image(system, choices, masks, size, draw)))
+def system_image(system: np.ndarray, uniforms: np.ndarray, masks: np.ndarray, size: int, draw: str) -> np.ndarray:
+    """``system`` rendered from a random sequence, with its own map probabilities."""
+    return render_image(system, map_choices(ifs.map_probabilities(system), uniforms), masks, size, draw)
 
 
 def search(
@@ -64,7 +64,7 @@ def search(
     perturb: dict[str, Any] | None = None,
     render: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Sample systems until one renders with fill >= ``fill_min``; return its recipe.
+    """Sample systems until one renders with fill > ``fill_min`` (the render's check); return its recipe.
 
     Every draw comes from ``numpy.random.default_rng(seed)``, so the same arguments give the
     same recipe on any machine. The fill check renders with the recipe's render settings (the
@@ -82,15 +82,16 @@ def search(
     # One random sequence for the whole search: each candidate turns it into map choices
     # with its own probabilities, so a check costs one render.
     uniforms, masks = random_sequence(settings["points"], np.random.default_rng([seed, SEQUENCE]))
-    fill, tries = -1.0, 0
-    while fill < fill_min:
+    tries, image = 0, None
+    while image is None or not fills(image, fill_min):
         if tries == max_tries:
             raise FracbuildError(
-                f"no system with sigma {sigma} ± {tolerance} reached fill {fill_min} in {max_tries} tries"
+                f"no system with sigma {sigma} ± {tolerance} exceeded fill {fill_min} in {max_tries} tries"
             )
         tries += 1
         system = ifs.sample_system(sigma, maps, rng, tolerance)
-        fill = system_fill(system, uniforms, masks, settings["size"], settings["draw"])
+        image = system_image(system, uniforms, masks, settings["size"], settings["draw"])
+    fill = float(fill_rate(image))
     return make_recipe(
         name,
         system,
@@ -156,6 +157,31 @@ def search_categories(
     return validate_recipe(recipe)
 
 
+def import_categories(
+    from_dir: str,
+    classes: int | None = None,
+    seed: int = 0,
+    name: str | None = None,
+    source: str = "fractaldb",
+) -> dict[str, Any]:
+    """A ``fractaldb`` (or ``ofdb``) recipe of the systems in FractalDB's published parameter files
+    (``data/csv_rate0.2_category1000/`` in its repository; see ``fractaldb.read_categories``).
+    ``search`` records the folder, the number of files and the sha256 of their bytes."""
+    from .sources.fractaldb import read_categories
+
+    name = check_name(name or source)
+    check_seed(seed)
+    systems, sha256 = read_categories(from_dir)
+    recipe = {
+        "name": name,
+        "source": source,
+        "categories": systems,
+        "search": {"from": str(from_dir), "files": len(systems), "sha256": sha256},
+        "perturb": {"classes": len(systems) if classes is None else classes, "seed": seed},
+    }
+    return validate_recipe(recipe)
+
+
 def _find_categories(categories: range, method: str, maps: tuple[int, int], fill_min: float, seed: int,
                      max_tries: int) -> list[tuple[list, int]]:
     """``(system, tries)`` of each category: the first of its draws that passes the fill check."""
@@ -170,7 +196,9 @@ def _find_categories(categories: range, method: str, maps: tuple[int, int], fill
             else:
                 system = ifs.sample_system((11 + 2 * n) / 4, n, rng, tolerance=0.25)
             system = np.round(system, DECIMALS)
-            if system_fill(system, uniforms, masks, FILL_CHECK["size"], FILL_CHECK["draw"]) >= fill_min:
+            # FractalDB's search keeps a fill of at least the threshold (>=), unlike the render's check.
+            image = system_image(system, uniforms, masks, FILL_CHECK["size"], FILL_CHECK["draw"])
+            if fill_rate(image) >= fill_min:
                 found.append((system.tolist(), tries))
                 break
         else:
@@ -195,7 +223,14 @@ def new_recipe(source: str = "fractal", **options: Any) -> dict[str, Any]:
     if source == "fractal":
         perturb = {k: options.pop(k) for k in ("classes", "delta") if k in options}
         return search(**options, perturb=perturb or None)
+    if source in ("fractaldb", "ofdb") and options.get("from_dir") is not None:
+        searched = sorted(set(options) - {"from_dir", "name", "classes", "seed", "progress"})
+        if searched:
+            flags = ", ".join("--" + k.replace("_", "-") for k in searched)
+            raise FracbuildError(f"{flags} {'does' if len(searched) == 1 else 'do'} not apply with --from")
+        return import_categories(source=source, **options)
     if source in ("fractaldb", "ofdb"):
+        options.pop("from_dir", None)
         return search_categories(source=source, **options)
     if source == "image":
         return module.make_recipe(**options)

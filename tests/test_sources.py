@@ -16,12 +16,12 @@ from fracbuild.errors import FracbuildError
 from fracbuild.kernels import fill_rate, map_choices, random_sequence, render_image
 from fracbuild.recipe import counts, load_recipe, to_json, validate_recipe
 from fracbuild.rendering import render
-from fracbuild.searching import FILL_CHECK, new_recipe, search, search_categories
+from fracbuild.searching import FILL_CHECK, import_categories, new_recipe, search, search_categories
 from fracbuild.shards import decode_sample, read_shard
 from fracbuild.sources import SOURCES, create_source
 from fracbuild.sources import image as image_source
 from fracbuild.sources import noise as noise_source
-from fracbuild.sources.fractaldb import scale_table
+from fracbuild.sources.fractaldb import WEIGHT_ROW, scale_table
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p.relative_to(ROOT / "manifests").as_posix() for p in (ROOT / "manifests").rglob("*.json"))
@@ -65,7 +65,8 @@ def assert_one_line_error(result, message):
 def test_every_source_has_a_shipped_recipe():
     sources = {shipped(name)["source"] for name in RECIPES}
     assert sources == set(SOURCES)
-    assert {"fractaldb-1k.json", "ofdb-1k.json", "noise-gaussian.json", "noise-uniform.json", "real-canny-affine.json",
+    assert {"fractaldb-1k.json", "ofdb-1k.json", "fractaldb-1k-original.json", "ofdb-1k-original.json",
+            "noise-gaussian.json", "noise-uniform.json", "real-canny-affine.json",
             "real-canny-elastic.json", "real-canny-polynomial.json"} <= set(RECIPES)
     paper = {name for name in RECIPES if name.startswith("paper/")}
     assert paper == {f"paper/delta-{d}.json" for d in ("0.001", "0.01", "0.05", "0.1", "0.2", "1.0")} | {
@@ -93,6 +94,9 @@ def test_every_shipped_recipe_is_what_its_recorded_search_makes(name):
     if source == "fractal":
         settings = {k: found[k] for k in ("sigma", "tolerance", "maps", "seed", "fill_min")}
         assert search(name=recipe["name"], perturb=perturb, **settings) == recipe
+    elif "from" in found:  # read from FractalDB's parameter files: see test_original_categories_*
+        assert found["files"] == perturb["classes"] == len(recipe["categories"]) == 1000
+        assert recipe["render"] == validate_recipe({**recipe, "render": {}})["render"]  # the source's defaults
     elif source in ("fractaldb", "ofdb"):
         # Categories are independent: the first 3 of a search for 3 are the first 3 of a search for 1000.
         settings = {"method": found["method"], "maps": tuple(found["maps"]), "fill_min": found["fill_min"],
@@ -171,8 +175,10 @@ def test_noise_classes_perturb_the_distribution_over_a_shared_sequence():
 
 def test_fractaldb_instances_are_its_scales_patch_renders_and_flips():
     table = scale_table([0.2, 0.6, 1.4, 1.8])
-    assert table.shape == (25, 6) and (table[0] == 1).all()
-    assert sorted(table[1:].min(axis=1)) == sorted([0.2, 0.6, 1.0, 1.0] * 6)  # one parameter scaled per row
+    # FractalDB's weights_0.4.csv: a x 0.2, 0.6, 1 (the system itself), 1.4, 1.8, then b ... f x 0.2 ... 1.8.
+    assert table.shape == (25, 6) and (table[2] == 1).all() and table[0].tolist() == WEIGHT_ROW
+    assert table[:5, 0].tolist() == [0.2, 0.6, 1.0, 1.4, 1.8] and table[5:9, 1].tolist() == [0.2, 0.6, 1.4, 1.8]
+    assert sorted(np.prod(table, axis=1)) == sorted([1.0] + [0.2, 0.6, 1.4, 1.8] * 6)  # one parameter per row
     recipe = small(shipped("fractaldb-1k.json"), classes=1, instances=1000)
     source = create_source(recipe)
     layout = [source.layout(i) for i in range(1000)]
@@ -208,6 +214,75 @@ def test_category_search_is_seeded_and_independent_of_jobs():
         assert 2 <= len(maps) <= 7 and np.abs(maps).max() <= 1
         image = render_image(maps, map_choices(ifs.map_probabilities(maps), uniforms), masks, 512, "point")
         assert fill_rate(image) >= 0.2  # what the search checked is what the recipe pins
+
+
+def test_ofdb_renders_each_category_with_its_weight_row():
+    recipe = small(shipped("ofdb-1k.json"), classes=2)
+    assert recipe["perturb"]["weight_row"] == WEIGHT_ROW == [0.2, 1, 1, 1, 1, 1]  # OFDB's generator: a x 0.2
+    image, meta = create_source(recipe).sample(1, 0)
+    np.testing.assert_allclose(meta["maps"], np.array(recipe["categories"][1]) * WEIGHT_ROW)
+    assert meta["flip"] == "none"
+    recipe["perturb"]["weight_row"] = [1.0] * 6  # the system as found: another image
+    as_found, meta = create_source(recipe).sample(1, 0)
+    assert meta["maps"] == recipe["categories"][1] and not np.array_equal(image, as_found)
+    with pytest.raises(FracbuildError, match="perturb.weight_row must be 6 numbers"):
+        validate_recipe({**recipe, "perturb": {"weight_row": [0.2]}})
+
+
+def write_parameter_files(folder, systems, probs=None):
+    """FractalDB's layout: NNNNN.csv files spread over csvK subfolders, rows a, b, c, d, e, f, p."""
+    for c, maps in enumerate(systems):
+        p = ifs.map_probabilities(maps) if probs is None else probs
+        path = folder / f"csv{(len(systems) - c) % 2}" / f"{c:05d}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savetxt(path, np.column_stack([maps, p]), delimiter=",")
+
+
+def test_categories_read_from_fractaldb_parameter_files(tmp_path):
+    rng = np.random.default_rng(0)
+    systems = [rng.uniform(-1, 1, size=(n, 6)) for n in (3, 2, 5)]
+    write_parameter_files(tmp_path / "csv", systems)
+    r = import_categories(tmp_path / "csv", source="ofdb", name="mine")
+    assert r["categories"] == [maps.tolist() for maps in systems]  # in category order, exactly
+    assert r["search"]["files"] == r["perturb"]["classes"] == 3 and len(r["search"]["sha256"]) == 64
+    result = run("search", "--source", "fractaldb", "--from", tmp_path / "csv", "--classes", 2,
+                 "-o", tmp_path / "r.json")
+    assert result.exit_code == 0 and "3 categories read from" in result.output
+    written = load_recipe(tmp_path / "r.json")
+    assert written["categories"] == r["categories"] and counts(written)[0] == 2
+    write_parameter_files(tmp_path / "bad", systems[:1], probs=[0.5, 0.3, 0.2])
+    for args, message in [
+        ((tmp_path / "bad",), "the probabilities are not |det| / Σ |det| of the maps"),
+        ((tmp_path / "none",), "is not a directory"),
+        ((tmp_path / "csv", "--method", "sigma"), "--method does not apply with --from"),
+    ]:
+        out = tmp_path / "x.json"
+        assert_one_line_error(run("search", "--source", "fractaldb", "--from", *args, "-o", out), message)
+        assert not out.exists()
+
+
+def original_search(categories, rate=0.2, points=100_000, size=512):
+    """FractalDB's category search, replayed on its own random stream (numpy's legacy generator,
+    seed 1): 2-7 maps, parameters U(-1, 1), probabilities |det| / Σ |det|, then that many uniforms
+    for the chaos game; kept when the single-pixel render fills at least ``rate``."""
+    rs = np.random.RandomState(1)
+    found = []
+    while len(found) < categories:
+        n = rs.randint(2, 8)
+        maps = np.array([rs.uniform(-1.0, 1.0, 6) for _ in range(n)])
+        uniforms = rs.random_sample(points)
+        choices = map_choices(ifs.map_probabilities(maps), uniforms)
+        if fill_rate(render_image(maps, choices, np.ones(points, dtype=np.uint16), size, "point")) >= rate:
+            found.append(maps.tolist())
+    return found
+
+
+@pytest.mark.parametrize("name", ["fractaldb-1k-original.json", "ofdb-1k-original.json"])
+def test_original_categories_are_what_fractaldbs_own_search_finds(name):
+    """The published categories come from FractalDB's search with seed 1: replaying it with this
+    project's kernels finds the same first systems, so the renderer places points as FractalDB's."""
+    recipe = shipped(name)
+    assert original_search(3) == recipe["categories"][:3]
 
 
 def test_category_search_by_sigma_factor():

@@ -1,14 +1,19 @@
-"""FractalDB and OFDB: C categories, each its own IFS (found by ``searching.search_categories``).
+"""FractalDB and OFDB: C categories, each its own IFS (found by ``searching.search_categories``,
+or read from FractalDB's published parameter files by ``read_categories``).
 
 A FractalDB category has M instances made as the reference makes them: the category's system
 with one of its six parameters (in every map) scaled by a factor, a patch render (its own
 random 3 x 3 masks over the same chaos-game points) and a flip. With FractalDB's factors
 ``{0.2, 0.6, 1.4, 1.8}`` that is 25 systems x 10 patch renders x 4 flips = 1000 instances.
-OFDB is the same with one instance per category: the system as found, unflipped.
+OFDB renders one instance per category, unflipped: the system scaled by ``perturb.weight_row``,
+by default FractalDB's first weight row (a x 0.2), which OFDB's parallel generator renders.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +27,9 @@ from .fractal import check_drawing, check_maps
 
 #: FractalDB's parameter-scaling factors (its ``weights_0.4``); 1.0, the system itself, is always in.
 SCALES = [0.2, 0.6, 1.4, 1.8]
+#: The multipliers of ``a b c d e f`` OFDB's generator renders each category with: the first row
+#: of ``weights_0.4.csv``, which its parallel script passes (see manifests/README.md).
+WEIGHT_ROW = [0.2, 1.0, 1.0, 1.0, 1.0, 1.0]
 #: The reference renderer of FractalDB and OFDB: 362 px, 200,000 points, 3 x 3 patches, flips.
 PERTURB_DEFAULTS: dict[str, Any] = {"classes": 1000, "scales": SCALES, "seed": 0}
 RENDER_DEFAULTS: dict[str, Any] = {
@@ -34,7 +42,8 @@ RENDER_DEFAULTS: dict[str, Any] = {
 }
 DEFAULTS = {
     "fractaldb": {"perturb": PERTURB_DEFAULTS, "render": RENDER_DEFAULTS},
-    "ofdb": {"perturb": PERTURB_DEFAULTS, "render": {**RENDER_DEFAULTS, "instances": 1, "shard_size": 100}},
+    "ofdb": {"perturb": {"classes": 1000, "weight_row": WEIGHT_ROW, "seed": 0},
+             "render": {**RENDER_DEFAULTS, "instances": 1, "flips": False, "shard_size": 100}},
 }
 
 
@@ -48,25 +57,59 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     if perturb["classes"] > len(categories):
         raise FracbuildError(f"perturb.classes must be <= the recipe's {len(categories)} categories, "
                              f"got {perturb['classes']}")
-    scales = perturb["scales"]
-    if not isinstance(scales, list):
-        raise FracbuildError(f"perturb.scales must be a list of numbers, got {scales!r}")
-    for i, factor in enumerate(scales):
-        number(f"perturb.scales[{i}]", factor, 0.0)
+    key = "weight_row" if recipe["source"] == "ofdb" else "scales"
+    factors = perturb[key]
+    if not isinstance(factors, list) or (key == "weight_row" and len(factors) != 6):
+        what = "6 numbers (multipliers of a b c d e f)" if key == "weight_row" else "a list of numbers"
+        raise FracbuildError(f"perturb.{key} must be {what}, got {factors!r}")
+    for i, factor in enumerate(factors):
+        number(f"perturb.{key}[{i}]", factor, 0.0)
     check_drawing(render)
     return {**recipe, "categories": categories}
 
 
 def scale_table(scales: list[float]) -> np.ndarray:
-    """``(1 + 6 S, 6)`` multipliers of ``a b c d e f``: row 0 keeps the system as found, then each
-    parameter in turn is scaled by each factor (FractalDB's weights)."""
-    rows = [np.ones(6)]
+    """``(1 + 6 S, 6)`` multipliers of ``a b c d e f`` in the order of FractalDB's weight files:
+    ``a`` scaled by each factor and by 1.0 (the system as found), in increasing order, then each
+    other parameter in turn by each factor."""
+    rows = []
     for p in range(6):
-        for factor in scales:
+        for factor in sorted(scales + [1.0]) if p == 0 else scales:
             row = np.ones(6)
             row[p] = factor
             rows.append(row)
     return np.array(rows)
+
+
+def read_categories(directory: str | os.PathLike) -> tuple[list[list[list[float]]], str]:
+    """The systems of FractalDB's published parameter files (``NNNNN.csv`` under ``directory``,
+    in any subfolders, ordered by file name: the category number) and the sha256 of their bytes.
+
+    A file holds one map per line, ``a, b, c, d, e, f, p``; ``p`` must be the map's
+    ``|det| / Σ |det|``, which the sources compute for themselves.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise FracbuildError(f"{directory} is not a directory")
+    files = sorted(root.rglob("*.csv"), key=lambda f: (f.name, str(f)))
+    if not files:
+        raise FracbuildError(f"{directory} holds no .csv parameter files")
+    digest = hashlib.sha256()
+    systems = []
+    for f in files:
+        data = f.read_bytes()
+        digest.update(data)
+        try:
+            rows = np.loadtxt(data.decode().splitlines(), delimiter=",", ndmin=2)
+        except ValueError:
+            raise FracbuildError(f"{f}: not rows of 7 comma-separated numbers") from None
+        if rows.shape[1] != 7:
+            raise FracbuildError(f"{f}: expected rows a, b, c, d, e, f, p, got {rows.shape[1]} columns")
+        maps = check_maps(rows[:, :6], str(f))
+        if not np.allclose(rows[:, 6], ifs.map_probabilities(maps), rtol=0, atol=1e-9):
+            raise FracbuildError(f"{f}: the probabilities are not |det| / Σ |det| of the maps")
+        systems.append(maps.tolist())
+    return systems, digest.hexdigest()
 
 
 def create(recipe: dict[str, Any]) -> CategorySource:
@@ -85,7 +128,10 @@ class CategorySource:
         self.categories = recipe["categories"]
         self.perturb = recipe["perturb"]
         self.render = recipe["render"]
-        self.scales = scale_table(self.perturb["scales"])
+        if "weight_row" in self.perturb:
+            self.scales = np.array([self.perturb["weight_row"]], dtype=np.float64)
+        else:
+            self.scales = scale_table(self.perturb["scales"])
         uniforms, masks = self.sequence(0)
         self._uniforms, self._masks = uniforms, {0: masks}
         self._class: int | None = None
