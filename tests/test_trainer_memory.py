@@ -1,0 +1,333 @@
+"""The memory path (trainer/memory.py): its random draws against timm's CPU recipe, its batches, and
+its place in ``trainer.pretrain``.
+
+The statistical tests draw many parameter sets (cheap: no pixels) from both recipes and compare the
+distributions with two-sample tests at a small significance level, so that a correct recipe fails
+about once in a thousand runs while a wrong scale, a disabled flip or a wrong op set fails always.
+"""
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import stats
+from test_trainer_data import one_thread, tiny  # noqa: F401 (fixtures)
+from timm.data.auto_augment import rand_augment_transform
+from timm.data.random_erasing import RandomErasing
+from timm.data.transforms import RandomResizedCropAndInterpolation
+
+import trainer
+from trainer import distributed
+from trainer import memory as M
+from trainer.engine import create_criterion
+from trainer.presets import resolve
+from trainer.sources import resolve_data
+
+N = 20_000
+ALPHA = 1e-3
+CPU = torch.device("cpu")
+PAPER = resolve("pretrain", "paper")
+
+
+def generator(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def same_distribution(a, b):
+    """Two-sample Kolmogorov-Smirnov: True unless the samples differ at ALPHA."""
+    return stats.ks_2samp(np.asarray(a, float), np.asarray(b, float)).pvalue > ALPHA
+
+
+def same_frequencies(a: dict, b: dict):
+    """Chi-square test of homogeneity of two count tables over the same keys."""
+    keys = sorted(set(a) | set(b))
+    table = np.array([[a.get(k, 0) for k in keys], [b.get(k, 0) for k in keys]])
+    return stats.chi2_contingency(table).pvalue > ALPHA
+
+
+def binomial_ok(hits, n, p):
+    return stats.binomtest(int(hits), n, p).pvalue > ALPHA
+
+
+# crops and flips ------------------------------------------------------------------------------------------
+
+
+def timm_crops(height, width, scale, ratio, n=N):
+    random.seed(0)
+    img = Image.new("L", (width, height))
+    return np.array([RandomResizedCropAndInterpolation.get_params(img, scale, ratio) for _ in range(n)], float)
+
+
+@pytest.mark.parametrize("height,width", [(448, 448), (120, 400)])  # the second hits timm's fallback often
+def test_crop_area_aspect_and_position_are_timms(height, width):
+    scale, ratio = PAPER["scale"], PAPER["ratio"]
+    ours = M.draw_crops(N, height, width, scale, ratio, generator(), CPU).double().numpy()
+    ref = timm_crops(height, width, scale, ratio)
+    for boxes in (ours, ref):
+        assert ((boxes[:, 0] >= 0) & (boxes[:, 0] + boxes[:, 2] <= height)).all()
+        assert ((boxes[:, 1] >= 0) & (boxes[:, 1] + boxes[:, 3] <= width)).all()
+    area = lambda b: b[:, 2] * b[:, 3] / (height * width)  # noqa: E731
+    aspect = lambda b: np.log(b[:, 3] / b[:, 2])  # noqa: E731
+    assert same_distribution(area(ours), area(ref))
+    assert same_distribution(aspect(ours), aspect(ref))
+    assert same_distribution(ours[:, 0], ref[:, 0]) and same_distribution(ours[:, 1], ref[:, 1])
+
+
+@pytest.mark.parametrize("key", ["hflip", "vflip"])
+def test_both_flips_happen_at_the_recipes_rate(key):
+    recipe = M.Recipe.from_config(PAPER)
+    p = M.draw_params(recipe, N, 64, 64, generator(), CPU)
+    assert binomial_ok(p[key].sum(), N, PAPER[key])
+
+
+@pytest.mark.parametrize("key,axis", [("hflip", 3), ("vflip", 2)])
+def test_a_drawn_flip_mirrors_the_image(key, axis):
+    recipe = M.Recipe(img_size=16, hflip=0.0, vflip=0.0, re_prob=0.0)
+    images = (torch.arange(4 * 16 * 16) % 251).to(torch.uint8).view(4, 1, 16, 16)
+    p = M.draw_params(recipe, 4, 16, 16, generator(), CPU)
+    p["crop"] = torch.tensor([[0.0, 0.0, 16.0, 16.0]]).repeat(4, 1)  # the whole image at its own size
+    plain = M.apply_params(images, recipe, p)
+    assert torch.allclose(plain[:, :1], images.float() / 127.5 - 1, atol=1e-4)  # the identity crop is exact
+    p[key] = torch.tensor([True, False, True, False])
+    flipped = M.apply_params(images, recipe, p)
+    assert torch.allclose(flipped[0::2], plain[0::2].flip(axis), atol=1e-4)
+    assert torch.equal(flipped[1::2], plain[1::2])
+
+
+def test_a_crop_samples_its_box():
+    recipe = M.Recipe(img_size=8, hflip=0.0, vflip=0.0, re_prob=0.0)
+    images = torch.zeros(1, 1, 32, 32, dtype=torch.uint8)
+    images[0, 0, 8:16, 16:24] = 200  # an 8 x 8 square
+    p = M.draw_params(recipe, 1, 32, 32, generator(), CPU)
+    p["crop"] = torch.tensor([[8.0, 16.0, 8.0, 8.0]])
+    assert torch.allclose(M.apply_params(images, recipe, p), torch.full((1, 3, 8, 8), 200 / 127.5 - 1), atol=1e-4)
+
+
+# RandAugment ---------------------------------------------------------------------------------------------
+
+
+def timm_rand_augment_draws(spec, n=N):
+    """(op name, argument) of every op that timm's RandAugment applies to ``n`` images."""
+    random.seed(0)
+    np.random.seed(0)
+    ra = rand_augment_transform(spec, {"translate_const": 100, "img_mean": 128})
+    applied = []
+    for op in ra.ops:
+        op.aug_fn = lambda img, *args, _name=op.name, **kwargs: applied.append((_name, args[0] if args else 0.0))
+    img = Image.new("L", (4, 4))
+    for _ in range(n):
+        ra(img)
+    return applied
+
+
+def our_rand_augment_draws(spec, n=N, ops=None):
+    recipe = M.Recipe(img_size=8, rand_augment=M.RandAugmentSpec.parse(spec), re_prob=0.0)
+    p = M.draw_params(recipe, n, 8, 8, generator(), CPU)
+    names = ops or recipe.rand_augment.ops
+    applied = []
+    for layer in range(recipe.rand_augment.layers):
+        for k, name in enumerate(names):
+            chosen = p["apply"][:, layer] & (p["op"][:, layer] == k)
+            args = M.level(name, p["magnitude"][chosen, layer], p["sign"][chosen, layer])
+            applied += [(name, float(a)) for a in args]
+    return applied
+
+
+def by_op(draws):
+    out = {}
+    for name, arg in draws:
+        out.setdefault(name, []).append(arg)
+    return out
+
+
+@pytest.mark.parametrize("spec", ["rand-m9-mstd0.5-inc1", "rand-m7-n3-mstd0"])
+def test_rand_augment_op_frequencies_and_arguments_are_timms(spec):
+    ours, ref = by_op(our_rand_augment_draws(spec)), by_op(timm_rand_augment_draws(spec))
+    assert set(ours) == set(ref)
+    assert same_frequencies({k: len(v) for k, v in ours.items()}, {k: len(v) for k, v in ref.items()})
+    for name in ref:
+        a, b = np.round(ours[name], 6), np.round(ref[name], 6)  # float32 and float64 of the same values
+        if len(set(b)) <= 12:  # discrete arguments (bits, thresholds, constants): the same values, same odds
+            values = sorted(set(a) | set(b))
+            assert same_frequencies({v: (a == v).sum() for v in values}, {v: (b == v).sum() for v in values}), name
+        else:
+            assert same_distribution(a, b), name
+
+
+def test_the_magnitude_is_noisy_and_clipped_as_timms():
+    recipe = M.Recipe(img_size=8, rand_augment=M.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
+    m = M.draw_params(recipe, N, 8, 8, generator(), CPU)["magnitude"].flatten().numpy()
+    reference = np.clip(np.random.default_rng(0).normal(9, 0.5, m.size), 0, 10)
+    assert same_distribution(m, reference) and m.max() <= 10
+
+
+def test_every_rand_augment_op_runs_on_a_batch_and_keeps_8_bit_values():
+    recipe = M.Recipe(img_size=16, rand_augment=M.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
+    spec = recipe.rand_augment
+    images = torch.randint(0, 256, (len(spec.ops), 1, 16, 16), generator=generator(), dtype=torch.uint8)
+    p = M.draw_params(recipe, len(spec.ops), 16, 16, generator(), CPU)
+    p["op"] = torch.arange(len(spec.ops)).view(-1, 1).repeat(1, spec.layers)
+    p["apply"] = torch.tensor([True, False]).repeat(len(spec.ops), 1)  # each sample: its own op, once
+    x = M.rand_augment(images.float(), spec, p)
+    assert torch.equal(x, x.round()) and x.min() >= 0 and x.max() <= 255
+    changed = (x != images.float()).flatten(1).any(1)
+    unchanged = {spec.ops[i] for i in range(len(spec.ops)) if not changed[i]}
+    assert unchanged == {"ColorIncreasing"}  # colour of a grayscale image is itself, as in PIL
+    invert = spec.ops.index("Invert")
+    assert torch.equal(x[invert], 255 - images[invert].float())
+
+
+def test_the_gpu_and_cpu_ways_of_choosing_ops_agree():
+    recipe = M.Recipe(img_size=16, rand_augment=M.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
+    images = torch.randint(0, 256, (64, 1, 16, 16), generator=generator(), dtype=torch.uint8).float()
+    p = M.draw_params(recipe, 64, 16, 16, generator(1), CPU)
+    sparse = M.rand_augment(images, recipe.rand_augment, p, sparse=True)
+    dense = M.rand_augment(images, recipe.rand_augment, p, sparse=False)
+    assert (dense - sparse).abs().max() <= 1  # rounding of the two orders of float operations
+    assert (dense != images).flatten(1).any(1).float().mean() > 0.5  # most samples were changed
+
+
+# erasing and mixing ----------------------------------------------------------------------------------------
+
+
+def test_erasing_rate_and_area_are_timms():
+    s, n = 48, 5000
+    random.seed(0)
+    erase = RandomErasing(probability=0.5, mode="const", device="cpu")
+    ref = []
+    for _ in range(n):
+        x = torch.ones(3, s, s)
+        erase(x)
+        ref.append(float((x == 0).sum() / 3) / (s * s))
+    recipe = M.Recipe(img_size=s, re_prob=0.5)
+    p = M.draw_params(recipe, n, s, s, generator(), CPU)
+    box = p["erase_box"]
+    ours = torch.where(p["erase"], box[:, 2] * box[:, 3] / (s * s), 0.0).numpy()
+    assert binomial_ok(p["erase"].sum(), n, np.mean(np.array(ref) > 0))
+    assert binomial_ok(p["erase"].sum(), n, 0.5)
+    assert same_distribution(ours[ours > 0], np.array(ref)[np.array(ref) > 0])
+
+
+def test_erased_pixels_are_noise_in_the_box():
+    recipe = M.Recipe(img_size=32, hflip=0.0, vflip=0.0, re_prob=1.0)
+    images = torch.full((2, 1, 32, 32), 255, dtype=torch.uint8)
+    p = M.draw_params(recipe, 2, 32, 32, generator(), CPU)
+    p["erase_box"] = torch.tensor([[2.0, 3.0, 10.0, 12.0], [0.0, 0.0, 5.0, 5.0]])
+    p["erase"] = torch.tensor([True, False])
+    x = M.apply_params(images, recipe, p)
+    assert (x[0, :, 2:12, 3:15] != 1).all() and abs(float(x[0, :, 2:12, 3:15].std()) - 1) < 0.2
+    x[0, :, 2:12, 3:15] = 1
+    assert (x == 1).all()
+
+
+def test_mixup_and_cutmix_lambdas_on_memory_batches():
+    """The loop's mixing (create_criterion's) on the memory path's float batches: mixup's lambda is
+    Beta(0.8, 0.8), CutMix is chosen half the time, and the soft targets carry the same lambda."""
+    k, batch, rounds = 10, 4, 3000
+    mixup, _ = create_criterion({**PAPER, "smoothing": 0.0}, k)
+    np.random.seed(0)
+    values = torch.tensor([10.0, 20.0, 30.0, 40.0])
+    labels = torch.tensor([0, 1, 2, 3])
+    lams, cut = [], 0
+    for _ in range(rounds):
+        x = values.view(-1, 1, 1, 1).expand(batch, 3, 8, 8).clone()
+        x, t = mixup(x, labels)
+        lam = float(t[0, 0])  # sample 0 mixes with sample 3 (the batch flipped)
+        if len(torch.unique(x[0])) > 1:  # a pasted box: CutMix
+            cut += 1
+            assert math.isclose(float((x[0] == 10).float().mean()), lam, abs_tol=1e-6)
+        else:
+            assert math.isclose(float(x[0, 0, 0, 0]), lam * 10 + (1 - lam) * 40, rel_tol=1e-5)
+            lams.append(lam)
+    assert binomial_ok(cut, rounds, PAPER["mixup_switch"])
+    assert stats.kstest(lams, stats.beta(PAPER["mixup"], PAPER["mixup"]).cdf).pvalue > ALPHA
+
+
+# batches: passes, ranks, resume ---------------------------------------------------------------------------
+
+
+def held(n=40, size=8):
+    images = torch.randint(0, 256, (n, 1, size, size), generator=generator(), dtype=torch.uint8)
+    return M.MemoryData(images, torch.arange(n) % 5)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_every_sample_once_per_pass_and_ranks_disjoint(world):
+    n, batch = 40, 4
+    per_pass = n // (batch * world)
+    shares = [list(M.MemoryLoader(held(n), M.Recipe(img_size=8), batch_size=batch, steps=per_pass, rank=r,
+                                  world=world).indices()) for r in range(world)]
+    seen = [torch.cat(s).tolist() for s in shares]
+    flat = [i for s in seen for i in s]
+    assert len(flat) == len(set(flat)) == per_pass * batch * world  # disjoint, no repeats within a pass
+    assert len(flat) > n - batch * world  # only the last partial batch is dropped
+    for s in shares:
+        assert all(len(set(b.tolist())) == batch for b in s)  # distinct images in every batch
+
+
+def test_passes_are_reshuffled_and_a_resumed_run_continues_the_sequence():
+    loader = lambda start, steps: M.MemoryLoader(held(), M.Recipe(img_size=8), batch_size=8, steps=steps,  # noqa: E731
+                                                 start=start, seed=5)
+    whole = [b.tolist() for b in loader(0, 15).indices()]
+    assert whole[:5] != whole[5:10]  # 5 batches per pass, each pass its own permutation
+    assert sorted(sum(whole[:5], [])) == sorted(sum(whole[5:10], [])) == list(range(40))
+    assert [b.tolist() for b in loader(7, 8).indices()] == whole[7:]
+
+
+def test_batches_are_augmented_normalised_and_labelled():
+    data = held(16, 40)
+    loader = M.create_memory_loader(data, {**PAPER, "img_size": 24}, batch_size=8, steps=3, num_classes=5)
+    for b in loader:
+        assert b["image"].shape == (8, 3, 24, 24) and b["image"].dtype == torch.float32
+        assert torch.equal(b["label"], data.labels[b["index"]])
+    with pytest.raises(trainer.errors.TrainerError, match="outside"):
+        M.create_memory_loader(data, PAPER, batch_size=8, steps=1, num_classes=3)
+
+
+# decoding, the auto rule, workers and threads -----------------------------------------------------------------
+
+
+def test_decoding_reads_every_sample_once(tiny):  # noqa: F811
+    source = resolve_data(str(tiny))
+    data = M.decode_source(source, img_size=16, device=CPU)
+    assert data.images.shape == (12, 1, 32, 32) and data.images.dtype == torch.uint8  # 64 px held at 2 x 16
+    assert sorted(data.labels.tolist()) == list(range(12))
+
+
+def test_auto_takes_memory_only_when_the_data_fits(tiny, monkeypatch):  # noqa: F811
+    source = resolve_data(str(tiny))
+    need = M.held_bytes(source, 224)
+    assert need == 12 * 64 * 64
+    monkeypatch.setattr(M, "free_memory", lambda device: 10 * need)
+    assert M.choose_data_path("auto", source, img_size=224, device=CPU) == "memory"
+    monkeypatch.setattr(M, "free_memory", lambda device: 2 * need)
+    assert M.choose_data_path("auto", source, img_size=224, device=CPU) == "stream"
+    assert M.choose_data_path("stream", source, img_size=224, device=CPU) == "stream"
+
+
+@pytest.mark.parametrize("device,path,expected", [("cuda", "stream", (15, 1)), ("cuda", "memory", (0, 16)),
+                                                  ("cpu", "stream", (4, 12)), ("cpu", "memory", (0, 16))])
+def test_workers_and_threads_never_oversubscribe_the_cores(device, path, expected):
+    workers, threads = distributed.loader_plan(device, path, None, cores=16)
+    assert (workers, threads) == expected and workers + threads <= 16
+
+
+def test_pretraining_through_memory_records_its_choice(tiny, tmp_path, one_thread):  # noqa: F811
+    summary = trainer.pretrain(str(tiny), tmp_path / "run", preset="smoke", samples=64, data_path="memory",
+                               progress=False)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert summary["steps"] == 4 and config["data_path_used"] == "memory"
+    assert config["workers_per_process"] == 0 and config["held_in_memory"]["samples"] == 12
+    assert config["threads"] >= 1 and config["cores"] >= 1
+
+
+def test_a_dataset_smaller_than_a_batch_is_read_pass_after_pass():
+    loader = M.MemoryLoader(held(3), M.Recipe(img_size=8), batch_size=4, steps=6, seed=1)
+    stream = torch.cat(list(loader.indices())).tolist()
+    assert [sorted(stream[i:i + 3]) for i in range(0, 24, 3)] == [[0, 1, 2]] * 8
+    assert torch.cat(list(M.MemoryLoader(held(3), M.Recipe(img_size=8), batch_size=4, steps=3, start=3,
+                                         seed=1).indices())).tolist() == stream[12:]
