@@ -8,7 +8,11 @@ about once in a thousand runs while a wrong scale, a disabled flip or a wrong op
 
 import json
 import math
+import os
 import random
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -16,6 +20,7 @@ import torch
 from PIL import Image
 from scipy import stats
 from test_trainer_data import one_thread, tiny  # noqa: F401 (fixtures)
+from test_trainer_distributed import free_port
 from timm.data.auto_augment import rand_augment_transform
 from timm.data.random_erasing import RandomErasing
 from timm.data.transforms import RandomResizedCropAndInterpolation
@@ -158,6 +163,25 @@ def test_rand_augment_op_frequencies_and_arguments_are_timms(spec):
             assert same_distribution(a, b), name
 
 
+def test_an_image_can_get_the_same_op_twice_as_in_timm():
+    """timm chooses each layer's op with replacement; Kornia's RandAugment would not."""
+    random.seed(0)
+    np.random.seed(0)
+    ra = rand_augment_transform("rand-m9-mstd0.5-inc1", {"translate_const": 100, "img_mean": 128})
+    chosen = []
+    for op in ra.ops:
+        op.__class__ = type("Recorded", (type(op),), {"__call__": lambda self, img: chosen.append(self.name) or img})
+    img, twice_timm = Image.new("L", (4, 4)), 0
+    for _ in range(N):
+        chosen.clear()
+        ra(img)
+        twice_timm += chosen[0] == chosen[1]
+    recipe = M.Recipe(img_size=8, rand_augment=M.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
+    op = M.draw_params(recipe, N, 8, 8, generator(), CPU)["op"]
+    twice = int((op[:, 0] == op[:, 1]).sum())
+    assert same_frequencies({"same": twice, "other": N - twice}, {"same": twice_timm, "other": N - twice_timm})
+
+
 def test_the_magnitude_is_noisy_and_clipped_as_timms():
     recipe = M.Recipe(img_size=8, rand_augment=M.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
     m = M.draw_params(recipe, N, 8, 8, generator(), CPU)["magnitude"].flatten().numpy()
@@ -227,7 +251,7 @@ def test_erased_pixels_are_noise_in_the_box():
 def test_mixup_and_cutmix_lambdas_on_memory_batches():
     """The loop's mixing (create_criterion's) on the memory path's float batches: mixup's lambda is
     Beta(0.8, 0.8), CutMix is chosen half the time, and the soft targets carry the same lambda."""
-    k, batch, rounds = 10, 4, 3000
+    k, batch, rounds = 10, 4, 8000
     mixup, _ = create_criterion({**PAPER, "smoothing": 0.0}, k)
     np.random.seed(0)
     values = torch.tensor([10.0, 20.0, 30.0, 40.0])
@@ -237,7 +261,7 @@ def test_mixup_and_cutmix_lambdas_on_memory_batches():
         x = values.view(-1, 1, 1, 1).expand(batch, 3, 8, 8).clone()
         x, t = mixup(x, labels)
         lam = float(t[0, 0])  # sample 0 mixes with sample 3 (the batch flipped)
-        if len(torch.unique(x[0])) > 1:  # a pasted box: CutMix
+        if len(torch.unique(x[0])) > 1 or lam == 1:  # a pasted box (perhaps an empty one): CutMix
             cut += 1
             assert math.isclose(float((x[0] == 10).float().mean()), lam, abs_tol=1e-6)
         else:
@@ -331,3 +355,54 @@ def test_a_dataset_smaller_than_a_batch_is_read_pass_after_pass():
     assert [sorted(stream[i:i + 3]) for i in range(0, 24, 3)] == [[0, 1, 2]] * 8
     assert torch.cat(list(M.MemoryLoader(held(3), M.Recipe(img_size=8), batch_size=4, steps=3, start=3,
                                          seed=1).indices())).tolist() == stream[12:]
+
+
+def test_the_stream_path_is_still_taken_when_asked(tiny, tmp_path, one_thread):  # noqa: F811
+    trainer.pretrain(str(tiny), tmp_path / "run", preset="smoke", samples=64, data_path="stream", progress=False)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data_path_used"] == "stream" and config["held_in_memory"] is None
+    assert config["workers_per_process"] == 0  # the smoke preset's setting wins
+
+
+# Each rank records the indices of one pass of its memory loader, then both pre-train through memory.
+TWO_RANKS = textwrap.dedent("""
+    import json, sys
+    import torch
+    from trainer import distributed, memory
+    from trainer.cli import main
+    from trainer.sources import resolve_data
+
+    data, out, indices_file = sys.argv[1:4]
+    torch.set_num_threads(1)
+    d = distributed.setup("cpu")
+    held = memory.decode_source(resolve_data(data), img_size=8, device=d.device)
+    loader = memory.MemoryLoader(held, memory.Recipe(img_size=8), batch_size=2, steps=3, rank=d.rank, world=d.world)
+    everyone = distributed.gather([i for b in loader.indices() for i in b.tolist()], d)
+    if d.main:
+        with open(indices_file, "w") as f:
+            json.dump(everyone, f)
+    code = 0
+    try:
+        main(["pretrain", "--data", data, "--out", out, "--preset", "smoke", "--samples", "64", "--data-path",
+              "memory", "--no-progress"])
+    except SystemExit as e:
+        code = e.code
+    distributed.teardown(distributed.Dist(owns_group=True))
+    sys.exit(code)
+""")
+
+
+def test_two_gloo_processes_draw_disjoint_shares_and_pretrain_through_memory(tiny, tmp_path):  # noqa: F811
+    script = tmp_path / "two_ranks.py"
+    script.write_text(TWO_RANKS)
+    out, indices_file = tmp_path / "run", tmp_path / "indices.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", str(free_port()), str(script), str(tiny), str(out), str(indices_file)],
+        capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, second = json.loads(indices_file.read_text())
+    assert len(first) == len(second) == 6 and sorted(first + second) == list(range(12))  # one pass, split
+    config = json.loads((out / "config.json").read_text())
+    assert config["processes"] == 2 and config["data_path_used"] == "memory" and config["total_steps"] == 4
