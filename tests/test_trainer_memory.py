@@ -205,6 +205,44 @@ def test_every_rand_augment_op_runs_on_a_batch_and_keeps_8_bit_values():
     assert torch.equal(x[invert], 255 - images[invert].float())
 
 
+@pytest.mark.parametrize("name,sign", [("AutoContrast", 1), ("Equalize", 1), ("Invert", 1), ("PosterizeIncreasing", 1),
+                                       ("SolarizeIncreasing", 1), ("SolarizeAdd", 1), ("ContrastIncreasing", 1),
+                                       ("ContrastIncreasing", -1), ("BrightnessIncreasing", -1),
+                                       ("SharpnessIncreasing", 1), ("SharpnessIncreasing", -1)])
+def test_each_colour_op_is_timms_pil_op_within_one_level(name, sign):
+    """PIL blends in floats and truncates; the batched ops round: at most one level apart."""
+    from timm.data.auto_augment import LEVEL_TO_ARG, NAME_TO_OP
+
+    a = (np.random.default_rng(0).random((3, 1, 40, 40)) ** 2 * 230).astype(np.uint8)
+    magnitude = torch.tensor([9.0, 6.0, 3.0])
+    arg = M.level(name, magnitude, torch.full((3,), float(sign)))
+    ours = M._pixel_op(name, torch.from_numpy(a).float(), arg).clamp(0, 255).round()[:, 0].numpy()
+    for i in range(3):  # the level rules are compared above; here the ops, at the same argument
+        whole = name.startswith(("Posterize", "Solarize"))
+        args = () if LEVEL_TO_ARG[name] is None else (int(arg[i]) if whole else float(arg[i]),)
+        ref = np.asarray(NAME_TO_OP[name](Image.fromarray(a[i, 0]), *args))
+        assert np.abs(ours[i] - ref).max() <= 1, (name, float(magnitude[i]))
+
+
+def _pil_affine(coefficients):
+    return lambda im: im.transform(im.size, Image.AFFINE, coefficients, resample=Image.BICUBIC, fillcolor=128)
+
+
+def _pil_rotate(degrees):
+    return lambda im: im.rotate(degrees, resample=Image.BICUBIC, fillcolor=128)
+
+
+@pytest.mark.parametrize("name,arg,pil", [("TranslateXRel", 0.4, _pil_affine((1, 0, 16, 0, 1, 0))),
+                                          ("TranslateYRel", -0.25, _pil_affine((1, 0, 0, 0, 1, -10))),
+                                          ("Rotate", 90.0, _pil_rotate(90)), ("Rotate", -90.0, _pil_rotate(-90))])
+def test_geometric_ops_map_pixels_as_pil_does(name, arg, pil):
+    """Whole-pixel moves, where interpolation plays no part, are exact: the coordinate conventions agree."""
+    a = (np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)
+    x = torch.from_numpy(a).float().view(1, 1, 40, 40)
+    ours = M._warp(x, M._geometry(name, torch.tensor([arg]), 40), (40, 40), fill=M.FILL).clamp(0, 255).round()
+    assert np.array_equal(ours[0, 0].numpy(), np.asarray(pil(Image.fromarray(a))))
+
+
 def test_the_gpu_and_cpu_ways_of_choosing_ops_agree():
     recipe = M.Recipe(img_size=16, rand_augment=M.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
     images = torch.randint(0, 256, (64, 1, 16, 16), generator=generator(), dtype=torch.uint8).float()

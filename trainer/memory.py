@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kornia
 import numpy as np
@@ -29,7 +29,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .errors import TrainerError
-from .sources import ShardSource
+
+if TYPE_CHECKING:  # the shard readers (webdataset, braceexpand) are imported only where shards are read
+    from .sources import ShardSource
 
 DATA_PATHS = ("stream", "memory", "auto")
 # ``auto`` holds the data in memory when it takes less than this share of the device's free memory.
