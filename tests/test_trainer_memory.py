@@ -444,3 +444,15 @@ def test_two_gloo_processes_draw_disjoint_shares_and_pretrain_through_memory(tin
     assert len(first) == len(second) == 6 and sorted(first + second) == list(range(12))  # one pass, split
     config = json.loads((out / "config.json").read_text())
     assert config["processes"] == 2 and config["data_path_used"] == "memory" and config["total_steps"] == 4
+
+
+def test_an_unknown_data_path_is_one_line_and_writes_nothing(tiny, tmp_path):  # noqa: F811
+    from click.testing import CliRunner
+
+    from trainer.cli import main
+
+    result = CliRunner().invoke(main, ["pretrain", "--data", str(tiny), "--out", str(tmp_path / "run"), "--preset",
+                                       "smoke", "--data-path", "disk"])
+    assert result.exit_code != 0 and result.output.strip().splitlines() == [
+        "Error: --data-path must be stream, memory or auto, got disk"]
+    assert not (tmp_path / "run" / "config.json").exists()

@@ -341,11 +341,12 @@ def _warp(x: torch.Tensor, matrix: torch.Tensor, out_hw: tuple[int, int], *, fil
     as PIL's affine transform), bicubic; outside the image: ``fill``, or the nearest edge pixel if None."""
     b, _, h, w = x.shape
     oh, ow = out_hw
-    # normalised coordinates (align_corners=False): n = 2 x / size - 1
-    to_out = torch.tensor([[ow / 2, 0, ow / 2], [0, oh / 2, oh / 2], [0, 0, 1]], dtype=x.dtype, device=x.device)
-    to_norm = torch.tensor([[2 / w, 0, -1], [0, 2 / h, -1]], dtype=x.dtype, device=x.device)
-    full = torch.cat([matrix, torch.tensor([0, 0, 1], dtype=x.dtype, device=x.device).expand(b, 1, 3)], 1)
-    theta = to_norm @ full @ to_out
+    # The same map between grid_sample's normalised coordinates (align_corners=False: n = 2 x / size - 1),
+    # by arithmetic on the device (a tensor made from host numbers would cost a host-device sync).
+    a, c, t = matrix[:, :, 0], matrix[:, :, 1], matrix[:, :, 2]
+    rows = torch.stack([a * (ow / 2), c * (oh / 2), a * (ow / 2) + c * (oh / 2) + t], 2)  # from n_out to pixels_in
+    theta = torch.stack([rows[:, 0] * (2 / w), rows[:, 1] * (2 / h)], 1)
+    theta[:, :, 2] -= 1
     grid = F.affine_grid(theta, [b, 1, oh, ow], align_corners=False)
     if fill is None:
         return F.grid_sample(x, grid, mode="bicubic", padding_mode="border", align_corners=False)
@@ -387,8 +388,7 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     """PIL's ``convert("L")`` of [B, C, H, W] (identity for one channel)."""
     if x.shape[1] == 1:
         return x
-    weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * weights).sum(1, keepdim=True).round()
+    return (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).round()
 
 
 def _blend(degenerate: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
