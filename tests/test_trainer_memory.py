@@ -378,6 +378,10 @@ def test_workers_and_threads_never_oversubscribe_the_cores(device, path, expecte
     assert (workers, threads) == expected and workers + threads <= 16
 
 
+def test_a_stream_loader_in_process_keeps_a_core_for_itself():
+    assert distributed.loader_plan("cpu", "stream", 0, cores=2) == (0, 1)
+
+
 def test_pretraining_through_memory_records_its_choice(tiny, tmp_path, one_thread):  # noqa: F811
     summary = trainer.pretrain(str(tiny), tmp_path / "run", preset="smoke", samples=64, data_path="memory",
                                progress=False)

@@ -76,7 +76,7 @@ def loader_plan(device_type: str, data_path: str, workers: int | None = None,
         return 0, cores
     if workers is None:
         workers = max(1, cores - 1 if device_type == "cuda" else min(4, cores - 1))
-    return workers, max(1, cores - workers)
+    return workers, max(1, cores - max(1, workers))  # with no workers the loader runs in this process
 
 
 def set_threads(threads: int) -> int:
