@@ -135,6 +135,48 @@ def train(args: argparse.Namespace) -> None:
                   f"take about {trainer_preset_samples(preset) / rate:.0f} s")
 
 
+@section
+def paths(args: argparse.Namespace) -> None:
+    """The two data paths side by side on the default dataset: the paper's augmentation alone at 224 px
+    (one thread), and ``cpu``-preset training through each (interleaved rounds, best kept)."""
+    import torch
+
+    import trainer
+    from trainer import memory
+    from trainer.presets import resolve
+    from trainer.sources import resolve_data
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _dataset(tmp)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        start = time.perf_counter()
+        held = memory.decode_source(resolve_data(str(data)), img_size=224, device=torch.device("cpu"))
+        decode = time.perf_counter() - start
+        loader = memory.create_memory_loader(held, resolve("pretrain", "paper"), batch_size=32, steps=10**6)
+        rate = _rate(loader, LOADER_SAMPLES)
+        torch.set_num_threads(threads)
+        print(f"paths   memory path: {held.samples} images decoded once in {decode:.1f} s, held at "
+              f"{held.images.shape[-1]} px ({held.images.numel() / 2**20:.0f} MiB); the paper's augmentation at 224 px "
+              f"on those batches, 1 thread: {rate:.1f} samples/s (compare 'loader' above, per core)")
+        rates: dict[str, list[float]] = {}
+        for _ in range(PATH_ROUNDS):  # interleaved: the machine is shared, load drifts
+            for path in ("stream", "memory"):
+                out = Path(tmp) / f"cpu-{path}"
+                trainer.pretrain(str(data), out, preset="cpu", samples=PATH_SAMPLES, data_path=path, force=True,
+                                 progress=False)
+                metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+                steady = metrics[1:] or metrics
+                rates.setdefault(path, []).append(sum(m["samples_per_s"] for m in steady) / len(steady))
+                config = json.loads((out / "config.json").read_text())
+                rates.setdefault(f"{path} plan", [f"{config['workers_per_process']} worker(s), "
+                                                  f"{config['threads']} thread(s)"])
+        best = {k: max(v) for k, v in rates.items() if "plan" not in k}
+        print(f"paths   cpu preset, {PATH_SAMPLES} samples, best of {PATH_ROUNDS}: stream {best['stream']:.1f} "
+              f"samples/s ({rates['stream plan'][0]}), memory {best['memory']:.1f} ({rates['memory plan'][0]}) -> "
+              f"memory/stream {best['memory'] / best['stream']:.2f}x (target >= 1.0x)")
+
+
 def trainer_preset_samples(preset: str) -> int:
     from trainer.presets import PRETRAIN_PRESETS
 
@@ -145,3 +187,5 @@ def trainer_preset_samples(preset: str) -> int:
 LOADER_SAMPLES = 384  # samples per loader timing
 LOADER_ROUNDS = 2  # interleaved rounds of loader timings (the best is kept: the machine is shared)
 CPU_SAMPLES = 3200  # samples of the cpu preset's timing (50 steps)
+PATH_ROUNDS = 2  # interleaved rounds of the two data paths' cpu-preset timings
+PATH_SAMPLES = 1920  # samples of each of those timings (30 steps: the first 20 are start-up)

@@ -62,6 +62,32 @@ def set_cpu_threads(d: Dist, workers: int) -> int:
     return torch.get_num_threads()
 
 
+def loader_plan(device_type: str, data_path: str, workers: int | None = None,
+                cores: int | None = None) -> tuple[int, int]:
+    """``(loader workers, torch threads)`` of one process, from its cores and the input path.
+
+    The memory path has no loader: torch gets every core but one (OpenMP threads spin against whatever
+    else runs: on this project's shared 2-core machine the cpu preset through memory ran at 7.6 samples/s
+    with 2 threads, while the stream path's 1 worker + 1 thread made 28-31). The stream path gives the loader all cores
+    but one on a GPU host (the training loop only launches kernels there, and 8 workers beside 16 threads
+    oversubscribed a 16-core host) and up to 4 on a CPU run, which needs cores for the model; torch gets the rest,
+    never fewer than one thread. ``workers`` (the setting) wins where given.
+    """
+    cores = cores or usable_cores()
+    if data_path == "memory":
+        return 0, max(1, cores - 1)
+    if workers is None:
+        workers = max(1, cores - 1 if device_type == "cuda" else min(4, cores - 1))
+    return workers, max(1, cores - max(1, workers))  # with no workers the loader runs in this process
+
+
+def set_threads(threads: int) -> int:
+    """torch's intra-op threads, unless OMP_NUM_THREADS says otherwise; returns the count in force."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 def teardown(d: Dist) -> None:
     if d.owns_group and dist.is_initialized():
         dist.destroy_process_group()

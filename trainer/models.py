@@ -63,6 +63,8 @@ def create_pretrained(checkpoint: str | os.PathLike, name: str, *, num_classes: 
     image size, patch embeddings to a new patch size) and, with the overlay's ``num_classes=-1``, the
     head dropped whatever its size. timm then loads non-strictly, so every other key is checked
     here: a checkpoint of another architecture is an error, not a silently random layer.
+    ``custom_load=False``: timm before 1.0.31 keeps the registry's ``custom_load=True`` (JAX weights) of some
+    default weights when a ``file`` is given, and would read the checkpoint as JAX weights.
     """
     from timm.models import load_state_dict
 
@@ -74,7 +76,7 @@ def create_pretrained(checkpoint: str | os.PathLike, name: str, *, num_classes: 
     kwargs = dict(num_classes=num_classes, drop_path_rate=drop_path, **(model_kwargs or {}))
     try:
         model = _timm_model(name, img_size=img_size, pretrained=True,
-                            pretrained_cfg_overlay=dict(file=path, num_classes=-1), **kwargs)
+                            pretrained_cfg_overlay=dict(file=path, num_classes=-1, custom_load=False), **kwargs)
     except RuntimeError as e:  # shapes that no filter can adapt
         raise TrainerError(f"{path} does not fit {name} ({kwargs_text(model_kwargs or {})}): "
                            f"{str(e).splitlines()[0][:300]}") from None

@@ -47,6 +47,8 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "cutmix": (float, "CutMix alpha (0: off)."),
     "mixup_switch": (float, "Probability of CutMix instead of Mixup when both are on."),
     "smoothing": (float, "Label smoothing."),
+    "data_path": (str, "Input path: stream (shards through loader workers), memory (decoded once into the "
+                       "training device's memory and augmented there in batches), auto (memory when it fits)."),
     "workers": (int, "DataLoader workers per process (default: from the CPU count)."),
     "shuffle_buffer": (int, "Samples in each worker's shuffle buffer."),
     "seed": (int, "Seed of every random draw."),
@@ -72,8 +74,8 @@ PRETRAIN_DEFAULTS: dict[str, Any] = dict(
     model="vit_tiny_patch16_224", model_kwargs={}, img_size=224, drop_path=0.1, batch_size=256,
     epochs=None, samples=None, warmup_epochs=None, lr=None, lr_base=1e-3, warmup_lr_base=1e-6,
     min_lr_base=1e-5, opt="adamw", weight_decay=0.05, momentum=0.9, clip_grad=None, amp=None, compile=False,
-    ema=0.0, **RECIPE_AUG, workers=None, shuffle_buffer=1000, seed=0, log_every=50, save_every=1000,
-    classes=None, embed_decay=False, mix_chunk=0,
+    ema=0.0, **RECIPE_AUG, data_path="auto", workers=None, shuffle_buffer=1000, seed=0, log_every=50,
+    save_every=1000, classes=None, embed_decay=False, mix_chunk=0,
 )
 
 # A small ViT for 2 CPU cores: ViT-Tiny's width (192) and heads, 6 blocks, 4-px patches at 32 px
@@ -186,6 +188,8 @@ def check_config(config: dict[str, Any]) -> None:
     lo, hi = config["scale"]
     if not 0 < lo <= hi <= 1:
         raise TrainerError(f"--scale must satisfy 0 < MIN <= MAX <= 1, got {lo} {hi}")
+    if config.get("data_path", "auto") not in ("stream", "memory", "auto"):
+        raise TrainerError(f"--data-path must be stream, memory or auto, got {config['data_path']}")
     if config.get("workers") is not None and config["workers"] < 0:
         raise TrainerError(f"--workers must be >= 0, got {config['workers']}")
     if (config["mixup"] > 0 or config["cutmix"] > 0) and config["batch_size"] % 2:

@@ -7,6 +7,7 @@ epochs over 1000 images at batch 256 are 240,000 steps).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 from timm.utils import ModelEmaV3, random_seed
 
-from . import distributed, runs
+from . import distributed, memory, runs
 from .data import ProblemLog, create_loader
 from .engine import (
     Precision,
@@ -38,13 +39,8 @@ from .sources import ShardSource, resolve_data
 from .transforms import train_transform
 
 # Settings that may change when a run is resumed: they do not change what is learned.
-RUNTIME = {"workers", "log_every", "save_every", "compile", "shuffle_buffer"}
+RUNTIME = {"workers", "log_every", "save_every", "compile", "shuffle_buffer", "data_path"}
 FORMAT = "trainer-checkpoint/1"
-
-
-def default_workers(device: torch.device) -> int:
-    """Loader workers per process: the cores this process may use, less one for the training loop."""
-    return max(1, min(8 if device.type == "cuda" else 4, distributed.usable_cores() - 1))
 
 
 def plan(config: dict[str, Any], source: ShardSource, world: int) -> dict[str, Any]:
@@ -132,6 +128,7 @@ def pretrain(
     cutmix: float | None = None,
     mixup_switch: float | None = None,
     smoothing: float | None = None,
+    data_path: str | None = None,
     workers: int | None = None,
     shuffle_buffer: int | None = None,
     seed: int | None = None,
@@ -172,13 +169,20 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
     if checkpoint is not None and checkpoint["num_classes"] != num_classes:
         raise TrainerError(f"the data has {num_classes} classes but the checkpoint's model has "
                            f"{checkpoint['num_classes']}")
+    path = memory.choose_data_path(config.get("data_path", "auto"), source, img_size=config["img_size"],
+                                   device=d.device, processes_per_device=_processes_per_device(d))
+    held = None
+    if path == "memory":
+        held = memory.decode_source(source, img_size=config["img_size"], device=d.device)
+        source = dataclasses.replace(source, samples=held.samples)  # what was read, corrupt samples left out
     steps = plan(config, source, d.world)
-    workers = config["workers"] if config["workers"] is not None else default_workers(d.device)
+    workers, threads = distributed.loader_plan(d.device.type, path, config["workers"])
     precision = Precision(d.device, config["amp"])
     effective = {**config, "data": str(data), "num_classes": num_classes, "dataset": {
         "name": source.name, "samples": source.samples, "shards": len(source.urls)}, **steps,
-        "workers_per_process": workers, "threads": distributed.set_cpu_threads(d, workers),
-        "precision": precision.name, "device": str(d.device)}
+        "data_path_used": path, "held_in_memory": memory.summary(held) if held is not None else None,
+        "workers_per_process": workers, "threads": distributed.set_threads(threads),
+        "cores": distributed.usable_cores(), "precision": precision.name, "device": str(d.device)}
 
     torch.manual_seed(config["seed"])  # the same initial weights on every rank
     net = create_model(config["model"], num_classes=num_classes, img_size=config["img_size"],
@@ -199,15 +203,19 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
     model = wrap(net, config["compile"], d)
     mixup, criterion = create_criterion(config, num_classes)
 
-    transform = train_transform(config)
     # torch, numpy and random (timm's crops and RandAugment use random, Mixup numpy): differ across ranks
     # and after a resume, but are the same from run to run.
     random_seed(config["seed"] + start, d.rank)
     per_epoch = steps["steps_per_epoch"]
-    loader = create_loader(source, transform=transform, batch_size=steps["batch_per_process"],
-                           steps=steps["total_steps"] - start, workers=workers, seed=config["seed"],
-                           start_pass=start // per_epoch if per_epoch else start, rank=d.rank, world=d.world,
-                           shuffle_buffer=config["shuffle_buffer"], pin_memory=d.device.type == "cuda")
+    if held is not None:
+        loader = memory.create_memory_loader(held, config, batch_size=steps["batch_per_process"],
+                                             steps=steps["total_steps"] - start, start=start, rank=d.rank,
+                                             world=d.world, num_classes=num_classes)
+    else:
+        loader = create_loader(source, transform=train_transform(config), batch_size=steps["batch_per_process"],
+                               steps=steps["total_steps"] - start, workers=workers, seed=config["seed"],
+                               start_pass=start // per_epoch if per_epoch else start, rank=d.rank, world=d.world,
+                               shuffle_buffer=config["shuffle_buffer"], pin_memory=d.device.type == "cuda")
 
     def state(step: int) -> dict[str, Any]:
         s = {"format": FORMAT, "state_dict": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
@@ -259,7 +267,8 @@ def _loop(model, ema, loader, mixup, criterion, optimizer, scheduler, precision,
             waited += time.perf_counter() - t0
             problems.update(batch["problems"])
             labels = batch["label"]
-            if labels.max().item() >= num_classes or labels.min().item() < 0:
+            # Batches from the stream are checked here, on the host; the memory path checked its labels once.
+            if labels.device.type == "cpu" and (labels.max().item() >= num_classes or labels.min().item() < 0):
                 bad = labels[(labels >= num_classes) | (labels < 0)][0].item()
                 raise TrainerError(f"label {bad} in the data is outside [0, {num_classes}): the class count "
                                    "does not match the data")
@@ -299,6 +308,11 @@ def _loop(model, ema, loader, mixup, criterion, optimizer, scheduler, precision,
     return {"steps": step, "loss": last["loss"] if last else None,
             "samples_per_s": (step - start) * config["batch_size"] / max(1e-9, time.perf_counter() - first_tick),
             "corrupt_shards": last["corrupt_shards"] if last else 0}
+
+
+def _processes_per_device(d: distributed.Dist) -> int:
+    """Processes that share this rank's memory: one per GPU, every local rank on a CPU host."""
+    return 1 if d.device.type == "cuda" else int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
 
 
 def _any(flag: bool, d: distributed.Dist) -> bool:
