@@ -2,6 +2,7 @@
 the downstream dataset specs, and their errors."""
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -63,6 +64,12 @@ def test_a_checkpoint_of_another_architecture_is_refused(pretrained):
     with pytest.raises(TrainerError, match="does not fit"):
         create_pretrained(pretrained, "vit_tiny_patch16_224", num_classes=10, img_size=32,
                           model_kwargs={**saved["config"]["model_kwargs"], "depth": 3})
+
+
+def test_refusing_a_checkpoint_of_another_family_logs_no_key_list(pretrained, caplog):
+    with pytest.raises(TrainerError, match="does not fit resnet18"):
+        create_pretrained(pretrained, "resnet18", num_classes=10)
+    assert not [r.getMessage()[:80] for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def check_run(out, results, spec, classes):
