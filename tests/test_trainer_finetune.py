@@ -72,6 +72,19 @@ def test_refusing_a_checkpoint_of_another_family_logs_no_key_list(pretrained, ca
     assert not [r.getMessage()[:80] for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+def test_model_kwargs_add_to_the_checkpoints_and_the_presets(pretrained):
+    from trainer.finetuning import _architecture
+    from trainer.presets import resolve
+
+    smoke = {"patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}
+    overrides = {"model_kwargs": {"depth": 1, "qkv_bias": False}}
+    config = resolve("finetune", "smoke", **overrides)
+    assert config["model_kwargs"] == {**smoke, "depth": 1, "qkv_bias": False}
+    assert _architecture(str(pretrained), config, overrides)[1] == {**smoke, "depth": 1, "qkv_bias": False}
+    other = {"model": "resnet18", "model_kwargs": {"drop_rate": 0.1}}
+    assert _architecture(str(pretrained), config, other) == ("resnet18", {"drop_rate": 0.1})
+
+
 def check_run(out, results, spec, classes):
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(results))

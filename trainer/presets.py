@@ -16,7 +16,9 @@ from .errors import TrainerError
 # are made from these names, so the two always agree (a test checks it). "kv" is KEY=VALUE pairs.
 SETTINGS: dict[str, tuple[Any, str]] = {
     "model": (str, "timm model name."),
-    "model_kwargs": ("kv", "Extra timm model argument KEY=VALUE (repeatable), e.g. patch_size=4."),
+    "model_kwargs": ("kv", "timm model argument KEY=VALUE, added to the preset's (or the checkpoint's) model "
+                           "arguments, replacing one of the same KEY; repeat the option for more: "
+                           "--model-kwargs patch_size=4 --model-kwargs depth=6."),
     "img_size": (int, "Input resolution in pixels."),
     "drop_path": (float, "Stochastic depth rate."),
     "batch_size": (int, "Global batch size (split over processes)."),
@@ -147,7 +149,10 @@ def resolve(kind: str, preset: str, **overrides: Any) -> dict[str, Any]:
     unknown = set(overrides) - set(defaults)
     if unknown:
         raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    model_kwargs = config["model_kwargs"]
     config.update({k: copy.deepcopy(v) for k, v in overrides.items() if v is not None})
+    if overrides.get("model_kwargs") is not None:  # added to the preset's model arguments, not instead of them
+        config["model_kwargs"] = {**(model_kwargs or {}), **config["model_kwargs"]}
     for key in ("scale", "ratio"):
         config[key] = [float(x) for x in config[key]]
     if config.get("auto_augment") in ("", "none", "None"):
