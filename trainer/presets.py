@@ -69,7 +69,7 @@ PRETRAIN_DEFAULTS: dict[str, Any] = dict(
 )
 
 # A small ViT for 2 CPU cores: ViT-Tiny's width (192) and heads, 6 blocks, 4-px patches at 32 px
-# (64 tokens), about 2.7M parameters.
+# (64 tokens): 2.71M parameters with a 100-class head, 2.88M with 1000.
 CPU_MODEL = dict(model="vit_tiny_patch16_224", model_kwargs={"patch_size": 4, "depth": 6}, img_size=32)
 SMOKE_MODEL = dict(model="vit_tiny_patch16_224",
                    model_kwargs={"patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}, img_size=32)
@@ -102,8 +102,8 @@ FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
     # REFERENCE.md: SGD, lr 0.01 x batch / 512, wd 1e-4, 10 warm-up epochs, cosine, "up to 1000 epochs";
     # the reference's batch size is not recorded: 256 here.
     "paper": dict(),
-    # Small data at 32 px on 2 cores. Measured on digits from scratch, 280 steps of 32: 10.1% top-1
-    # (chance) with RandAugment + Mixup/CutMix, 57% without; SGD at the recipe's lr barely moves.
+    # Small data at 32 px on 2 cores. Measured on digits from scratch, 280 steps of 32: 12.7% top-1
+    # (near chance) with RandAugment + Mixup/CutMix, 66.3% without; SGD at the recipe's lr barely moves.
     # So: AdamW, crops 0.6-1, no flips (digits are not mirror-symmetric), no RandAugment, no mixing,
     # label smoothing kept. The same settings for every initialisation.
     "cpu": dict(**CPU_MODEL, batch_size=32, epochs=10, warmup_epochs=2, lr=1e-3, opt="adamw", weight_decay=0.05,
