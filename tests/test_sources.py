@@ -274,7 +274,7 @@ def test_fractal_sources_need_no_scikit_image(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "skimage", None)  # every import of it now fails
     for name in ("1p-frac.json", "fractaldb-1k.json"):
         render(small(shipped(name)), tmp_path / name, jobs=1, progress=False, preview=False)
-    with pytest.raises(FracbuildError, match=r"needs scikit-image: pip install 'fracbuild\[image\]'"):
+    with pytest.raises(FracbuildError, match=r"needs scikit-image: pip install '\.\[image\]' in fracbuild's checkout"):
         shipped("real-canny-affine.json")
 
 

@@ -52,7 +52,8 @@ def skimage():
         import skimage.filters
         import skimage.transform
     except ImportError:
-        raise FracbuildError("the image source needs scikit-image: pip install 'fracbuild[image]'") from None
+        raise FracbuildError("the image source needs scikit-image: pip install '.[image]' in fracbuild's "
+                             "checkout") from None
     return skimage
 
 
