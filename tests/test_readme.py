@@ -189,6 +189,8 @@ def help_options(name: str, sub: str | None) -> set[str]:
             from fracbuild.cli import main
         else:
             from trainer.cli import main
+        if sub is None or sub.startswith("-"):  # the group itself: fracbuild --help, --version
+            return click_options(main) | {"--version"}
         if sub not in main.commands:
             raise AssertionError(f"{name} has no command {sub!r} (it has {', '.join(sorted(main.commands))})")
         return click_options(main.commands[sub])
@@ -383,5 +385,6 @@ def test_an_unknown_command_and_an_unknown_option_fail_clearly(workspace):
     assert check_syntax(parse("fracbuild render r.json -o d [--colour red]")) == ["fracbuild render has no option "
                                                                                   "--colour"]
     assert check_syntax(parse("pip install '.[gpu]'")) == ["pyproject.toml has no extra [gpu]"]
+    assert check_syntax(parse("fracbuild --help")) == check_syntax(parse("python -m trainer --version")) == []
     blocks = read_blocks("<!-- readme-test: maybe -->\n```sh\nfracbuild info x\n```\n")
     assert blocks[0].problems and "unknown marker" in blocks[0].problems[0]
