@@ -105,7 +105,8 @@ def _dask_client(address: str | None, jobs: int) -> Iterator[None]:
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        raise FracbuildError("backend dask needs dask.distributed: pip install 'fracbuild[dask]'") from None
+        raise FracbuildError("backend dask needs dask.distributed: pip install '.[dask]' in fracbuild's "
+                             "checkout") from None
     if address:
         try:
             client = Client(address, timeout=10)
@@ -129,7 +130,7 @@ def _ray(address: str | None) -> Iterator[int]:
         import ray
         from ray.util.joblib import register_ray
     except ImportError:
-        raise FracbuildError("backend ray needs Ray: pip install 'fracbuild[ray]'") from None
+        raise FracbuildError("backend ray needs Ray: pip install '.[ray]' in fracbuild's checkout") from None
     register_ray()
     started = not ray.is_initialized()
     if started:

@@ -76,6 +76,7 @@ class _Maps(click.ParamType):
 @click.option("--image", help="Image file, or skimage:NAME for a bundled photograph (image; skimage:camera).")
 @click.option("--convert", type=click.Choice(["canny", "gray"]), help="Canny edges or gray levels (image; canny).")
 @click.option("--warp", type=click.Choice(["affine", "elastic", "polynomial"]), help="Class warps (image; affine).")
+@click.option("--flips", is_flag=True, default=None, help="Each class in its 4 flips: 4 instances (image; off).")
 @click.option("--name", help="Dataset name, the shard prefix (1p-frac; image: real-CONVERT-WARP; others: the source).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Recipe JSON to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing recipe.")

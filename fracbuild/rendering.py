@@ -103,6 +103,13 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return keys
 
 
+def _listing(names: list[str], most: int = 6) -> str:
+    """Every name, or the first ``most - 1`` and how many more."""
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{', '.join(names[:most - 1])} and {len(names) - most + 1} more"
+
+
 def _previous(out_dir: Path) -> tuple[dict | None, list[dict]]:
     """The recipe and shard records a previous render left in ``out_dir`` (manifest or journal)."""
     manifest = out_dir / MANIFEST
@@ -157,7 +164,7 @@ def prepare_out_dir(out_dir: Path, recipe: dict, force: bool) -> dict[int, dict]
         old_recipe = {**old_recipe, "source": DEFAULT_SOURCE}
     if old_recipe is not None and old_recipe != recipe:
         if not force:
-            changed = ", ".join(_diff(old_recipe, recipe)[:4]) or "its settings"
+            changed = _listing(_diff(old_recipe, recipe)) or "its settings"
             raise FracbuildError(
                 f"{out_dir} holds a dataset from another recipe (differs in {changed}); pass --force to replace it"
             )

@@ -28,7 +28,7 @@ SEARCH_OPTIONS: dict[str, set[str]] = {
     "ofdb": {"method", "maps", "fill_min", "max_tries", "jobs", "progress", "from_dir"},
     "noise-gaussian": {"delta"},
     "noise-uniform": {"delta"},
-    "image": {"image", "convert", "warp", "delta"},
+    "image": {"image", "convert", "warp", "delta", "flips"},
 }
 #: Category parameters are rounded to this many decimals (far below a pixel) before the fill
 #: check, so that the recipe pins exactly what was checked and stays compact.

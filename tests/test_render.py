@@ -233,6 +233,12 @@ def test_another_recipe_is_refused_unless_forced(recipe, tmp_path):
     render(recipe, tmp_path, jobs=1, progress=False)
     with pytest.raises(FracbuildError, match=r"another recipe \(differs in perturb.delta\)"):
         render(recipe, tmp_path, jobs=1, progress=False, delta=0.2)
+    with pytest.raises(FracbuildError, match=r"differs in perturb.classes, perturb.delta, perturb.seed, "
+                                             r"render.draw, render.points and 2 more\)"):
+        render(recipe, tmp_path, jobs=1, progress=False, delta=0.2, classes=3, seed=1, points=999, size=40,
+               shard_size=2, draw="point")
+    with pytest.raises(FracbuildError, match=r"differs in perturb.classes, render.size\)"):
+        render(recipe, tmp_path, jobs=1, progress=False, classes=3, size=40)
     recipe["name"] = "other"
     m = render(recipe, tmp_path, jobs=1, progress=False, force=True, classes=6)
     assert sorted(p.name for p in tmp_path.glob("*.tar")) == ["other-000000.tar", "other-000001.tar"]

@@ -349,7 +349,7 @@ def test_fractal_sources_need_no_scikit_image(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "skimage", None)  # every import of it now fails
     for name in ("1p-frac.json", "fractaldb-1k.json"):
         render(small(shipped(name)), tmp_path / name, jobs=1, progress=False, preview=False)
-    with pytest.raises(FracbuildError, match=r"needs scikit-image: pip install 'fracbuild\[image\]'"):
+    with pytest.raises(FracbuildError, match=r"needs scikit-image: pip install '\.\[image\]' in fracbuild's checkout"):
         shipped("real-canny-affine.json")
 
 
@@ -372,6 +372,7 @@ def test_cli_search_makes_a_recipe_of_every_source(tmp_path):
         (["--source", "noise-gaussian", "--sigma", 3], "--sigma does not apply to --source noise-gaussian"),
         (["--source", "image", "--method", "fill", "--jobs", 2], "--jobs, --method do not apply to --source image"),
         (["--source", "fractal", "--maps", "2-4"], "--source fractal takes one number of maps"),
+        (["--source", "fractaldb", "--flips"], "--flips does not apply to --source fractaldb"),
         (["--source", "ofdb", "--maps", "x"], "'x' is not a number N or a range MIN-MAX"),
         (["--source", "pictures"], "Invalid value for '--source'"),
         (["--source", "fractal", "--seed", -1], "seed must be a non-negative integer, got -1"),
@@ -398,6 +399,19 @@ def test_cli_render_errors_name_the_source_and_the_image(tmp_path):
     noise = ROOT / "manifests" / "noise-uniform.json"
     assert_one_line_error(run("render", noise, "-o", tmp_path / "ds", "--draw", "point"),
                           "recipe 'render' has unknown key(s) for source 'noise-uniform': draw")
+    assert not (tmp_path / "ds").exists()
+
+
+def test_cli_search_image_flips_makes_four_flipped_instances(tmp_path):
+    out = tmp_path / "img.json"
+    assert run("search", "--source", "image", "--flips", "-o", out).exit_code == 0
+    assert counts(load_recipe(out))[1] == 4 and load_recipe(out)["render"]["flips"] is True
+
+
+def test_cli_render_refuses_instances_that_ofdb_does_not_have(tmp_path):
+    result = run("render", ROOT / "manifests" / "ofdb-1k.json", "-o", tmp_path / "ds", "--classes", 2,
+                 "--instances", 3)
+    assert_one_line_error(result, "render.instances must be 1 for ofdb (one image per category), got 3")
     assert not (tmp_path / "ds").exists()
 
 

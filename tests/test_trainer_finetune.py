@@ -2,6 +2,7 @@
 the downstream dataset specs, and their errors."""
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -63,6 +64,25 @@ def test_a_checkpoint_of_another_architecture_is_refused(pretrained):
     with pytest.raises(TrainerError, match="does not fit"):
         create_pretrained(pretrained, "vit_tiny_patch16_224", num_classes=10, img_size=32,
                           model_kwargs={**saved["config"]["model_kwargs"], "depth": 3})
+
+
+def test_refusing_a_checkpoint_of_another_family_logs_no_key_list(pretrained, caplog):
+    with pytest.raises(TrainerError, match="does not fit resnet18"):
+        create_pretrained(pretrained, "resnet18", num_classes=10)
+    assert not [r.getMessage()[:80] for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_model_kwargs_add_to_the_checkpoints_and_the_presets(pretrained):
+    from trainer.finetuning import _architecture
+    from trainer.presets import resolve
+
+    smoke = {"patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}
+    overrides = {"model_kwargs": {"depth": 1, "qkv_bias": False}}
+    config = resolve("finetune", "smoke", **overrides)
+    assert config["model_kwargs"] == {**smoke, "depth": 1, "qkv_bias": False}
+    assert _architecture(str(pretrained), config, overrides)[1] == {**smoke, "depth": 1, "qkv_bias": False}
+    other = {"model": "resnet18", "model_kwargs": {"drop_rate": 0.1}}
+    assert _architecture(str(pretrained), config, other) == ("resnet18", {"drop_rate": 0.1})
 
 
 def check_run(out, results, spec, classes):

@@ -159,7 +159,9 @@ def test_the_command_line_runs_and_prints_a_summary(tiny, tmp_path):  # noqa: F8
                  "--model-kwargs", "depth=1", "--no-progress")
     assert result.exit_code == 0, result.output
     assert "10 steps, final loss" in result.output and "samples/s" in result.output
-    assert json.loads((tmp_path / "config.json").read_text())["model_kwargs"]["depth"] == 1
+    # --model-kwargs adds to the preset's model arguments: smoke's width and heads stay.
+    assert json.loads((tmp_path / "config.json").read_text())["model_kwargs"] == {
+        "patch_size": 8, "embed_dim": 64, "depth": 1, "num_heads": 2}
 
 
 def test_command_options_are_the_functions_arguments():

@@ -230,10 +230,11 @@ def write_report(summary: dict[str, Any], report: Path) -> None:
     lines += ["", f"1p-frac − scratch, mean over K: {sum(gap) / len(gap):+.1f} points.", ""]
     first = next(iter(summary["pretrain"].values())).result["config"]
     samples = first["total_steps"] * first["batch_size"]
+    paper = 240_000 * 256  # REFERENCE.md: 80,000 epochs of 3 steps at batch 256
     lines += ["## How far this is from the paper", "",
               f"- Pre-training saw {samples:,} samples ({first['num_classes']} classes, {first['img_size']} px, "
-              f"{first['total_steps']:,} steps); the paper's saw about 61,000,000 (1000 classes, 224 px, 240,000 "
-              f"steps): {61e6 / samples:,.0f} times more.",
+              f"{first['total_steps']:,} steps); the paper's saw {paper:,} (1000 classes, 224 px, 240,000 "
+              f"steps of 256): {paper / samples:,.0f} times more.",
               "- The `cpu` preset leaves out RandAugment, random erasing and Mixup/CutMix, which kept the loss at "
               "chance for the first 8,000 samples here (see the README); the paper's Table 9 finds crops and "
               "mixing matter most for transfer.",

@@ -134,20 +134,17 @@ def probe(
 
 
 def _architecture(init: str, config: dict[str, Any], overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Model name and arguments: a checkpoint's own unless ``--model``/``--model-kwargs`` say otherwise."""
+    """Model name and arguments: a checkpoint's own (none for another ``--model``), with ``--model-kwargs``
+    added to them."""
     if init == "scratch":
         return config["model"] or DEFAULT_MODEL, dict(config["model_kwargs"] or {})
     saved = read_checkpoint(init).get("config") or {}
     name = overrides.get("model") or saved.get("model")
     if name is None:
         raise TrainerError(f"{init} records no model name: give --model")
-    if overrides.get("model_kwargs") is not None:
-        kwargs = overrides["model_kwargs"]
-    elif overrides.get("model") is None or overrides["model"] == saved.get("model"):
-        kwargs = saved.get("model_kwargs") or {}
-    else:
-        kwargs = {}
-    return name, dict(kwargs)
+    same = overrides.get("model") is None or overrides["model"] == saved.get("model")
+    kwargs = (saved.get("model_kwargs") or {}) if same else {}
+    return name, {**kwargs, **(overrides.get("model_kwargs") or {})}
 
 
 def build_model(kind: str, init: str, name: str, kwargs: dict[str, Any], *, num_classes: int, img_size: int,

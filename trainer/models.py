@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -74,12 +75,18 @@ def create_pretrained(checkpoint: str | os.PathLike, name: str, *, num_classes: 
     except Exception as e:  # see read_checkpoint
         raise TrainerError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
     kwargs = dict(num_classes=num_classes, drop_path_rate=drop_path, **(model_kwargs or {}))
+    # timm logs every key it did not load; the check below says what matters in one line.
+    builder_log = logging.getLogger("timm.models._builder")
+    level = builder_log.level
+    builder_log.setLevel(logging.ERROR)
     try:
         model = _timm_model(name, img_size=img_size, pretrained=True,
                             pretrained_cfg_overlay=dict(file=path, num_classes=-1, custom_load=False), **kwargs)
     except RuntimeError as e:  # shapes that no filter can adapt
         raise TrainerError(f"{path} does not fit {name} ({kwargs_text(model_kwargs or {})}): "
                            f"{str(e).splitlines()[0][:300]}") from None
+    finally:
+        builder_log.setLevel(level)
     heads = {f"{h}.{p}" for h in classifier_names(model) for p in ("weight", "bias")}
     body = set(model.state_dict()) - heads
     missing = sorted(k for k in body if k not in source)

@@ -65,6 +65,8 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     for i, factor in enumerate(factors):
         number(f"perturb.{key}[{i}]", factor, 0.0)
     check_drawing(render)
+    if recipe.get("source") == "ofdb" and render["instances"] != 1:
+        raise FracbuildError(f"render.instances must be 1 for ofdb (one image per category), got {render['instances']}")
     return {**recipe, "categories": categories}
 
 

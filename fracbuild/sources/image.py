@@ -52,7 +52,8 @@ def skimage():
         import skimage.filters
         import skimage.transform
     except ImportError:
-        raise FracbuildError("the image source needs scikit-image: pip install 'fracbuild[image]'") from None
+        raise FracbuildError("the image source needs scikit-image: pip install '.[image]' in fracbuild's "
+                             "checkout") from None
     return skimage
 
 
@@ -107,19 +108,21 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     flag("render.flips", render["flips"])
     if render["instances"] > (4 if render["flips"] else 1):
         raise FracbuildError("render.instances must be <= 4 with render.flips (instances of an image class "
-                             f"differ only by their flip) and 1 without, got {render['instances']}")
+                             f"differ only by their flip) and 1 without, got {render['instances']} "
+                             "(search --source image --flips makes a recipe with flips)")
     return {**recipe, "image": image}
 
 
 def make_recipe(image: str = "skimage:camera", convert: str = "canny", warp: str = "affine",
                 name: str | None = None, classes: int = 1000, seed: int = 0,
-                delta: float | None = None) -> dict[str, Any]:
-    """An image recipe for the file (or ``skimage:NAME``) ``image``, its sha256 pinned; nothing is searched."""
+                delta: float | None = None, flips: bool = False) -> dict[str, Any]:
+    """An image recipe for the file (or ``skimage:NAME``) ``image``, its sha256 pinned; nothing is searched.
+    ``flips``: each class in its 4 flips (``render.flips``, ``render.instances`` 4)."""
     digest = file_digest(image_file(image))
     perturb = {"warp": warp, "classes": classes, "seed": seed, **({"delta": delta} if delta is not None else {})}
     return validate_recipe({"name": name or f"real-{convert}-{warp}", "source": "image",
                             "image": {**IMAGE_DEFAULTS, "path": image, "convert": convert, "sha256": digest},
-                            "perturb": perturb})
+                            "perturb": perturb, "render": {"flips": True, "instances": 4} if flips else {}})
 
 
 def load_image(image: dict[str, Any], size: int) -> np.ndarray:
