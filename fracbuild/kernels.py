@@ -95,6 +95,34 @@ def _axis_pixels(values, keep, size, pad, out):
             out[t] = int(u) if 0.0 <= u <= size - pad else 0
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _finite_pixels(points, size, pad, pixels):
+    """``scale_to_pixels`` when every point is finite (nearly always): the same arithmetic as
+    ``_axis_pixels`` (shift by a negative minimum, divide by the range, times the span, plus
+    ``pad``, truncate; 0 / 0 on a flat axis is pixel 0) in two passes over the points."""
+    xmin = np.inf
+    xmax = -np.inf
+    ymin = np.inf
+    ymax = -np.inf
+    for t in range(points.shape[0]):
+        xmin = min(xmin, points[t, 0])
+        xmax = max(xmax, points[t, 0])
+        ymin = min(ymin, points[t, 1])
+        ymax = max(ymax, points[t, 1])
+    sx = xmin if xmin < 0.0 else 0.0
+    sy = ymin if ymin < 0.0 else 0.0
+    dx = (xmax - sx) - (xmin - sx)
+    dy = (ymax - sy) - (ymin - sy)
+    span = float(size - 2 * pad)
+    top = float(size - pad)
+    for t in range(points.shape[0]):
+        u = (points[t, 0] - sx) / dx * span + pad
+        v = (points[t, 1] - sy) / dy * span + pad
+        pixels[t, 0] = size - 1 - (int(v) if 0.0 <= v <= top else 0)
+        pixels[t, 1] = int(u) if 0.0 <= u <= top else 0
+    return points.shape[0]
+
+
 @njit(cache=True, nogil=True)
 def scale_to_pixels(points, size, pad, pixels):
     """``(row, col)`` pixels of the points as the reference places them; dropped points are ``-1``.
@@ -105,6 +133,8 @@ def scale_to_pixels(points, size, pad, pixels):
     of points kept.
     """
     n = points.shape[0]
+    if np.isfinite(points).all():
+        return _finite_pixels(points, size, pad, pixels)
     keep = np.ones(n, dtype=np.bool_)
     _drop_nan(points[:, 0], keep, NAN_DROP)
     _drop_nan(points[:, 1], keep, NAN_DROP)
@@ -156,9 +186,6 @@ def draw_patches(pixels, masks, image, union):
         c = pixels[t, 1]
         m = np.int32(masks[t])
         if union:
-            # A point on pixel 0 (a diverging system) keeps its centred patch inside the image.
-            r = min(max(r, 1), image.shape[0] - 2)
-            c = min(max(c, 1), image.shape[1] - 2)
             for k in range(9):
                 image[r + k // 3 - 1, c + k % 3 - 1] |= ((m >> k) & 1) * INK
         else:
@@ -217,8 +244,12 @@ def draw_image(pixels: np.ndarray, masks: np.ndarray, size: int, draw: str = "pa
     image = np.zeros((size, size), dtype=np.uint8)
     if draw == "point":
         draw_points(pixels, image)
-    elif draw in ("patch", "patch-union"):
-        draw_patches(pixels, masks, image, draw == "patch-union")
+    elif draw == "patch":
+        draw_patches(pixels, masks, image, False)
+    elif draw == "patch-union":
+        # Centred patches need a pixel of margin: a point on pixel 0 (a diverging system) moves in.
+        inside = np.where(pixels < 0, -1, np.clip(pixels, 1, size - 2)).astype(np.int32)
+        draw_patches(inside, masks, image, True)
     elif draw == "density":
         draw_density(pixels, image)
     else:
