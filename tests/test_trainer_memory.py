@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 from scipy import stats
+from mixing import batch_mixing_stats
 from test_trainer_data import one_thread, tiny  # noqa: F401 (fixtures)
 from test_trainer_distributed import free_port
 from timm.data.auto_augment import rand_augment_transform
@@ -329,6 +330,25 @@ def test_every_sample_once_per_pass_and_ranks_disjoint(world):
     assert len(flat) > n - batch * world  # only the last partial batch is dropped
     for s in shares:
         assert all(len(set(b.tolist())) == batch for b in s)  # distinct images in every batch
+
+
+def memory_batches(n, *, batch_size, steps, rank=0, world=1):
+    """The sample ids of each batch the memory path draws from ``n`` held images."""
+    loader = M.MemoryLoader(held(n, 2), M.Recipe(img_size=2), batch_size=batch_size, steps=steps, rank=rank,
+                            world=world)
+    return [b.tolist() for b in loader.indices()]
+
+
+def test_memory_batches_mix_the_whole_dataset_as_the_stream_path_must():
+    # The stream path's statistics (tests/mixing.py), on the paper's 1000 images at batch 256.
+    stats = batch_mixing_stats(memory_batches(1000, batch_size=256, steps=9), num_samples=1000, pass_size=768)
+    assert stats["distinct"] == [256] * 9 and stats["out_of_range"] == 0
+    assert min(stats["residue_p"].values()) > 1e-4, stats["residue_p"]
+    assert stats["pass_distinct"] == [768] * 3
+    ranks = [memory_batches(1000, batch_size=100, steps=10, rank=r, world=2) for r in (0, 1)]
+    for p in (0, 1):
+        shares = [set(sum(batches[5 * p:5 * p + 5], [])) for batches in ranks]
+        assert len(shares[0]) == len(shares[1]) == 500 and not shares[0] & shares[1]
 
 
 def test_passes_are_reshuffled_and_a_resumed_run_continues_the_sequence():
