@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .dataset import INFO, MANIFEST, PREVIEW
+from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
 from .errors import FracbuildError
 from .progress import progress_bar
 from .recipe import save_json
@@ -53,6 +53,8 @@ def read_remote_manifest(base: str) -> dict[str, Any]:
             raise FracbuildError(f"{base}{MANIFEST} is not valid JSON") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
         raise FracbuildError(f"{base}{MANIFEST} is not a fracbuild manifest (no shard list)")
+    if "digest" in manifest and manifest["digest"] != manifest_digest(manifest):
+        raise FracbuildError(f"{base}{MANIFEST} does not match its digest: damaged on the server or on the way")
     return manifest
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import http.client
 import io
 import itertools
+import json
 import random
 import sys
 import tarfile
@@ -37,7 +38,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
-from webdataset.tariterators import base_plus_ext, tar_file_iterator
+from webdataset.tariterators import base_plus_ext
 
 from .sources import ShardSource, open_url
 
@@ -118,10 +119,21 @@ def group_samples(files: Iterator[dict[str, Any]], url: str) -> Iterator[dict[st
         yield sample
 
 
+def tar_members(stream) -> Iterator[dict[str, Any]]:
+    """``{"fname", "data"}`` of each file in a tar stream. A damaged header is skipped, not taken for
+    the end of the archive (tarfile's default), so its sample comes out incomplete and is counted
+    instead of the rest of the shard vanishing unnoticed."""
+    with tarfile.open(fileobj=stream, mode="r|", ignore_zeros=True) as tar:
+        for info in tar:
+            if info.isreg():
+                yield {"fname": info.name, "data": tar.extractfile(info).read()}
+            tar.members = []  # a stream: keep no index
+
+
 def shard_samples(url: str) -> Iterator[dict[str, Any]]:
     """The samples of one shard (a path or an http(s) URL), as dicts of raw bytes by extension."""
     with open_url(url) as stream:
-        yield from group_samples(tar_file_iterator(stream), url)
+        yield from group_samples(tar_members(stream), url)
 
 
 def image_and_label(sample: dict[str, Any]) -> tuple[bytes, int]:
@@ -131,7 +143,13 @@ def image_and_label(sample: dict[str, Any]) -> tuple[bytes, int]:
         raise ValueError(f"sample {sample.get('__key__')} has no image ({', '.join(IMAGE_EXTENSIONS)})")
     if "cls" not in sample:
         raise ValueError(f"sample {sample.get('__key__')} has no .cls label")
-    return sample[ext], int(sample["cls"])
+    label = int(sample["cls"])
+    if "json" in sample:  # fracbuild's metadata repeats the class: a damaged label byte shows as a mismatch
+        meta = json.loads(sample["json"])
+        recorded = meta.get("class", label) if isinstance(meta, dict) else label
+        if recorded != label:
+            raise ValueError(f"sample {sample.get('__key__')}: .cls {label} but .json class {recorded}")
+    return sample[ext], label
 
 
 def _read_samples(shards: Iterator[dict[str, Any]], problems: Problems) -> Iterator[dict[str, Any]]:
@@ -229,12 +247,14 @@ def create_loader(
     world: int = 1,
     shuffle_buffer: int = 1000,
     pin_memory: bool = False,
+    worker_init_fn: Callable[[int], None] | None = None,
 ) -> wds.WebLoader:
     """A loader that yields exactly ``steps`` batches of ``batch_size`` (per rank) from ``source``."""
     pipeline = create_pipeline(source.urls, transform=transform, batch_size=batch_size, seed=seed,
                                start_pass=start_pass, rank=rank, world=world, shuffle_buffer=shuffle_buffer)
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                           prefetch_factor=4 if workers else None, persistent_workers=False)
+                           prefetch_factor=4 if workers else None, persistent_workers=False,
+                           worker_init_fn=worker_init_fn)
     # with_epoch on the loader, not on the dataset: on the dataset it would count per worker.
     return loader.with_epoch(steps).with_length(steps, silent=True)
 
