@@ -228,17 +228,25 @@ def _remove_temporary(out_dir: Path, recipe: dict) -> None:
 
 
 @contextlib.contextmanager
-def _undo_if_nothing_rendered(out_dir: Path, created: bool, done: dict) -> Iterator[None]:
-    """A render that fails before its first shard (a backend that cannot start, say) leaves no lone
-    journal behind, nor the directory it made; one that kept or rendered shards keeps its journal."""
+def _failing_cleanly(out_dir: Path, recipe: dict, created: bool, done: dict) -> Iterator[None]:
+    """A render that fails leaves no partial shard of the workers it stopped, and a worker's death
+    (a kill, the kernel's OOM killer) is one line. One that fails before its first shard (a backend
+    that cannot start, say) leaves no lone journal either, nor the directory it made; one that kept
+    or rendered shards keeps its journal, to resume from."""
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
     try:
         yield
-    except BaseException:
+    except BaseException as e:
+        _remove_temporary(out_dir, recipe)
         if not done:
             with contextlib.suppress(OSError):
                 (out_dir / JOURNAL).unlink()
                 if created:
                     out_dir.rmdir()
+        if isinstance(e, TerminatedWorkerError):
+            raise FracbuildError(f"a render worker died (killed, or out of memory); finished shards are kept in "
+                                 f"{out_dir}: run the same command to resume") from None
         raise
 
 
@@ -330,7 +338,7 @@ def render(
         journal = _open_journal(out_dir)
         bar = progress_bar(total=total, initial=total - sum(n for _, _, n in todo), unit="img",
                            desc=f"render {recipe['name']}", progress=progress, smoothing=0)
-        with journal, _undo_if_nothing_rendered(out_dir, created, done), bar:
+        with journal, _failing_cleanly(out_dir, recipe, created, done), bar:
             journal.write(json.dumps({"recipe": recipe}) + "\n")
             for r in done.values():
                 journal.write(json.dumps(r) + "\n")

@@ -62,7 +62,7 @@ def stopped_at(err: str) -> int | None:
 
 def test_signals_alone(tiny, tmp_path, tally):  # noqa: F811
     failures = []
-    for t, rng in enumerate(trials("training/alone", scale=2)):
+    for t, rng in enumerate(trials("training/alone")):
         # The first trial is always what `timeout` and Slurm send: SIGTERM to the whole group.
         sig, group = (signal.SIGTERM, True) if t == 0 else (rng.choice([signal.SIGTERM, signal.SIGINT]),
                                                              rng.random() < 0.5)
