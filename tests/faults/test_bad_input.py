@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from conftest import COUNTS, SEED, TRIALS
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from test_trainer_data import tiny  # noqa: F401 (fixture)
 
 from fracbuild.cli import main
 
@@ -77,3 +78,21 @@ def test_fuzzed_options(tmp_path_factory, option, value):
     ok = outcome(result, out)
     record(ok, "bad input: fuzzed render option")
     assert ok, (option, value, result.output, result.exception)
+
+
+def test_refused_commands_leave_nothing(tiny, tmp_path):  # noqa: F811
+    """A render refused once its journal is open, and trainer runs refused after their data was read."""
+    from trainer.cli import main as trainer_main
+
+    (tmp_path / "r.json").write_text(json.dumps(tiny_recipe()))
+    out = tmp_path / "render"
+    result = CliRunner().invoke(main, ["render", str(tmp_path / "r.json"), "-o", str(out), "--address", "tcp://x:1"])
+    assert outcome(result, out) and result.exit_code != 0 and not out.exists()
+    for args in (["--batch-size", "15"], ["--model", "vit_no_such_model"], ["--classes", "5"]):
+        out = tmp_path / "run"
+        result = CliRunner().invoke(trainer_main, ["pretrain", "--data", str(tiny), "--out", str(out), "--preset",
+                                                   "smoke", *args])
+        assert outcome(result, out) and result.exit_code != 0, (args, result.output)
+    result = CliRunner().invoke(trainer_main, ["finetune", "--init", "scratch", "--dataset", "folder:/nonexistent",
+                                               "--out", str(out), "--preset", "smoke"])
+    assert outcome(result, out) and result.exit_code != 0, result.output
