@@ -53,8 +53,6 @@ def read_remote_manifest(base: str) -> dict[str, Any]:
             raise FracbuildError(f"{base}{MANIFEST} is not valid JSON") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
         raise FracbuildError(f"{base}{MANIFEST} is not a fracbuild manifest (no shard list)")
-    if "digest" in manifest and manifest["digest"] != manifest_digest(manifest):
-        raise FracbuildError(f"{base}{MANIFEST} does not match its digest: damaged on the server or on the way")
     return manifest
 
 
@@ -113,6 +111,8 @@ def fetch(url: str, out_dir: str | os.PathLike, *, progress: bool | None = None)
     manifest = read_remote_manifest(base)
     shards = manifest["shards"]
     names = [_safe_name(s.get("file")) for s in shards]
+    if "digest" in manifest and manifest["digest"] != manifest_digest(manifest):
+        raise FracbuildError(f"{base}{MANIFEST} does not match its digest: damaged on the server or on the way")
     todo, kept = [], 0
     for name, record in zip(names, shards, strict=True):
         if matches(out_dir / name, record):

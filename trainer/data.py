@@ -120,14 +120,20 @@ def group_samples(files: Iterator[dict[str, Any]], url: str) -> Iterator[dict[st
 
 
 def tar_members(stream) -> Iterator[dict[str, Any]]:
-    """``{"fname", "data"}`` of each file in a tar stream. A damaged header is skipped, not taken for
-    the end of the archive (tarfile's default), so its sample comes out incomplete and is counted
-    instead of the rest of the shard vanishing unnoticed."""
+    """``{"fname", "data"}`` of each file in a tar stream. tarfile takes a damaged header for the end
+    of the archive and drops the rest unnoticed; here reading goes past it, and the gap it leaves
+    (or a stream with no member at all) is an error, so the shard is counted as damaged."""
+    end = 0
     with tarfile.open(fileobj=stream, mode="r|", ignore_zeros=True) as tar:
         for info in tar:
+            if info.offset != end:
+                raise tarfile.ReadError(f"damaged tar header at byte {end}")
+            end = info.offset_data + -(-info.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
             if info.isreg():
                 yield {"fname": info.name, "data": tar.extractfile(info).read()}
             tar.members = []  # a stream: keep no index
+    if end == 0:
+        raise tarfile.ReadError("no tar member: not a tar file")
 
 
 def shard_samples(url: str) -> Iterator[dict[str, Any]]:
