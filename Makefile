@@ -14,7 +14,7 @@ else
 TORCH := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: run test lint bench setup setup-train clean pretrain experiment
+.PHONY: run test lint bench setup setup-train clean pretrain experiment faults
 
 run: $(VENV)/.core
 	$(VENV)/bin/fracbuild render $(RECIPE) -o $(OUT)
@@ -27,6 +27,13 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.train
 	$(PY) benchmarks/bench.py
+
+# Fault injection, long: FAULT_TRIALS trials of every fault kind (`make test` runs 1, seeded), then the
+# table of trials, survived and data lost. FAULT_SEED moves where the faults land.
+FAULT_TRIALS ?= 10
+FAULT_SEED ?= 0
+faults: $(VENV)/.train
+	FAULT_TRIALS=$(FAULT_TRIALS) FAULT_SEED=$(FAULT_SEED) $(PY) -m pytest -q -m faults tests/faults
 
 # Pre-train on the default dataset (rendered first if missing): on every GPU through torchrun with the
 # paper preset where there are GPUs, with the cpu preset otherwise. A run already in $(RUN) is resumed.

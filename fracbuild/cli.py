@@ -7,6 +7,7 @@ import time
 
 import click
 
+from . import __version__
 from .errors import FracbuildError
 
 
@@ -36,7 +37,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="fracbuild")
+@click.version_option(__version__, prog_name="fracbuild")  # not from metadata: a source tree has none
 def main() -> None:
     """Formula-driven pre-training data: search an IFS, render its perturbation classes."""
 

@@ -31,7 +31,21 @@ def load_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
         raise FracbuildError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
     if not isinstance(manifest, dict) or not {"samples", "classes", "shards"} <= set(manifest):
         raise FracbuildError(f"{path} is not a fracbuild manifest (needs samples, classes, shards)")
+    fields = {"file": str, "samples": int, "bytes": int, "sha256": str}
+    shards = manifest["shards"] if isinstance(manifest["shards"], list) else [None]
+    for i, record in enumerate(shards):
+        if not (isinstance(record, dict) and all(isinstance(record.get(k), t) for k, t in fields.items())):
+            raise FracbuildError(f"{path}: shard record {i} is malformed (needs file, samples, bytes, sha256)")
+    if not all(isinstance(manifest[k], int) for k in ("samples", "classes")):
+        raise FracbuildError(f"{path}: samples and classes must be integers")
     return manifest
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of a manifest's keys other than ``digest``, as sorted compact JSON: a changed byte in
+    the recipe or the versions, which no shard check reads, is caught too."""
+    rest = {k: v for k, v in manifest.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def check_shard(path: Path, record: dict[str, Any], classes: int, size: int | None = None) -> list[str]:
@@ -82,8 +96,13 @@ def verify(out_dir: str | os.PathLike, deep: int = 0, progress: bool | None = Fa
     manifest = load_manifest(out_dir)
     size = manifest.get("recipe", {}).get("render", {}).get("size")
     problems = []
+    if "digest" in manifest and manifest["digest"] != manifest_digest(manifest):
+        problems.append(f"{MANIFEST}: its contents do not match its digest (edited or damaged)")
     for record in progress_bar(manifest["shards"], progress=progress, desc="verify", unit="shard"):
         problems += check_shard(out_dir / record["file"], record, manifest["classes"], size)
+    listed = {record["file"] for record in manifest["shards"]}
+    problems += [f"{path.name}: a shard the manifest does not list" for path in sorted(out_dir.glob("*.tar"))
+                 if path.name not in listed]
     counted = sum(r["samples"] for r in manifest["shards"])
     if counted != manifest["samples"]:
         problems.append(f"manifest: shards hold {counted} samples, total says {manifest['samples']}")

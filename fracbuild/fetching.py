@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .dataset import INFO, MANIFEST, PREVIEW
+from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
 from .errors import FracbuildError
 from .progress import progress_bar
 from .recipe import save_json
@@ -111,6 +111,8 @@ def fetch(url: str, out_dir: str | os.PathLike, *, progress: bool | None = None)
     manifest = read_remote_manifest(base)
     shards = manifest["shards"]
     names = [_safe_name(s.get("file")) for s in shards]
+    if "digest" in manifest and manifest["digest"] != manifest_digest(manifest):
+        raise FracbuildError(f"{base}{MANIFEST} does not match its digest: damaged on the server or on the way")
     todo, kept = [], 0
     for name, record in zip(names, shards, strict=True):
         if matches(out_dir / name, record):

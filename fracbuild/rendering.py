@@ -15,11 +15,12 @@ import sys
 import time
 import warnings
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .backends import parallel_backend
-from .dataset import INFO, MANIFEST, PREVIEW
+from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
 from .dataset import preview as make_preview
 from .errors import FracbuildError
 from .progress import progress_bar
@@ -55,6 +56,49 @@ def effective_recipe(recipe: dict | str | os.PathLike, **overrides: Any) -> dict
     return validate_recipe(recipe)
 
 
+# Peak memory of one render worker, measured with every source (ru_maxrss, one shard of two samples):
+# 61-78 MB with tiny images; 40-48 bytes per chaos-game point (FractalDB keeps up to 25 traced systems,
+# 8 bytes per point each); 4-10 bytes per pixel for fractals, 27 for noise, 67-84 for warped images.
+# The bounds below round these up, so that a size that cannot fit fails before any work, in one line.
+WORKER_BYTES = 128 << 20
+POINT_BYTES = 256
+PIXEL_BYTES = 128
+SHARD_BYTES = 2048  # a shard's plan, record and manifest entry in the main process
+
+
+def memory_bytes() -> int:
+    """This machine's memory (or its cgroup's limit, if lower)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    with contextlib.suppress(OSError, ValueError):
+        total = min(total, int(Path("/sys/fs/cgroup/memory.max").read_text()))
+    return total
+
+
+def check_memory(recipe: dict[str, Any], jobs: int) -> None:
+    """Refuse sizes that cannot fit in this machine's memory, with ``jobs`` local workers (-1: all cores)."""
+    render = recipe["render"]
+    classes, instances = counts(recipe)
+    shards = -(-classes * instances // render["shard_size"])
+    memory = memory_bytes()
+
+    def gb(n: int) -> str:
+        return f"{n / 2**30:,.1f} GB"
+
+    if shards * SHARD_BYTES > memory:
+        raise FracbuildError(f"{classes * instances:,} samples in {shards:,} shards need about "
+                             f"{gb(shards * SHARD_BYTES)} to track; this machine has {gb(memory)} "
+                             "(render fewer samples or raise render.shard_size)")
+    worker = WORKER_BYTES + POINT_BYTES * render.get("points", 0) + PIXEL_BYTES * render["size"] ** 2
+    if worker > memory:
+        what = f"render.points {render['points']:,} and " if "points" in render else ""
+        raise FracbuildError(f"{what}render.size {render['size']:,} need about {gb(worker)} per worker; this "
+                             f"machine has {gb(memory)}")
+    workers = jobs if jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + jobs)  # all start, whatever the shards
+    if workers * worker > memory:
+        raise FracbuildError(f"{workers:,} workers need about {gb(workers * worker)}; this machine has "
+                             f"{gb(memory)}: use --jobs {max(1, memory // worker)} or fewer")
+
+
 def shard_plan(recipe: dict[str, Any]) -> list[tuple[int, int, int]]:
     """``(shard, first index, samples)`` for every shard, in order."""
     classes, instances = counts(recipe)
@@ -83,13 +127,22 @@ def render_shard(recipe: dict[str, Any], out_dir: str, shard: int, first: int, c
 
 
 def versions() -> dict[str, str]:
-    """Versions that decide the output bytes (read from metadata: importing webdataset costs a second)."""
+    """Versions that decide the output bytes (read from metadata: importing webdataset costs a second).
+
+    A package without metadata (fracbuild run from a source tree) is recorded as "unknown": the
+    manifest is written last, and a missing version must not throw the rendered shards away.
+    """
     from importlib.metadata import PackageNotFoundError, version
 
-    packages = {name: version(name) for name in ("fracbuild", "numpy", "numba", "pillow", "webdataset")}
-    for name in ("scikit-image", "scipy"):  # the image source's resampling, when installed
-        with contextlib.suppress(PackageNotFoundError):
-            packages[name] = version(name)
+    def of(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    packages = {name: of(name) or "unknown" for name in ("fracbuild", "numpy", "numba", "pillow", "webdataset")}
+    # The image source's resampling, when installed.
+    packages.update({name: of(name) for name in ("scikit-image", "scipy") if of(name)})
     return {**packages, "python": sys.version.split()[0], "zlib": zlib.ZLIB_RUNTIME_VERSION}
 
 
@@ -181,6 +234,29 @@ def _remove_temporary(out_dir: Path, recipe: dict) -> None:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def _failing_cleanly(out_dir: Path, recipe: dict, created: bool, done: dict) -> Iterator[None]:
+    """A render that fails leaves no partial shard of the workers it stopped, and a worker's death
+    (a kill, the kernel's OOM killer) is one line. One that fails before its first shard (a backend
+    that cannot start, say) leaves no lone journal either, nor the directory it made; one that kept
+    or rendered shards keeps its journal, to resume from."""
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    try:
+        yield
+    except BaseException as e:
+        _remove_temporary(out_dir, recipe)
+        if not done:
+            with contextlib.suppress(OSError):
+                (out_dir / JOURNAL).unlink()
+                if created:
+                    out_dir.rmdir()
+        if isinstance(e, TerminatedWorkerError):
+            raise FracbuildError(f"a render worker died (killed, or out of memory); finished shards are kept in "
+                                 f"{out_dir}: run the same command to resume") from None
+        raise
+
+
 def _open_journal(out_dir: Path):
     try:
         return open(out_dir / JOURNAL, "w")  # noqa: SIM115 (closed by the caller's with)
@@ -206,6 +282,7 @@ def write_dataset_files(out_dir: Path, recipe: dict, records: list[dict]) -> dic
         "shards": shards,
         "versions": versions(),
     }
+    manifest["digest"] = manifest_digest(manifest)
     info = {
         "name": recipe["name"],
         "num_classes": manifest["classes"],
@@ -251,9 +328,14 @@ def render(
 
     recipe = effective_recipe(recipe, classes=classes, delta=delta, perturb=perturb, instances=instances,
                               size=size, points=points, draw=draw, shard_size=shard_size, seed=seed)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0:
+        raise FracbuildError(f"--jobs must be a number of workers, or -1 for all cores, got {jobs!r}")
+    if address is None:  # local workers: this machine's memory bounds them
+        check_memory(recipe, jobs)
     if recipe["perturb"].get("delta") == 0:
         warnings.warn("delta is 0: every class is the same image", stacklevel=2)
     out_dir = Path(out_dir).resolve()  # workers may run elsewhere, on shared storage
+    created = not out_dir.exists()
     done = prepare_out_dir(out_dir, recipe, force)
     plan = shard_plan(recipe)
     todo = [spec for spec in plan if spec[0] not in done]
@@ -261,8 +343,9 @@ def render(
     start = time.perf_counter()
     if todo:
         journal = _open_journal(out_dir)
-        with journal, progress_bar(total=total, initial=total - sum(n for _, _, n in todo), unit="img",
-                                   desc=f"render {recipe['name']}", progress=progress, smoothing=0) as bar:
+        bar = progress_bar(total=total, initial=total - sum(n for _, _, n in todo), unit="img",
+                           desc=f"render {recipe['name']}", progress=progress, smoothing=0)
+        with journal, _failing_cleanly(out_dir, recipe, created, done), bar:
             journal.write(json.dumps({"recipe": recipe}) + "\n")
             for r in done.values():
                 journal.write(json.dumps(r) + "\n")

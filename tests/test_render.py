@@ -263,3 +263,19 @@ def test_full_disk_is_one_error(recipe, tmp_path):
     sample = create_source(recipe).sample(0, 0)
     with pytest.raises(FracbuildError, match="No space left on device"):
         write_shard(target, iter([(0, *sample)]))
+
+
+def test_a_source_tree_without_package_metadata_keeps_its_render(recipe, tmp_path, monkeypatch):
+    import importlib.metadata as metadata
+
+    real = metadata.version
+
+    def version(name):
+        if name == "fracbuild":  # what a checkout run without `pip install` looks like
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    m = render(recipe, tmp_path, jobs=1, progress=False, preview=False)
+    assert m["versions"]["fracbuild"] == "unknown" and m["versions"]["numpy"] == real("numpy")
+    assert verify(tmp_path) == [] and not (tmp_path / JOURNAL).exists()

@@ -20,6 +20,7 @@ from .finetuning import finetune as finetune_run
 from .finetuning import probe as probe_run
 from .presets import PRESET_NAMES, SETTINGS
 from .pretraining import pretrain as pretrain_run
+from .runs import no_debris
 
 # Options that are not run settings: (type or "flag", help).
 EXTRA = {
@@ -129,7 +130,8 @@ def main() -> None:
 @options_of(pretrain_run)
 def pretrain(data, out, **kwargs):
     """Pre-train a timm model on rendered shards (the paper's LPCE)."""
-    r = pretrain_run(data, out, **kwargs)
+    with no_debris(out):
+        r = pretrain_run(data, out, **kwargs)
     if r["loss"] is None:
         _echo_main(f"{out}: already complete at step {r['steps']}; {r['checkpoint']}")
         return
@@ -149,7 +151,9 @@ def _downstream(name: str, func: Callable, doc: str) -> None:
     """``finetune`` and ``probe``: the same command shape over their library functions."""
 
     def command(init, dataset, out, **kwargs):
-        _echo_results(out, func(init, dataset, out, **kwargs))
+        with no_debris(out):
+            results = func(init, dataset, out, **kwargs)
+        _echo_results(out, results)
 
     command.__doc__ = doc
     command = options_of(func)(command)

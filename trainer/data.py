@@ -40,6 +40,7 @@ import functools
 import http.client
 import io
 import itertools
+import json
 import random
 import sys
 import tarfile
@@ -51,7 +52,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
-from webdataset.tariterators import base_plus_ext, tar_file_iterator
+from webdataset.tariterators import base_plus_ext
 
 from .sources import ShardSource, open_url
 
@@ -140,10 +141,27 @@ def group_samples(files: Iterator[dict[str, Any]], url: str) -> Iterator[dict[st
         yield sample
 
 
+def tar_members(stream) -> Iterator[dict[str, Any]]:
+    """``{"fname", "data"}`` of each file in a tar stream. tarfile takes a damaged header for the end
+    of the archive and drops the rest unnoticed; here reading goes past it, and the gap it leaves
+    (or a stream with no member at all) is an error, so the shard is counted as damaged."""
+    end = 0
+    with tarfile.open(fileobj=stream, mode="r|", ignore_zeros=True) as tar:
+        for info in tar:
+            if info.offset != end:
+                raise tarfile.ReadError(f"damaged tar header at byte {end}")
+            end = info.offset_data + -(-info.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            if info.isreg():
+                yield {"fname": info.name, "data": tar.extractfile(info).read()}
+            tar.members = []  # a stream: keep no index
+    if end == 0:
+        raise tarfile.ReadError("no tar member: not a tar file")
+
+
 def shard_samples(url: str) -> Iterator[dict[str, Any]]:
     """The samples of one shard (a path or an http(s) URL), as dicts of raw bytes by extension."""
     with open_url(url) as stream:
-        yield from group_samples(tar_file_iterator(stream), url)
+        yield from group_samples(tar_members(stream), url)
 
 
 def image_and_label(sample: dict[str, Any]) -> tuple[bytes, int]:
@@ -153,7 +171,13 @@ def image_and_label(sample: dict[str, Any]) -> tuple[bytes, int]:
         raise ValueError(f"sample {sample.get('__key__')} has no image ({', '.join(IMAGE_EXTENSIONS)})")
     if "cls" not in sample:
         raise ValueError(f"sample {sample.get('__key__')} has no .cls label")
-    return sample[ext], int(sample["cls"])
+    label = int(sample["cls"])
+    if "json" in sample:  # fracbuild's metadata repeats the class: a damaged label byte shows as a mismatch
+        meta = json.loads(sample["json"])
+        recorded = meta.get("class", label) if isinstance(meta, dict) else label
+        if recorded != label:
+            raise ValueError(f"sample {sample.get('__key__')}: .cls {label} but .json class {recorded}")
+    return sample[ext], label
 
 
 def _read_samples(shards: Iterator[dict[str, Any]], problems: Problems) -> Iterator[dict[str, Any]]:
@@ -306,6 +330,7 @@ def create_loader(
     world: int = 1,
     shuffle_buffer: int = 1000,
     pin_memory: bool = False,
+    worker_init_fn: Callable[[int], None] | None = None,
 ) -> wds.WebLoader:
     """A loader that yields exactly ``steps`` batches of ``batch_size`` (per rank) from ``source``."""
     producers = max(1, workers)
@@ -313,7 +338,8 @@ def create_loader(
     pipeline = create_pipeline(source.urls, transform=transform, batch_size=small, seed=seed,
                                start_pass=start_pass, rank=rank, world=world, shuffle_buffer=shuffle_buffer)
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,
-                           persistent_workers=False)
+                           persistent_workers=False,
+                           worker_init_fn=worker_init_fn)
     # Rebatched in this process (and pinned there: the batch is a new tensor). with_epoch on the
     # loader, not on the dataset: on the dataset it would count per worker.
     loader = loader.compose(rebatch(batch_size, producers, pin_memory))

@@ -27,6 +27,8 @@ from .engine import (
     create_optimizer,
     create_scheduler,
     learning_rates,
+    leave_stops_to_parent,
+    loader_batches,
     stop_requests,
     train_step,
     unwrap,
@@ -155,7 +157,7 @@ def pretrain(
 
 
 def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: distributed.Dist) -> dict[str, Any]:
-    runs.prepare_out(out, resume, force, d)
+    runs.check_out(out, resume=resume, force=force)  # the directory is made once every setting is checked
     checkpoint = read_checkpoint(out / runs.CHECKPOINT) if resume else None
     if checkpoint is not None and checkpoint.get("format") != FORMAT:
         raise TrainerError(f"{out / runs.CHECKPOINT} is not a pre-training checkpoint of this trainer")
@@ -215,7 +217,8 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
         loader = create_loader(source, transform=train_transform(config), batch_size=steps["batch_per_process"],
                                steps=steps["total_steps"] - start, workers=workers, seed=config["seed"],
                                start_pass=start // per_epoch if per_epoch else start, rank=d.rank, world=d.world,
-                               shuffle_buffer=config["shuffle_buffer"], pin_memory=d.device.type == "cuda")
+                               shuffle_buffer=config["shuffle_buffer"], pin_memory=d.device.type == "cuda",
+                               worker_init_fn=leave_stops_to_parent)
 
     def state(step: int) -> dict[str, Any]:
         s = {"format": FORMAT, "state_dict": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
@@ -226,6 +229,7 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
         return s
 
     metrics = None
+    runs.prepare_out(out, resume, force, d)
     if d.main:
         runs.write_json(out / runs.CONFIG, effective)
         metrics = runs.MetricsLog(out / runs.METRICS, keep_until_step=start if resume else None)
@@ -256,14 +260,17 @@ def _loop(model, ema, loader, mixup, criterion, optimizer, scheduler, precision,
     losses = torch.zeros((), device=d.device)
     tick = time.perf_counter()
     first_tick = tick
-    with stop_requests() as stop, bar:
-        batches = iter(loader)
+    with stop_requests() as stop, bar, loader_batches(loader) as batches:
         while step < total:
             t0 = time.perf_counter()
             try:
                 batch = next(batches)
             except StopIteration:
                 raise TrainerError("the data stream ended early: every shard is unreadable") from None
+            except RuntimeError:  # a loader worker died: after a stop request, a signal that came before it could
+                if not stop[0]:   # ignore it
+                    raise
+                _interrupted(step, total, d, save)
             waited += time.perf_counter() - t0
             problems.update(batch["problems"])
             labels = batch["label"]
@@ -298,13 +305,10 @@ def _loop(model, ema, loader, mixup, criterion, optimizer, scheduler, precision,
                     metrics.write(last)
                 losses.zero_()
                 count, waited, tick = 0, 0.0, time.perf_counter()
-            if (step % config["save_every"] == 0 or step == total or stopping) and d.main:
-                save(step)
             if stopping and step < total:
-                if d.main:
-                    print(f"Interrupted at step {step} of {total}: checkpoint saved; --resume continues the run.",
-                          file=sys.stderr)
-                raise KeyboardInterrupt
+                _interrupted(step, total, d, save)
+            if (step % config["save_every"] == 0 or step == total) and d.main:
+                save(step)
     return {"steps": step, "loss": last["loss"] if last else None,
             "samples_per_s": (step - start) * config["batch_size"] / max(1e-9, time.perf_counter() - first_tick),
             "corrupt_shards": last["corrupt_shards"] if last else 0}
@@ -313,6 +317,14 @@ def _loop(model, ema, loader, mixup, criterion, optimizer, scheduler, precision,
 def _processes_per_device(d: distributed.Dist) -> int:
     """Processes that share this rank's memory: one per GPU, every local rank on a CPU host."""
     return 1 if d.device.type == "cuda" else int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
+def _interrupted(step: int, total: int, d: distributed.Dist, save) -> None:
+    """Save at ``step`` and stop with KeyboardInterrupt (the command line's exit code 130)."""
+    if d.main:
+        save(step)
+        print(f"Interrupted at step {step} of {total}: checkpoint saved; --resume continues the run.", file=sys.stderr)
+    raise KeyboardInterrupt
 
 
 def _any(flag: bool, d: distributed.Dist) -> bool:

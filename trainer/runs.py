@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +28,27 @@ CURVES = "curves.png"
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, RESULTS, CURVES)
 
 
-def prepare(out: str | os.PathLike, *, resume: bool = False, force: bool = False) -> Path:
-    """Create ``out`` (or check it for ``resume``); refuse to overwrite a run unless ``force``."""
+def check_out(out: str | os.PathLike, *, resume: bool = False, force: bool = False) -> Path:
+    """Refuse ``out`` if it cannot hold the run (an existing run needs ``resume`` or ``force``);
+    changes nothing, so that a command can check every setting before it writes anything."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TrainerError(f"{out} exists and is not a directory")
+    nearest = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not nearest.is_dir():
+        raise TrainerError(f"cannot write to {out}: {nearest} is not a directory")
     if resume:
         if not (out / CHECKPOINT).is_file():
             raise TrainerError(f"--resume: {out} has no {CHECKPOINT} to continue from")
-    elif any((out / f).exists() for f in RUN_FILES):
-        if not force:
-            raise TrainerError(f"{out} holds a run; pass --resume to continue it or --force to replace it")
+    elif any((out / f).exists() for f in RUN_FILES) and not force:
+        raise TrainerError(f"{out} holds a run; pass --resume to continue it or --force to replace it")
+    return out
+
+
+def prepare(out: str | os.PathLike, *, resume: bool = False, force: bool = False) -> Path:
+    """Create ``out`` (or check it for ``resume``); refuse to overwrite a run unless ``force``."""
+    out = check_out(out, resume=resume, force=force)
+    if not resume and force:
         for f in RUN_FILES:
             with contextlib.suppress(FileNotFoundError):
                 (out / f).unlink()
@@ -49,6 +60,19 @@ def prepare(out: str | os.PathLike, *, resume: bool = False, force: bool = False
     except OSError as e:
         raise TrainerError(f"cannot write to {out}: {e.strerror or e}") from None
     return out
+
+
+@contextlib.contextmanager
+def no_debris(out: str | os.PathLike) -> Iterator[None]:
+    """A command that fails leaves no empty run directory of its own making behind."""
+    made = not os.path.exists(out)
+    try:
+        yield
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):  # not empty: the run wrote something worth keeping
+                os.rmdir(out)
+        raise
 
 
 def prepare_out(out: str | os.PathLike, resume: bool, force: bool, d: distributed.Dist) -> None:

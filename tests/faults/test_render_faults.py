@@ -1,0 +1,137 @@
+"""Renders killed at random moments (kill -9 of the parent, of one worker) and a file-size limit met
+mid-shard: running the same command again gives the shards of an uninterrupted render, byte for
+byte, and no temporary file is left."""
+
+import contextlib
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import trials
+
+from fracbuild.dataset import verify
+from fracbuild.rendering import JOURNAL, render
+
+
+def shard_bytes(out_dir):
+    return {p.name: p.read_bytes() for p in sorted(out_dir.glob("*.tar"))}
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """A recipe of 60 shards of 4 small images, its command, and the shards of an uninterrupted render."""
+    from fracbuild.recipe import load_recipe
+
+    root = tmp_path_factory.mktemp("render-faults")
+    recipe = load_recipe(os.path.join(os.path.dirname(__file__), "..", "..", "manifests", "1p-frac.json"))
+    recipe["perturb"]["classes"] = 240
+    recipe["render"].update(size=64, points=20000, shard_size=4)
+    (root / "r.json").write_text(json.dumps(recipe))
+    render(recipe, root / "ref", jobs=1, progress=False, preview=False)
+    cmd = [sys.executable, "-m", "fracbuild", "render", str(root / "r.json"), "--jobs", "2", "--no-preview"]
+    return cmd, shard_bytes(root / "ref")
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        path = f"/proc/{pid}/task/{task}/children"
+        if os.path.exists(path):
+            out += [int(c) for c in Path(path).read_text().split()]
+    return out
+
+
+def wait_for_shards(out, proc, n: int) -> None:
+    journal = out / JOURNAL
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if journal.exists() and len(journal.read_text().splitlines()) > n:
+            return
+        time.sleep(0.01)
+
+
+def survives(cmd, out, reference) -> tuple[bool, int]:
+    """Run the same command again; (shards identical to the reference and no temporary file, shards lost)."""
+    again = subprocess.run([*cmd, "-o", str(out)], capture_output=True, text=True, timeout=300)
+    got = shard_bytes(out)
+    lost = sum(got.get(name) != data for name, data in reference.items())
+    clean = not [p for p in out.iterdir() if p.name.startswith(".")]
+    return again.returncode == 0 and lost == 0 and clean and verify(out) == [], lost
+
+
+@pytest.mark.parametrize("victim", ["parent", "worker"])
+def test_kill_9_at_a_random_moment(job, tmp_path, tally, victim):
+    cmd, reference = job
+    failures = []
+    for t, rng in enumerate(trials(f"render/kill/{victim}")):
+        out = tmp_path / str(t)
+        err_file = tmp_path / f"{t}.err"
+        with open(err_file, "w") as err_out:  # a file, not a pipe: orphaned workers may keep a pipe open
+            proc = subprocess.Popen([*cmd, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=err_out,
+                                    start_new_session=True)
+        wait_for_shards(out, proc, rng.randrange(1, 40))
+        time.sleep(rng.uniform(0, 0.05))
+        if victim == "parent":
+            os.kill(proc.pid, signal.SIGKILL)
+        else:  # one of loky's workers (the resource tracker writes nothing, killing it proves nothing)
+            workers = [c for c in children(proc.pid)
+                       if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+            if workers:
+                os.kill(rng.choice(workers), signal.SIGKILL)
+        proc.wait(timeout=300)
+        err = err_file.read_text()
+        # A worker's death ends the render with one line (or it finished first); nothing else on stderr.
+        clean_exit = victim == "parent" or "Traceback" not in err
+        deadline = time.time() + 10  # orphaned workers may finish their shard; then they are stopped
+        while time.time() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+                time.sleep(0.1)
+            except ProcessLookupError:
+                break
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        ok, lost = survives(cmd, out, reference)
+        tally(f"render: kill -9 of the {victim} (loky)").record(ok and clean_exit, lost)
+        if not (ok and clean_exit):
+            failures.append((t, lost, err[-1500:]))
+    assert not failures, failures
+
+
+def test_file_size_limit_mid_shard(job, tmp_path, tally):
+    cmd, reference = job
+    sizes = sorted(len(b) for b in reference.values())
+    failures = []
+    for t, rng in enumerate(trials("render/fsize")):
+        out = tmp_path / str(t)
+        first = subprocess.run([*cmd, "-o", str(out)], capture_output=True, timeout=300)
+        assert first.returncode == 0
+        # Some shards lost, then a render under a file-size limit smaller than a shard: it fails mid-shard.
+        lost_before = rng.sample(sorted(out.glob("*.tar")), rng.randrange(1, 10))
+        for p in lost_before:
+            p.unlink()
+        (out / "manifest.json").unlink()
+        kept = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")}
+        limit = rng.randrange(4096, sizes[0])
+
+        def limited(limit=limit):
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+        failed = subprocess.run([*cmd, "-o", str(out)], capture_output=True, text=True, timeout=300,
+                                preexec_fn=limited)
+        lines = failed.stderr.strip().splitlines()
+        one_line = failed.returncode == 1 and len(lines) == 1 and "File too large" in lines[0]
+        untouched = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")} == kept
+        no_tmp = not list(out.glob(".*.tmp"))
+        ok, lost = survives(cmd, out, reference)
+        survived = one_line and untouched and no_tmp and ok
+        tally("render: file-size limit mid-shard").record(survived, lost)
+        if not survived:
+            failures.append((t, one_line, untouched, no_tmp, ok, failed.stderr[-1500:]))
+    assert not failures, failures
