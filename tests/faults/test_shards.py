@@ -69,9 +69,9 @@ def read_all(urls):
     import trainer.data as D
 
     problems = D.Problems()
-    shards = ({"url": u, "stride": 1, "offset": 0, "pass": 0} for u in urls)
+    shards = ({"url": u, "pass": 0, "share": None, "shards": len(urls)} for u in urls)
     samples = D.decode_samples(problems)(D.read_samples(problems)(shards))
-    return [(key, label) for _, label, key in samples], problems
+    return [(key, label) for _, label, key, _ in samples], problems
 
 
 @pytest.mark.parametrize("kind", ["byte flip in a shard", "byte flip in a label", "shard truncated"])
