@@ -17,9 +17,9 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from mixing import batch_mixing_stats
 from PIL import Image
 from scipy import stats
-from mixing import batch_mixing_stats
 from test_trainer_data import one_thread, tiny  # noqa: F401 (fixtures)
 from test_trainer_distributed import free_port
 from timm.data.auto_augment import rand_augment_transform
