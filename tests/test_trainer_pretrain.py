@@ -97,6 +97,40 @@ def expected_lr(config, step):
     return opt.param_groups[0]["lr"]
 
 
+def test_a_resumed_run_trains_exactly_as_the_uninterrupted_one(tiny, tmp_path, one_thread):  # noqa: F811
+    # The memory path in one process: data order, augmentation, Mixup and drop path all continue from the
+    # checkpoint's random states, so the losses and weights after the resume are the uninterrupted run's.
+    args = dict(preset="smoke", samples=960, data_path="memory", drop_path=0.1, progress=False)
+    whole = trainer.pretrain(str(tiny), tmp_path / "whole", **args)
+    out = tmp_path / "cut"
+
+    def interrupt_after_step_20():
+        while True:
+            lines = (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").exists() else []
+            if any(json.loads(line)["step"] >= 20 for line in lines if line):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=interrupt_after_step_20, daemon=True)
+    thread.start()
+    with pytest.raises(KeyboardInterrupt):
+        trainer.pretrain(str(tiny), out, **args)
+    thread.join()
+    stopped = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+    assert 20 <= stopped < 60
+    resumed = trainer.pretrain(str(tiny), out, resume=True, progress=False)
+    assert resumed["steps"] == whole["steps"] == 60
+    first_full_log = (stopped // 5 + 2) * 5  # the first metrics line that averages only resumed steps
+    after = {m["step"]: m["loss"] for m in read_jsonl(out / "metrics.jsonl") if m["step"] >= first_full_log}
+    expected = {m["step"]: m["loss"] for m in read_jsonl(tmp_path / "whole" / "metrics.jsonl")
+                if m["step"] >= first_full_log}
+    assert after == expected and after
+    a = torch.load(out / "checkpoint.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in b)
+
+
 def test_an_interrupted_run_saves_and_resume_continues_the_same_schedule(tiny, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     args = dict(preset="smoke", samples=4800, progress=False, **LIGHT)

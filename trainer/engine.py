@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import signal
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
@@ -209,6 +211,34 @@ def loader_batches(loader: Iterable) -> Iterator[Iterator]:
         yield batches
     finally:
         batches.it = None
+
+
+def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Every random state a training step draws from (torch, CUDA, numpy for Mixup, random, and the
+    memory path's ``generator``), as tensors and numbers that a ``weights_only`` checkpoint holds."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {"torch": torch.get_rng_state(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos,
+                                                       has_gauss, gauss],
+             "random": [version, torch.tensor(internal, dtype=torch.int64), gauss_next]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if generator is not None:
+        state["generator"] = generator.get_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = None) -> None:
+    """Put back what ``rng_state`` saved, so that a resumed run draws what the uninterrupted run drew."""
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["random"]
+    random.setstate((version, tuple(internal.tolist()), gauss_next))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if generator is not None and "generator" in state:
+        generator.set_state(state["generator"])
 
 
 def wrap(net: nn.Module, compile: bool, d: Dist) -> nn.Module:

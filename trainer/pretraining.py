@@ -29,6 +29,8 @@ from .engine import (
     learning_rates,
     leave_stops_to_parent,
     loader_batches,
+    rng_state,
+    set_rng_state,
     stop_requests,
     train_step,
     unwrap,
@@ -220,10 +222,19 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
                                shuffle_buffer=config["shuffle_buffer"], pin_memory=d.device.type == "cuda",
                                worker_init_fn=leave_stops_to_parent)
 
+    # One process on the memory path draws everything from states a checkpoint can hold: a resumed run then
+    # continues exactly as the uninterrupted run would have (the stream's loader workers hold theirs).
+    generator = loader.generator if held is not None else None
+    exact = held is not None and d.world == 1
+    if exact and checkpoint is not None and "rng" in checkpoint:
+        set_rng_state(checkpoint["rng"], generator)
+
     def state(step: int) -> dict[str, Any]:
         s = {"format": FORMAT, "state_dict": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "scaler": precision.scaler.state_dict(), "step": step,
              "epoch": step / per_epoch if per_epoch else None, "num_classes": num_classes, "config": config}
+        if exact:
+            s["rng"] = rng_state(generator)
         if ema is not None:
             s["state_dict_ema"] = ema.module.state_dict()
         return s
