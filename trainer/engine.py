@@ -35,10 +35,11 @@ def learning_rates(config: dict[str, Any], global_batch: int) -> dict[str, float
 
 
 def create_optimizer(model: nn.Module, config: dict[str, Any], lr: float) -> torch.optim.Optimizer:
-    """timm's optimizer; biases and norm weights get no weight decay (timm's default grouping)."""
+    """timm's optimizer; biases and norm weights get no weight decay (timm's default grouping), and with
+    ``layer_decay`` each layer group its lr scale (timm's ``param_groups_layer_decay``; the scheduler applies it)."""
     try:
         return create_optimizer_v2(model, opt=config["opt"], lr=lr, weight_decay=config["weight_decay"],
-                                   momentum=config["momentum"])
+                                   momentum=config["momentum"], layer_decay=config.get("layer_decay"))
     except (ValueError, AssertionError, KeyError) as e:
         raise TrainerError(f"cannot create optimizer {config['opt']!r}: {e}") from None
 
