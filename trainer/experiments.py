@@ -510,7 +510,7 @@ def diagnose(
     collapse_samples: int | None = None,
     body_samples: int | None = None,
     lrs: tuple[float, ...] = (3e-3, 1e-3, 3e-4),
-    warmups: tuple[float, ...] = (0.0, 5.0),
+    warmups: tuple[float, ...] = (5.0,),
     layer_decays: tuple[float, ...] = (0.75, 0.5),
     digits_epochs: float = 10,
     images: int = 256,
@@ -567,7 +567,8 @@ def diagnose(
 
 def _budget(s: dict[str, Any]) -> str:
     return (f"{s['opt']} lr {s['lr']:g}, {s['warmup_epochs']:g} warm-up epochs, layer decay "
-            f"{s.get('layer_decay') or 'off'}, {s['epochs']:g} epochs = {s['total_steps']} steps of {s['batch_size_used']}")
+            f"{s.get('layer_decay') or 'off'}, {s['epochs']:g} epochs = {s['total_steps']} steps of "
+            f"{s['batch_size_used']}")
 
 
 def _count(samples: int) -> str:
