@@ -118,7 +118,8 @@ _progress = click.option("--progress/--no-progress", default=None,
 @click.option("--instances", type=int, help="Images per class K (fractaldb: M per category).")
 @click.option("--size", type=int, help="Image side in pixels.")
 @click.option("--points", type=int, help="Chaos-game points per image.")
-@click.option("--draw", type=click.Choice(["point", "patch", "density"]), help="Drawing mode.")
+@click.option("--draw", type=click.Choice(["point", "patch", "patch-union", "density"]),
+              help="Drawing mode (patch: the reference's; patch-union: patches OR-ed in, not the reference's).")
 @click.option("--shard-size", type=int, help="Samples per shard.")
 @click.option("--seed", type=int, help="Perturbation seed.")
 @click.option("--jobs", default=-1, show_default=True, help="Worker processes (-1: all cores).")

@@ -138,7 +138,7 @@ def info(out_dir: str | os.PathLike) -> str:
         f"  source: {r.get('source', 'fractal')}",
         f"  ifs: {len(r.get('ifs', {}).get('maps', []))} maps, sigma {r.get('ifs', {}).get('sigma', float('nan')):.4f}",
         f"  perturb: {p.get('mode')} delta {p.get('delta')} seed {p.get('seed')}; redraws {m.get('redraws')}",
-        f"  render: {rd.get('size')} px, {rd.get('points')} points, {rd.get('draw')}, fill >= {rd.get('fill_min')}",
+        f"  render: {rd.get('size')} px, {rd.get('points')} points, {rd.get('draw')}, fill > {rd.get('fill_min')}",
         "  versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
     ]
     if "ifs" not in r:  # other sources: their own settings, as the recipe spells them

@@ -11,22 +11,30 @@ from numba import njit
 
 #: Gray level of ``point`` and ``patch`` drawing on a black background (the reference's value).
 INK = 127
-#: Blank margin, in pixels, around the scaled points (the reference's value; patches need >= 2).
+#: Blank margin, in pixels, around the scaled points (the reference's value; a ``patch`` reaches
+#: 3 pixels beyond its point, so it needs >= 4).
 PAD = 6
-#: Drawing modes, by name, as the recipe spells them.
-DRAW_MODES = ("point", "patch", "density")
+#: Drawing modes, by name, as the recipe spells them. ``patch`` is the reference's drawing;
+#: ``patch-union`` is an older one of this project (patches OR-ed in, centred), not the reference's.
+DRAW_MODES = ("point", "patch", "patch-union", "density")
 
 
 @njit(cache=True, nogil=True)
 def chaos_game(maps, choices, points):
-    """Iterate ``v <- w_{choices[t]}(v)`` from ``(0, 0)``, writing each new point to ``points``."""
+    """The start ``(0, 0)`` then ``v <- w_{choices[t]}(v)``: ``len(choices)`` points in all.
+
+    As in the reference, the start counts among the points (so it lies inside the scaling box)
+    and the last choice goes unused: N uniforms drawn, N - 1 iterates.
+    """
     x = 0.0
     y = 0.0
-    for t in range(choices.shape[0]):
+    points[0, 0] = x
+    points[0, 1] = y
+    for t in range(choices.shape[0] - 1):
         m = maps[choices[t]]
         x, y = m[0] * x + m[1] * y + m[4], m[2] * x + m[3] * y + m[5]
-        points[t, 0] = x
-        points[t, 1] = y
+        points[t + 1, 0] = x
+        points[t + 1, 1] = y
 
 
 @njit(cache=True, nogil=True)
@@ -60,16 +68,18 @@ def scale_to_pixels(points, size, pad, pixels):
             n += 1
     span = size - 2 * pad
     # A flat axis (all points equal) is centred instead of divided by zero.
-    kx = span / (xmax - xmin) if xmax > xmin else 0.0
-    ky = span / (ymax - ymin) if ymax > ymin else 0.0
+    dx = xmax - xmin if xmax > xmin else np.inf
+    dy = ymax - ymin if ymax > ymin else np.inf
     cx = pad if xmax > xmin else size // 2
     cy = pad if ymax > ymin else size // 2
     for t in range(points.shape[0]):
         x = points[t, 0]
         y = points[t, 1]
         if np.isfinite(x) and np.isfinite(y):
-            pixels[t, 0] = size - 1 - int(cy + _clamp((y - ymin) * ky, span))
-            pixels[t, 1] = int(cx + _clamp((x - xmin) * kx, span))
+            # Divide, then multiply, then truncate, in the reference's order: the same pixel
+            # to the last rounding.
+            pixels[t, 0] = size - 1 - int(cy + _clamp((y - ymin) / dy * span, span))
+            pixels[t, 1] = int(cx + _clamp((x - xmin) / dx * span, span))
         else:
             pixels[t, 0] = -1
             pixels[t, 1] = -1
@@ -86,11 +96,20 @@ def draw_points(pixels, image):
 
 
 @njit(cache=True, nogil=True)
-def draw_patches(pixels, masks, image):
-    """A 3 x 3 patch per point, centred on it, with the cells of its 9-bit mask set to ``INK``.
+def draw_patches(pixels, masks, image, union):
+    """A 3 x 3 patch per point, the cells of its 9-bit mask ``INK``; branch-free cell writes
+    because random mask bits defeat branch prediction.
 
-    Branch-free (OR of 0 or ``INK``) because random mask bits defeat branch prediction; the
-    padding (at least 2) keeps every patch inside the image.
+    ``union=False`` is the reference's drawing: each point in turn pastes its patch over its
+    block, cells whose mask bit is off included, so later patches erase earlier ink. The
+    reference pastes the patch with its top-left corner at the point + 1 on an image whose rows
+    grow with y, then flips the image top to bottom; here rows already count from the top, so the
+    patch spans rows ``r - 3 .. r - 1`` (bottom to top) and columns ``c + 1 .. c + 3``, and mask
+    bit ``8 - k`` is patch cell ``(k // 3, k % 3)``, as the reference reads a mask's 9-digit binary
+    string. The padding (at least 4) keeps every patch inside.
+
+    ``union=True`` is not the reference's drawing: the patch is centred on the point and OR-ed in,
+    so ink is never erased (about twice the reference's fill, solid where it is speckled).
     """
     for t in range(pixels.shape[0]):
         r = pixels[t, 0]
@@ -98,8 +117,12 @@ def draw_patches(pixels, masks, image):
             continue
         c = pixels[t, 1]
         m = np.int32(masks[t])
-        for k in range(9):
-            image[r + k // 3 - 1, c + k % 3 - 1] |= ((m >> k) & 1) * INK
+        if union:
+            for k in range(9):
+                image[r + k // 3 - 1, c + k % 3 - 1] |= ((m >> k) & 1) * INK
+        else:
+            for k in range(9):
+                image[r - 1 - k // 3, c + 1 + k % 3] = ((m >> (8 - k)) & 1) * INK
 
 
 @njit(cache=True, nogil=True)
@@ -133,8 +156,14 @@ def fill_rate(image):
     return n / image.size
 
 
+def fills(image: np.ndarray, fill_min: float) -> bool:
+    """The reference's fill check: an image is kept when its fill rate exceeds ``fill_min``."""
+    return bool(fill_rate(image) > fill_min)
+
+
 def trace(maps: np.ndarray, choices: np.ndarray, size: int) -> np.ndarray:
-    """Run the chaos game for ``len(choices)`` points and scale them to ``(row, col)`` pixels."""
+    """Run the chaos game for ``len(choices)`` points (the start among them) and scale them to
+    ``(row, col)`` pixels."""
     points = np.empty((len(choices), 2))
     chaos_game(np.ascontiguousarray(maps, dtype=np.float64), choices, points)
     pixels = np.empty((len(choices), 2), dtype=np.int32)
@@ -143,12 +172,12 @@ def trace(maps: np.ndarray, choices: np.ndarray, size: int) -> np.ndarray:
 
 
 def draw_image(pixels: np.ndarray, masks: np.ndarray, size: int, draw: str = "patch") -> np.ndarray:
-    """Draw traced pixels on a ``size²`` uint8 image; ``masks`` are used by ``patch`` only."""
+    """Draw traced pixels on a ``size²`` uint8 image; ``masks`` are used by the patch modes only."""
     image = np.zeros((size, size), dtype=np.uint8)
     if draw == "point":
         draw_points(pixels, image)
-    elif draw == "patch":
-        draw_patches(pixels, masks, image)
+    elif draw in ("patch", "patch-union"):
+        draw_patches(pixels, masks, image, draw == "patch-union")
     elif draw == "density":
         draw_density(pixels, image)
     else:
@@ -163,7 +192,8 @@ def render_image(
     size: int,
     draw: str = "patch",
 ) -> np.ndarray:
-    """Run the chaos game for ``len(choices)`` points and draw them on a ``size²`` uint8 image."""
+    """Run the chaos game for ``len(choices)`` points (the start among them) and draw them on a
+    ``size²`` uint8 image."""
     return draw_image(trace(maps, choices, size), masks, size, draw)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import ifs
 from .errors import FracbuildError
-from .kernels import fill_rate, map_choices, random_sequence, render_image
+from .kernels import fill_rate, fills, map_choices, random_sequence, render_image
 from .progress import progress_bar
 from .recipe import RENDER_DEFAULTS, check_name, make_recipe, validate_recipe
 from .sources import source_module
@@ -47,10 +47,9 @@ def check_fill_min(fill_min: float) -> float:
     return fill_min
 
 
-def system_fill(system: np.ndarray, uniforms: np.ndarray, masks: np.ndarray, size: int, draw: str) -> float:
-    """Fill rate of ``system`` rendered from a random sequence, with its own map probabilities."""
-    choices = map_choices(ifs.map_probabilities(system), uniforms)
-    return float(fill_rate(render_image(system, choices, masks, size, draw)))
+def system_image(system: np.ndarray, uniforms: np.ndarray, masks: np.ndarray, size: int, draw: str) -> np.ndarray:
+    """``system`` rendered from a random sequence, with its own map probabilities."""
+    return render_image(system, map_choices(ifs.map_probabilities(system), uniforms), masks, size, draw)
 
 
 def search(
@@ -64,7 +63,7 @@ def search(
     perturb: dict[str, Any] | None = None,
     render: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Sample systems until one renders with fill >= ``fill_min``; return its recipe.
+    """Sample systems until one renders with fill > ``fill_min`` (the render's check); return its recipe.
 
     Every draw comes from ``numpy.random.default_rng(seed)``, so the same arguments give the
     same recipe on any machine. The fill check renders with the recipe's render settings (the
@@ -82,15 +81,16 @@ def search(
     # One random sequence for the whole search: each candidate turns it into map choices
     # with its own probabilities, so a check costs one render.
     uniforms, masks = random_sequence(settings["points"], np.random.default_rng([seed, SEQUENCE]))
-    fill, tries = -1.0, 0
-    while fill < fill_min:
+    tries, image = 0, None
+    while image is None or not fills(image, fill_min):
         if tries == max_tries:
             raise FracbuildError(
-                f"no system with sigma {sigma} ± {tolerance} reached fill {fill_min} in {max_tries} tries"
+                f"no system with sigma {sigma} ± {tolerance} exceeded fill {fill_min} in {max_tries} tries"
             )
         tries += 1
         system = ifs.sample_system(sigma, maps, rng, tolerance)
-        fill = system_fill(system, uniforms, masks, settings["size"], settings["draw"])
+        image = system_image(system, uniforms, masks, settings["size"], settings["draw"])
+    fill = float(fill_rate(image))
     return make_recipe(
         name,
         system,
@@ -170,7 +170,9 @@ def _find_categories(categories: range, method: str, maps: tuple[int, int], fill
             else:
                 system = ifs.sample_system((11 + 2 * n) / 4, n, rng, tolerance=0.25)
             system = np.round(system, DECIMALS)
-            if system_fill(system, uniforms, masks, FILL_CHECK["size"], FILL_CHECK["draw"]) >= fill_min:
+            # FractalDB's search keeps a fill of at least the threshold (>=), unlike the render's check.
+            image = system_image(system, uniforms, masks, FILL_CHECK["size"], FILL_CHECK["draw"])
+            if fill_rate(image) >= fill_min:
                 found.append((system.tolist(), tries))
                 break
         else:

@@ -42,7 +42,7 @@ def test_render_writes_the_dataset_files(recipe, tmp_path):
         assert image.shape == (64, 64) and image.dtype == np.uint8
         assert meta["class"] == label and meta["instance"] == 0
         assert np.array(meta["maps"]).shape == (2, 6)
-        assert (image > 0).mean() >= recipe["render"]["fill_min"]
+        assert (image > 0).mean() > recipe["render"]["fill_min"]
     assert verify(tmp_path) == []
 
 
@@ -113,12 +113,12 @@ def test_classes_use_their_mode(recipe):
 
 
 def test_fill_rejection_redraws_deterministically(recipe, tmp_path):
-    recipe["render"]["fill_min"] = 0.13
+    recipe["render"]["fill_min"] = 0.07  # about half of this recipe's first draws fill less
     m = render(recipe, tmp_path, jobs=1, progress=False, preview=False)
     samples = all_samples(tmp_path)
     redraws = [meta["redraws"] for _, _, meta in samples]
     assert sum(redraws) == m["redraws"] > 0
-    assert all((image > 0).mean() >= 0.13 for image, _, _ in samples)
+    assert all((image > 0).mean() > 0.07 for image, _, _ in samples)
     # A redrawn class's maps are the class generator's draw number redraws + 1.
     cls = int(np.argmax(redraws))
     rng = np.random.default_rng([recipe["perturb"]["seed"], 0, cls])

@@ -25,11 +25,18 @@ def test_search_result_meets_its_settings():
     assert maps.shape == (3, 6)
     assert abs(ifs.sigma_factor(maps) - 4.0) <= 0.05 + 1e-9
     assert r["ifs"]["sigma"] == pytest.approx(ifs.sigma_factor(maps))
-    assert r["search"]["fill"] >= 0.1
+    assert r["search"]["fill"] > 0.1
     # The recorded fill is the fill of the system rendered with the recipe's own settings.
     uniforms, masks = random_sequence(SMALL["points"], np.random.default_rng([1, 1]))
     image = render_image(maps, map_choices(np.array(r["ifs"]["probs"]), uniforms), masks, 64, "patch")
     assert fill_rate(image) == pytest.approx(r["search"]["fill"])
+
+
+def test_search_keeps_only_a_fill_above_fill_min():
+    first = fracbuild.search(seed=5, fill_min=0.0, render=SMALL)
+    again = fracbuild.search(seed=5, fill_min=first["search"]["fill"], render=SMALL)
+    assert again["search"]["tries"] > first["search"]["tries"] and again["ifs"] != first["ifs"]
+    assert again["search"]["fill"] > first["search"]["fill"]
 
 
 def test_search_records_the_paper_defaults():

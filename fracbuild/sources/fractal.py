@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import ifs
 from ..errors import FracbuildError
-from ..kernels import DRAW_MODES, fill_rate, map_choices, random_sequence, render_image
+from ..kernels import DRAW_MODES, fill_rate, fills, map_choices, random_sequence, render_image
 from ..recipe import PERTURB_DEFAULTS, PERTURB_MODES, RENDER_DEFAULTS, SEQUENCE_MODES, choice, flag, number
 from . import NOISE, flip, flip_name, sequence_seed
 
@@ -70,7 +70,7 @@ class FractalSource:
     """Renders perturbation classes of one IFS; instances differ in their chaos-game sequence.
 
     Class c's noise comes from ``default_rng([seed, NOISE, c])``: one class can be re-rendered
-    alone, and a perturbation whose instance-0 image has fill below ``fill_min`` is replaced by
+    alone, and a perturbation whose instance-0 image has fill not above ``fill_min`` is replaced by
     the generator's next draw (counted as a redraw). Map probabilities stay the base system's.
     """
 
@@ -107,12 +107,12 @@ class FractalSource:
             for redraws in range(MAX_REDRAWS):
                 maps = ifs.perturb_maps(self.maps, self.perturb["mode"], self.perturb["delta"], rng)
                 image = self.draw(maps, cls, 0)
-                if fill_rate(image) >= self.render["fill_min"]:
+                if fills(image, self.render["fill_min"]):
                     self._classes[cls] = maps, redraws, image
                     break
             else:
                 raise FracbuildError(
-                    f"class {cls}: no perturbation reached fill {self.render['fill_min']} in {MAX_REDRAWS} draws"
+                    f"class {cls}: no perturbation exceeded fill {self.render['fill_min']} in {MAX_REDRAWS} draws"
                 )
         return self._classes[cls]
 
