@@ -605,6 +605,10 @@ def _write_diagnosis(summary: dict[str, Any], report: Path) -> None:
     for setting, row in rows.items():
         a, b = row.get(summary["body"]), row.get("scratch")
         lines.append(f"| {setting} | {a:.1f} | {b:.1f} | {a - b:+.1f} |")
+    best = {init: max(rows, key=lambda k: rows[k][init]) for init in (summary["body"], "scratch")}
+    lines += ["", f"Each at its best setting: {summary['body']} {rows[best[summary['body']]][summary['body']]:.1f} "
+              f"({best[summary['body']]}), scratch {rows[best['scratch']]['scratch']:.1f} ({best['scratch']}): "
+              f"{rows[best[summary['body']]][summary['body']] - rows[best['scratch']]['scratch']:+.1f} points."]
     lines += ["", "## What pre-training leaves in the body", "",
               f"On {summary['bodies']['images']} digits test images at {summary['bodies']['img_size']} px; "
               "'initialisation' is the weights the pre-training runs started from (same seed).", "",
