@@ -15,7 +15,6 @@ from typing import Any
 import click
 
 from .errors import TrainerError
-from .experiments import DEFAULT_BLOCKS
 from .finetuning import finetune as finetune_run
 from .finetuning import probe as probe_run
 from .presets import PRESET_NAMES, SETTINGS
@@ -168,36 +167,93 @@ _downstream("probe", probe_run, "Linear probe on the frozen patch embedding and 
 
 
 @main.command()
-@click.option("--out", default="runs/experiment", show_default=True, type=click.Path(file_okay=False),
-              help="Where the runs go.")
+@click.option("--size", "size", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "gpu"]),
+              help="cpu: about an hour on 2 cores; gpu: about ten minutes on one GPU (auto: gpu where there is one).")
+@click.option("--out", type=click.Path(file_okay=False), help="Where the runs go (default: runs/experiment[-gpu]).")
 @click.option("--report", default="experiments", show_default=True, type=click.Path(file_okay=False),
-              help="Where REPORT.md and results.png go.")
+              help="Where the report and charts go.")
 @click.option("--recipe", default="manifests/1p-frac.json", show_default=True, help="fracbuild recipe to render.")
 @click.option("--data-dir", default="shards", show_default=True, help="Where the rendered datasets go.")
-@click.option("--classes", default=100, show_default=True, help="Perturbation classes L of the rendered dataset.")
-@click.option("--size", default=128, show_default=True, help="Rendered image size (px).")
-@click.option("--pretrain-samples", type=int, help="Pre-training length in samples (default: the preset's).")
+@click.option("--classes", type=int, help="Perturbation classes L (default: cpu 100, gpu the recipe's).")
+@click.option("--image-size", type=int, help="Rendered image size in px (default: cpu 128, gpu the recipe's).")
+@click.option("--pretrain-samples", type=int, help="Pre-training length in samples (default: the size's).")
 @click.option("--collapse/--no-collapse", default=True, show_default=True, help="Also pre-train on Δ = 0.001.")
-@click.option("--randaugment/--no-randaugment", default=True, show_default=True,
-              help="Also pre-train with the recipe's RandAugment added to the preset.")
-@click.option("--shots", default=10, show_default=True, help="mnist5k training images per class.")
-@click.option("--digits-epochs", default=10, show_default=True, help="Fine-tuning epochs on digits.")
-@click.option("--mnist-epochs", default=100, show_default=True, help="Fine-tuning epochs on mnist5k.")
-@click.option("--probe-blocks", default=",".join(map(str, DEFAULT_BLOCKS)), show_default=True,
-              help="Probe depths K, comma-separated.")
+@click.option("--randaugment/--no-randaugment", default=None,
+              help="Also pre-train with the recipe's RandAugment added to the preset (default: with cpu).")
+@click.option("--shots", type=int, help="mnist5k few-shot training images per class (default 10).")
+@click.option("--digits-epochs", type=float, help="Fine-tuning epochs on digits (default: cpu 10, gpu 30).")
+@click.option("--mnist-epochs", type=float,
+              help="Fine-tuning epochs on mnist5k (cpu: 10-shot, default 100; gpu: full, default 10; 10-shot 20x).")
+@click.option("--cifar-epochs", type=float, help="Fine-tuning epochs on CIFAR (gpu only; default 1).")
+@click.option("--probe-blocks", help="Probe depths K, comma-separated (default: every block).")
 @click.option("--probe-shots", default=50, show_default=True, help="mnist5k training images per class for probes.")
 @click.option("--probe-epochs", default=10, show_default=True, help="Probe epochs.")
-@click.option("--preset", default="cpu", show_default=True, type=click.Choice(["cpu", "smoke"]),
-              help="Preset of every run.")
+@click.option("--preset", type=click.Choice(["cpu", "paper", "smoke"]),
+              help="Preset of every run instead of the size's (smoke: a quick check of the whole chain).")
 @click.option("--seed", default=0, show_default=True, help="Seed of every run.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
-def experiment(probe_blocks, **kwargs):
-    """The paper's Table 2 in miniature: pre-train on one fractal, fine-tune and probe vs scratch."""
+@click.option("--diagnose", is_flag=True,
+              help="Instead: the cpu diagnosis (pre-training lengths, fine-tuning budget, what the body holds), "
+                   "written to REPORT-cpu-diagnosis.md.")
+@click.option("--lengths", default="15000,30000,60000", show_default=True,
+              help="With --diagnose: pre-training lengths in samples, comma-separated.")
+def experiment(size, out, probe_blocks, diagnose, lengths, **kwargs):
+    """The paper's Table 2: pre-train on one fractal, fine-tune and probe vs scratch (at cpu or gpu size)."""
     from .experiments import experiment as run_experiment
+    from .presets import preset_name
 
-    try:
-        blocks = tuple(int(k) for k in probe_blocks.split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {probe_blocks!r}") from None
-    r = run_experiment(probe_blocks=blocks, **kwargs)
+    if diagnose:
+        from .experiments import diagnose as run_diagnosis
+
+        try:
+            samples = tuple(int(n) for n in lengths.split(","))
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated integers, got {lengths!r}") from None
+        keep = ("report", "recipe", "data_dir", "seed", "progress")
+        r = run_diagnosis(out or "runs/diagnosis", lengths=samples, preset=kwargs["preset"] or "cpu",
+                          **{k: kwargs[k] for k in keep})
+        click.echo(r["report"])
+        return
+    if size == "auto":
+        size = "gpu" if preset_name("auto") == "paper" else "cpu"
+    blocks = None
+    if probe_blocks:
+        try:
+            blocks = tuple(int(k) for k in probe_blocks.split(","))
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated integers, got {probe_blocks!r}") from None
+    out = out or ("runs/experiment-gpu" if size == "gpu" else "runs/experiment")
+    r = run_experiment(out, size=size, probe_blocks=blocks, **kwargs)
     click.echo(f"{r['report']}, {r['chart']}")
+
+
+@main.command("inspect")
+@click.argument("inits", nargs=-1, required=True)
+@click.option("--dataset", default="digits", show_default=True, help="Downstream images to measure features on.")
+@click.option("--images", default=256, show_default=True, help="How many of its test images.")
+@click.option("--preset", default="cpu", show_default=True, type=click.Choice(PRESET_NAMES[1:]),
+              help="Fine-tuning preset whose image size the models are built at.")
+@click.option("--img-size", type=int, help="Image size (default: the preset's).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write every figure to this file.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Also draw the per-block figure to this PNG.")
+def inspect_command(inits, dataset, images, preset, img_size, json_out, plot):
+    """What a body holds: weight norms, LayerNorm gains, attention entropy and feature rank per block.
+
+    INITS: checkpoints, 'scratch', or 'init:CHECKPOINT' (the weights that pre-training run started from).
+    """
+    from . import analysis
+
+    result = analysis.inspect(list(inits), dataset=dataset, images=images, preset=preset, img_size=img_size)
+    for name, m in result["models"].items():
+        if "keys" in m:
+            k = m["keys"]
+            click.echo(f"{name}: {len(k['loaded'])} keys loaded unchanged, {len(k['resampled'])} resampled "
+                       f"({', '.join(k['resampled']) or '-'}), fresh: {', '.join(k['fresh']) or '-'}; "
+                       f"dropped: {', '.join(k['dropped']) or '-'}")
+    click.echo(analysis.markdown_table(result))
+    if json_out:
+        from .runs import write_json
+
+        write_json(json_out, result)
+    if plot:
+        analysis.plot(result, plot)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-from timm.optim import create_optimizer_v2, param_groups_weight_decay
+from timm.optim import create_optimizer_v2, param_groups_layer_decay, param_groups_weight_decay
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -37,18 +37,22 @@ def learning_rates(config: dict[str, Any], global_batch: int) -> dict[str, float
 
 
 def create_optimizer(model: nn.Module, config: dict[str, Any], lr: float) -> torch.optim.Optimizer:
-    """timm's optimizer; biases and norm weights get no weight decay (timm's default grouping).
+    """timm's optimizer; biases and norm weights get no weight decay (timm's default grouping), and with
+    ``layer_decay`` each layer group its lr scale (timm's ``param_groups_layer_decay``; the scheduler applies it).
 
     The model's no-weight-decay list (a ViT's ``pos_embed`` and ``cls_token``) is honoured unless
     ``embed_decay``: the reference handed the DDP-wrapped model to timm, which then found no such list.
     """
-    groups = None
+    groups, layer_decay = None, config.get("layer_decay")
     if config.get("embed_decay") and config["weight_decay"]:
         def groups(m: nn.Module):
+            if layer_decay is not None:
+                return param_groups_layer_decay(m, weight_decay=config["weight_decay"], no_weight_decay_list=(),
+                                                layer_decay=layer_decay)
             return param_groups_weight_decay(m, config["weight_decay"], no_weight_decay_list=())
     try:
         return create_optimizer_v2(model, opt=config["opt"], lr=lr, weight_decay=config["weight_decay"],
-                                   momentum=config["momentum"], param_group_fn=groups)
+                                   momentum=config["momentum"], param_group_fn=groups, layer_decay=layer_decay)
     except (ValueError, AssertionError, KeyError) as e:
         raise TrainerError(f"cannot create optimizer {config['opt']!r}: {e}") from None
 

@@ -60,6 +60,7 @@ def finetune(
     min_lr_base: float | None = None,
     opt: str | None = None,
     weight_decay: float | None = None,
+    layer_decay: float | None = None,
     momentum: float | None = None,
     clip_grad: float | None = None,
     amp: bool | None = None,
@@ -308,10 +309,10 @@ def _train(model, train, test, sampler, mixup, criterion, optimizer, scheduler, 
                     loss = distributed.mean(losses.item() / count, d)
                     check_finite(loss)
                     log({"step": step, "epoch": round(step / per_epoch, 4), "loss": round(loss, 5),
-                         "lr": optimizer.param_groups[0]["lr"],
+                         "lr": max(g["lr"] for g in optimizer.param_groups),  # the top layer's, under layer decay
                          "samples_per_s": round(count * train.batch_size * d.world / (now - tick), 2),
                          "data_wait": round(distributed.mean(waited / (now - tick), d), 4)})
-                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{history[-1]['lr']:.2e}")
                     losses.zero_()
                     count, waited, tick = 0, 0.0, time.perf_counter()
                 if step == total:
