@@ -212,7 +212,6 @@ def experiment(
 
     common = {"preset": preset, "seed": seed}
     budget = {**plan["pretrain"], **({"samples": pretrain_samples} if pretrain_samples else {})}
-    budget.update(_device_data_path())
     pre = {name: Run("pretrain", run_name, {"data": str(path), **common, **extra, **budget})
            for name, (run_name, path, extra) in variants.items()}
     inits = {**{name: str(out / r.name / runs.CHECKPOINT) for name, r in pre.items()}, "scratch": "scratch"}
@@ -236,20 +235,6 @@ def experiment(
     return {"report": str(report / plan["report"]), "chart": str(report / plan["chart"]),
             "finetune": {r.name: r.result["top1"] for r in fine}, "probe": {r.name: r.result["top1"] for r in probes},
             "skipped": skipped}
-
-
-def _device_data_path() -> dict[str, str]:
-    """``data_path="memory"`` (the dataset decoded once onto the GPU, augmented there) where the
-    pre-training has that setting and a GPU is present; otherwise nothing (the streaming path)."""
-    import inspect
-
-    import torch
-
-    from .pretraining import pretrain
-
-    if "data_path" in inspect.signature(pretrain).parameters and torch.cuda.is_available():
-        return {"data_path": "memory"}
-    return {}
 
 
 def _available(tasks: list[Task]) -> tuple[list[Task], dict[str, str]]:
