@@ -51,16 +51,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_on_gloo_read_disjoint_shards_and_pretrain(tiny, tmp_path):  # noqa: F811
+def run_two_ranks(source: str, tmp_path, *args) -> subprocess.CompletedProcess:
+    """``source`` run as a script by a 2-process torchrun on gloo (loopback), with ``args``; must exit 0."""
     script = tmp_path / "two_ranks.py"
-    script.write_text(SCRIPT)
-    out, keys_file = tmp_path / "run", tmp_path / "keys.json"
+    script.write_text(source)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", str(free_port()), str(script), str(tiny), str(out), str(keys_file)],
+         "--master_port", str(free_port()), str(script), *map(str, args)],
         capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_two_processes_on_gloo_read_disjoint_shards_and_pretrain(tiny, tmp_path):  # noqa: F811
+    out, keys_file = tmp_path / "run", tmp_path / "keys.json"
+    result = run_two_ranks(SCRIPT, tmp_path, tiny, out, keys_file)
 
     ranks = json.loads(keys_file.read_text())
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["world"] == 2 for r in ranks)

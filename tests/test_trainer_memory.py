@@ -8,10 +8,7 @@ about once in a thousand runs while a wrong scale, a disabled flip or a wrong op
 
 import json
 import math
-import os
 import random
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -21,7 +18,7 @@ from mixing import batch_mixing_stats
 from PIL import Image
 from scipy import stats
 from test_trainer_data import one_thread, tiny  # noqa: F401 (fixtures)
-from test_trainer_distributed import free_port
+from test_trainer_distributed import run_two_ranks
 from timm.data.auto_augment import rand_augment_transform
 from timm.data.random_erasing import RandomErasing
 from timm.data.transforms import RandomResizedCropAndInterpolation
@@ -455,15 +452,8 @@ TWO_RANKS = textwrap.dedent("""
 
 
 def test_two_gloo_processes_draw_disjoint_shares_and_pretrain_through_memory(tiny, tmp_path):  # noqa: F811
-    script = tmp_path / "two_ranks.py"
-    script.write_text(TWO_RANKS)
     out, indices_file = tmp_path / "run", tmp_path / "indices.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", str(free_port()), str(script), str(tiny), str(out), str(indices_file)],
-        capture_output=True, text=True, env=env, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_two_ranks(TWO_RANKS, tmp_path, tiny, out, indices_file)
     first, second = json.loads(indices_file.read_text())
     assert len(first) == len(second) == 6 and sorted(first + second) == list(range(12))  # one pass, split
     config = json.loads((out / "config.json").read_text())

@@ -97,6 +97,24 @@ def expected_lr(config, step):
     return opt.param_groups[0]["lr"]
 
 
+def interrupted_pretrain(data, out, args, *, after_step):
+    """Pre-train into ``out``, sending this process SIGINT once metrics reach ``after_step``."""
+
+    def interrupt():
+        while True:
+            lines = (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").exists() else []
+            if any(json.loads(line)["step"] >= after_step for line in lines if line):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=interrupt, daemon=True)
+    thread.start()
+    with pytest.raises(KeyboardInterrupt):
+        trainer.pretrain(str(data), out, **args)
+    thread.join()
+
+
 def test_a_resumed_run_trains_exactly_as_the_uninterrupted_one(tiny, tmp_path, one_thread):  # noqa: F811
     # The memory path in one process: data order, augmentation, Mixup and drop path all continue from the
     # checkpoint's random states, so the losses and weights after the resume are the uninterrupted run's.
@@ -104,19 +122,7 @@ def test_a_resumed_run_trains_exactly_as_the_uninterrupted_one(tiny, tmp_path, o
     whole = trainer.pretrain(str(tiny), tmp_path / "whole", **args)
     out = tmp_path / "cut"
 
-    def interrupt_after_step_20():
-        while True:
-            lines = (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").exists() else []
-            if any(json.loads(line)["step"] >= 20 for line in lines if line):
-                os.kill(os.getpid(), signal.SIGINT)
-                return
-            time.sleep(0.005)
-
-    thread = threading.Thread(target=interrupt_after_step_20, daemon=True)
-    thread.start()
-    with pytest.raises(KeyboardInterrupt):
-        trainer.pretrain(str(tiny), out, **args)
-    thread.join()
+    interrupted_pretrain(tiny, out, args, after_step=20)
     stopped = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
     assert 20 <= stopped < 60
     resumed = trainer.pretrain(str(tiny), out, resume=True, progress=False)
@@ -135,19 +141,7 @@ def test_an_interrupted_run_saves_and_resume_continues_the_same_schedule(tiny, t
     out = tmp_path / "run"
     args = dict(preset="smoke", samples=4800, progress=False, **LIGHT)
 
-    def interrupt_after_step_20():
-        while True:
-            lines = (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").exists() else []
-            if any(json.loads(line)["step"] >= 10 for line in lines if line):
-                os.kill(os.getpid(), signal.SIGINT)
-                return
-            time.sleep(0.005)
-
-    thread = threading.Thread(target=interrupt_after_step_20, daemon=True)
-    thread.start()
-    with pytest.raises(KeyboardInterrupt):
-        trainer.pretrain(str(tiny), out, **args)
-    thread.join()
+    interrupted_pretrain(tiny, out, args, after_step=10)
     stopped = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
     assert 10 <= stopped < 300
     before = read_jsonl(out / "metrics.jsonl")
