@@ -142,7 +142,7 @@ def versions() -> dict[str, str]:
 
     packages = {name: of(name) or "unknown" for name in ("fracbuild", "numpy", "numba", "pillow", "webdataset")}
     # The image source's resampling, when installed.
-    packages.update({name: of(name) for name in ("scikit-image", "scipy") if of(name)})
+    packages.update({name: found for name in ("scikit-image", "scipy") if (found := of(name))})
     return {**packages, "python": sys.version.split()[0], "zlib": zlib.ZLIB_RUNTIME_VERSION}
 
 

@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .errors import TrainerError
+from .presets import DATA_PATHS
 
 if TYPE_CHECKING:  # the shard readers (webdataset, braceexpand) are imported only where shards are read
     from .sources import ShardSource
 
-DATA_PATHS = ("stream", "memory", "auto")
 # ``auto`` holds the data in memory when it takes less than this share of the device's free memory.
 AUTO_SHARE = 0.25
 # Images are held at no more than this many times the training resolution (downscaled once, with

@@ -15,6 +15,8 @@ from .errors import TrainerError
 
 # --normalize: the names of the input mean/std pairs (trainer.transforms.MEAN_STD).
 NORMALIZE = ("0.5", "imagenet")
+# --data-path: the input paths (trainer.memory holds the device-resident one).
+DATA_PATHS = ("stream", "memory", "auto")
 
 # Setting -> (type, help). The command line options and the library functions' keyword arguments
 # are made from these names, so the two always agree (a test checks it). "kv" is KEY=VALUE pairs.
@@ -208,7 +210,7 @@ def check_config(config: dict[str, Any]) -> None:
     lo, hi = config["scale"]
     if not 0 < lo <= hi <= 1:
         raise TrainerError(f"--scale must satisfy 0 < MIN <= MAX <= 1, got {lo} {hi}")
-    if config.get("data_path", "auto") not in ("stream", "memory", "auto"):
+    if config.get("data_path", "auto") not in DATA_PATHS:
         raise TrainerError(f"--data-path must be stream, memory or auto, got {config['data_path']}")
     if config.get("workers") is not None and config["workers"] < 0:
         raise TrainerError(f"--workers must be >= 0, got {config['workers']}")
