@@ -66,6 +66,15 @@ def test_the_gpu_plan_is_the_papers_recipe_at_224_px_with_every_downstream_set()
         size_plan("tpu")
 
 
+def test_the_cpu_plan_renders_at_the_size_its_model_sees_and_pretrains_without_crops():
+    from trainer.presets import resolve
+
+    plan = size_plan("cpu")
+    pretraining = resolve("pretrain", plan["preset"], **plan["pretrain"])
+    assert plan["size"] == pretraining["img_size"] == 32  # a larger render is averaged away when resized
+    assert tuple(pretraining["scale"]) == (1.0, 1.0) and pretraining["vflip"] == pretraining["hflip"] == 0.5
+
+
 def test_the_gpu_plan_runs_shrunk_and_skips_what_cannot_be_downloaded(tmp_path, monkeypatch):
     def offline(name):
         raise TrainerError(f"torch/{name}: cannot load or download it")
@@ -97,7 +106,8 @@ def test_the_diagnosis_runs_shrunk_and_reports(tmp_path):
     r = diagnose(tmp_path / "runs", report=tmp_path / "report", recipe=str(ROOT / "manifests" / "1p-frac.json"),
                  data_dir=tmp_path / "shards", classes=8, image_size=48, lengths=(32, 64), lrs=(3e-3,),
                  warmups=(0.0,), layer_decays=(0.5,), digits_epochs=0.1, images=16, preset="smoke", progress=False)
-    report = (tmp_path / "report" / "REPORT-cpu-diagnosis.md").read_text()
+    report = (tmp_path / "report" / "diagnosis-runs.md").read_text()
+    assert r["report"] == str(tmp_path / "report" / "diagnosis-runs.md")
     for png in ("diagnosis-length.png", "diagnosis-bodies.png"):
         assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"
     assert set(r["finetune"]) == {

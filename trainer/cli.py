@@ -175,7 +175,8 @@ _downstream("probe", probe_run, "Linear probe on the frozen patch embedding and 
 @click.option("--recipe", default="manifests/1p-frac.json", show_default=True, help="fracbuild recipe to render.")
 @click.option("--data-dir", default="shards", show_default=True, help="Where the rendered datasets go.")
 @click.option("--classes", type=int, help="Perturbation classes L (default: cpu 100, gpu the recipe's).")
-@click.option("--image-size", type=int, help="Rendered image size in px (default: cpu 128, gpu the recipe's).")
+@click.option("--image-size", type=int,
+              help="Rendered image size in px (default: cpu 32, the size its model sees; gpu the recipe's).")
 @click.option("--pretrain-samples", type=int, help="Pre-training length in samples (default: the size's).")
 @click.option("--collapse/--no-collapse", default=True, show_default=True, help="Also pre-train on Δ = 0.001.")
 @click.option("--randaugment/--no-randaugment", default=None,
@@ -194,7 +195,7 @@ _downstream("probe", probe_run, "Linear probe on the frozen patch embedding and 
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
 @click.option("--diagnose", is_flag=True,
               help="Instead: the cpu diagnosis (pre-training lengths, fine-tuning budget, what the body holds), "
-                   "written to REPORT-cpu-diagnosis.md.")
+                   "its figures written to diagnosis-runs.md.")
 @click.option("--lengths", default="15000,30000,60000", show_default=True,
               help="With --diagnose: pre-training lengths in samples, comma-separated.")
 def experiment(size, out, probe_blocks, diagnose, lengths, **kwargs):

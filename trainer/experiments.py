@@ -30,6 +30,7 @@ from typing import Any
 
 from . import runs
 from .errors import TrainerError
+from .presets import GPU_EXPERIMENT, PRETRAIN_PRESETS
 
 DEFAULT_BLOCKS = (1, 2, 3, 4, 5, 6)  # K = 1..depth of the cpu model (the paper: 1, 2, 3, 4, 6 of 12)
 RANDAUGMENT = "rand-m9-mstd0.5-inc1"  # the recipe's, which the cpu preset leaves out
@@ -55,7 +56,6 @@ def size_plan(size: str, *, shots: int | None = None, digits_epochs: float | Non
     shots = shots or 10
     if size == "gpu":
         from .distributed import usable_cores
-        from .presets import GPU_EXPERIMENT
 
         mnist = mnist_epochs or 10
         tasks = [Task(f"mnist5k ({shots}-shot)", f"mnist5k-{shots}shot", "mnist5k",
@@ -73,9 +73,11 @@ def size_plan(size: str, *, shots: int | None = None, digits_epochs: float | Non
     tasks = [Task(f"mnist5k ({shots}-shot)", "mnist5k", "mnist5k",
                   {"shots": shots, "epochs": mnist_epochs or 100, "eval_every": 10}),
              Task("digits", "digits", "digits", {"epochs": digits_epochs or 10})]
-    return {"preset": size, "classes": 100, "size": 128, "pretrain": {}, "randaugment": True, "tasks": tasks,
-            "finetune": {}, "probe": {}, "probe_blocks": DEFAULT_BLOCKS, "report": "REPORT.md",
-            "chart": "results.png"}
+    # Rendered at the size the cpu model sees: downscaling the reference's speckled drawing averages the
+    # classes' differences away (REPORT-cpu-diagnosis.md).
+    return {"preset": size, "classes": 100, "size": PRETRAIN_PRESETS[size]["img_size"], "pretrain": {},
+            "randaugment": True, "tasks": tasks, "finetune": {}, "probe": {}, "probe_blocks": DEFAULT_BLOCKS,
+            "report": "REPORT.md", "chart": "results.png"}
 
 
 @dataclass
@@ -504,7 +506,7 @@ def diagnose(
     recipe: str = "manifests/1p-frac.json",
     data_dir: str | os.PathLike = "shards",
     classes: int = 100,
-    image_size: int = 128,
+    image_size: int | None = None,
     lengths: tuple[int, ...] = (15_000, 30_000, 60_000),
     collapse_samples: int | None = None,
     body_samples: int | None = None,
@@ -520,12 +522,14 @@ def diagnose(
     """Pre-train for each of ``lengths`` (and Δ = 0.001 for ``collapse_samples``, default the shortest),
     fine-tune each and scratch on ``digits`` with the preset's budget, sweep that budget (lr, warm-up,
     layer decay) for the body of ``body_samples`` (default the shortest) and scratch, measure the
-    bodies (``trainer.analysis``), and write ``REPORT-cpu-diagnosis.md`` with its figures."""
+    bodies (``trainer.analysis``), and write their figures to ``diagnosis-runs.md`` (with ``diagnosis-length.png``,
+    ``diagnosis-bodies.png`` and ``.json``)."""
     from . import analysis
 
     out, report, data_dir = Path(out), Path(report), Path(data_dir)
     for d in (out, report, data_dir):
         d.mkdir(parents=True, exist_ok=True)
+    image_size = image_size or size_plan("cpu")["size"]
     main = data_dir / f"experiment-L{classes}-{image_size}px"
     collapsed = data_dir / f"experiment-L{classes}-{image_size}px-delta0.001"
     rendered = [render(recipe, main, classes=classes, size=image_size),
@@ -560,7 +564,7 @@ def diagnose(
     summary = {"pretrain": pre, "plain": plain, "sweep": sweep, "inits": inits, "body": body, "render": rendered,
                "bodies": measured, "names": names, "lengths": lengths}
     _write_diagnosis(summary, report)
-    return {"report": str(report / "REPORT-cpu-diagnosis.md"),
+    return {"report": str(report / "diagnosis-runs.md"),
             "finetune": {r.name: r.result["top1"] for r in [*plain.values(), *sweep]}}
 
 
@@ -580,8 +584,9 @@ def _write_diagnosis(summary: dict[str, Any], report: Path) -> None:
 
     plain, sweep, pre = summary["plain"], summary["sweep"], summary["pretrain"]
     scratch = plain["scratch"].result["top1"]
-    lines = ["# Why does a 1p-frac body fine-tune below scratch on this CPU?", "",
-             "Written by `python -m trainer experiment --diagnose`; every number comes from the runs it lists "
+    lines = ["# CPU diagnosis: the runs' figures", "",
+             "Written by `python -m trainer experiment --diagnose` (REPORT-cpu-diagnosis.md reads them); every "
+             "number comes from the runs it lists "
              "(digits, `cpu` preset, seed 0, one run each: a few points are noise).", "",
              "## Pre-training length", "",
              "| pre-training | samples | final loss | digits top-1 (%) | − scratch |",
@@ -615,7 +620,7 @@ def _write_diagnosis(summary: dict[str, Any], report: Path) -> None:
               "## Commands", "", "```sh", *summary["render"]]
     lines += [r.command() for r in [*pre.values(), *plain.values(), *sweep]]
     lines += ["python -m trainer inspect " + " ".join(summary["bodies"]["models"]) + " --dataset digits", "```", ""]
-    (report / "REPORT-cpu-diagnosis.md").write_text("\n".join(lines))
+    (report / "diagnosis-runs.md").write_text("\n".join(lines))
     _plot_length(summary, report / "diagnosis-length.png")
 
 
