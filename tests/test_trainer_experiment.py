@@ -122,3 +122,13 @@ def test_the_diagnosis_runs_shrunk_and_reports(tmp_path):
     bodies = json.loads((tmp_path / "report" / "diagnosis-bodies.json").read_text())
     assert len(bodies["models"]) == 5 and "| initialisation |" in report and "| scratch |" in report
     assert "python -m trainer pretrain --data" in report and "--layer-decay 0.5" in report
+
+
+def test_a_pretraining_counts_as_collapsed_only_while_its_loss_stays_at_chance():
+    from trainer.experiments import Run, _at_chance
+
+    def run(loss):
+        return Run("pretrain", "x", {}, result={"config": {"num_classes": 100}, "metrics": [{"loss": loss}]})
+
+    assert _at_chance(run(4.607)) and _at_chance(run(4.52))  # ln 100 = 4.605
+    assert not _at_chance(run(2.98)) and not _at_chance(run(4.40))

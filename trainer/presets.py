@@ -92,9 +92,9 @@ SMOKE_MODEL = dict(model="vit_tiny_patch16_224",
 # The recipe's heavy augmentation is made for 240k steps. Measured on this project's 2-core machine
 # (100 classes, 32 px, batch 64), the loss stayed at chance (ln 100 = 4.61) for the first 8,000
 # samples with RandAugment + random erasing, or with Mixup/CutMix. With the reference's drawing (patches
-# pasted over each other) random crops do the same: rendered at 32 px, crops of 0.6-1 or even 0.8-1 of
-# the area left the loss at 4.56 and 4.52 after 19,200 samples, while flips alone brought it to 0.87
-# (experiments/REPORT-cpu-diagnosis.md). A CPU budget therefore keeps the flips and drops crops,
+# pasted over each other) random crops do the same: rendered at 32 px, crops of 0.6-1 (without flips) or
+# even 0.8-1 of the area left the loss at 4.56 and 4.52 after 19,200 samples, while flips alone brought it
+# to 0.87 (experiments/REPORT-cpu-diagnosis.md). A CPU budget therefore keeps the flips and drops crops,
 # RandAugment, erasing and mixing; the loss stays the LPCE cross-entropy with label smoothing.
 LIGHT_AUG = dict(scale=(1.0, 1.0), auto_augment=None, re_prob=0.0, mixup=0.0, cutmix=0.0)
 
