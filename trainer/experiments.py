@@ -31,7 +31,7 @@ from typing import Any
 
 from . import runs
 from .errors import TrainerError
-from .presets import GPU_EXPERIMENT, PRETRAIN_PRESETS
+from .presets import GPU_EXPERIMENT, PRETRAIN_PRESETS, resolve
 
 DEFAULT_BLOCKS = (1, 2, 3, 4, 5, 6)  # K = 1..depth of the cpu model (the paper: 1, 2, 3, 4, 6 of 12)
 RANDAUGMENT = "rand-m9-mstd0.5-inc1"  # the recipe's, which the cpu preset leaves out
@@ -311,7 +311,8 @@ def write_report(summary: dict[str, Any], report: Path, *, name: str = "REPORT.m
         gains = {t: table[(t, summary["inits"][init])]["top1"] - scratch[t] for t in tasks}
         lines.append(f"- {init} − scratch: " + ", ".join(f"{t} {gains[t]:+.1f} points" for t in tasks) + ".")
     collapsed = summary["pretrain"].get("1p-frac Δ=0.001")
-    if collapsed is not None and _at_chance(collapsed):
+    table5 = collapsed is not None and _at_chance(collapsed)  # the control reproduces Table 5's collapse
+    if table5:
         lines.append("- The Δ = 0.001 row is the paper's Table 5 collapse: classes that differ by 0.1 % of each "
                      "parameter cannot be told apart, pre-training learns nothing transferable, and the paper "
                      "fine-tunes such a body to 1.2 % on CIFAR-100 against scratch's 64.2 %. A row below scratch "
@@ -365,7 +366,7 @@ def write_report(summary: dict[str, Any], report: Path, *, name: str = "REPORT.m
     lines += ["- One seed per run."
               + (" The Δ = 0.001 row is a model whose pre-training loss never left chance (Table 5's collapse), so "
                  "it measures what a pre-trained but uninformative body does to fine-tuning."
-                 if collapsed is not None and _at_chance(collapsed) else ""), ""]
+                 if table5 else ""), ""]
     lines += ["## Pre-training", "", "| run | data | steps | samples | final loss | samples/s | minutes |",
               "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for label, run in summary["pretrain"].items():
@@ -549,7 +550,7 @@ def diagnose(
     out, report, data_dir = Path(out), Path(report), Path(data_dir)
     for d in (out, report, data_dir):
         d.mkdir(parents=True, exist_ok=True)
-    image_size = image_size or size_plan("cpu")["size"]
+    image_size = image_size or resolve("pretrain", preset)["img_size"]  # rendered at the size the model sees
     main = data_dir / f"experiment-L{classes}-{image_size}px"
     collapsed = data_dir / f"experiment-L{classes}-{image_size}px-delta0.001"
     rendered = [render(recipe, main, classes=classes, size=image_size),
