@@ -4,6 +4,7 @@ runs; the gpu size's plan, run shrunk; the cpu diagnosis, run shrunk; and, on pl
 intervals and the words they support (a clear gain, a clear loss, an overlap)."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,8 @@ def test_the_experiment_runs_a_grid_of_seeds_end_to_end_and_reports(tmp_path):
     row = interval(diffs)
     assert (f"| 1p-frac, Δ = 0.1 − scratch | digits | {points(row.mean)} | {points(row.low)} to {points(row.high)} |"
             in report)
+    assert ("`python -m trainer experiment --size cpu --seeds 2 --finetune-seeds 2 --preset smoke --classes 8 "
+            "--image-size 48 --pretrain-samples 64 --randaugment --shots 2" in report)
     assert "## In short" in report and "95 % interval" in report and "resamples the pre-training seeds" in report
     assert "loader" not in report  # no history of old runs in a new report
     manifest = json.loads((tmp_path / "shards" / "experiment-L8-48px-delta0.001" / "manifest.json").read_text())
@@ -286,3 +289,58 @@ def test_the_report_words_each_comparison_from_its_planted_numbers():
     digits = next(f for f in found["finetune"] if f.where == "digits" and f.subject == "1p-frac"
                   and f.baseline == "scratch")
     assert digits.interval.per_seed == tuple(tuple(row) for row in GAIN)
+
+
+# The hand-written documents quote the generated reports: every interval they give is one a report computed,
+# with the same verdict.
+
+QUOTED = re.compile(r"([+−]?\d+\.\d) points \(95 % interval ([+−]?\d+\.\d) to ([+−]?\d+\.\d)")
+GENERATED = ("experiments/REPORT.md", "experiments/diagnosis-runs.md")
+WRITTEN = ("README.md", "experiments/REPORT-cpu-diagnosis.md")
+
+
+def _verdicts(text: str) -> dict[tuple[str, str, str], set[str]]:
+    """Each quoted interval -> the verdicts of the sentences that quote it (the text before it, back to the
+    previous sentence's end)."""
+    found: dict[tuple[str, str, str], set[str]] = {}
+    for match in QUOTED.finditer(text):
+        before = re.split(r"(?<=[.;])\s", text[:match.start()].replace("\n", " "))[-1]
+        if "not distinguishable at this scale" in before:
+            word = UNDECIDED
+        elif " is above " in before or " above " in before:
+            word = ABOVE
+        elif " is below " in before or " below " in before:
+            word = BELOW
+        else:
+            word = "none"
+        found.setdefault(match.groups(), set()).add(word)
+    return found
+
+
+def check_quotes(written: str, generated: str) -> list[str]:
+    """What a written text quotes that no generated report computed, or with another verdict."""
+    computed = _verdicts(generated)
+    wrong = []
+    for quote, words in _verdicts(written).items():
+        if quote not in computed:
+            wrong.append(f"{quote}: in no generated report")
+        elif words - {"none"} - computed[quote]:
+            wrong.append(f"{quote}: said {sorted(words)}, the report {sorted(computed[quote])}")
+    return wrong
+
+
+def test_the_readme_and_the_diagnosis_quote_only_intervals_a_report_computed_with_its_verdict():
+    generated = "\n".join((ROOT / p).read_text() for p in GENERATED)
+    for path in WRITTEN:
+        text = (ROOT / path).read_text()
+        assert QUOTED.search(text), f"{path} gives no interval"
+        assert check_quotes(text, generated) == [], path
+
+
+def test_a_quote_with_another_number_or_verdict_is_caught():
+    report = "- On digits, A is above scratch: +5.0 points (95 % interval +1.0 to +9.0)."
+    assert check_quotes("A fine-tunes digits above scratch: +5.0 points (95 % interval +1.0 to +9.0).", report) == []
+    assert check_quotes("A gains +5.1 points (95 % interval +1.0 to +9.0).", report) != []
+    assert check_quotes("A and scratch are not distinguishable at this scale: +5.0 points (95 % interval +1.0 to "
+                        "+9.0).", report) != []
+    assert check_quotes("A is below scratch: +5.0 points (95 % interval +1.0 to +9.0).", report) != []

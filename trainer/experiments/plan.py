@@ -129,6 +129,16 @@ def experiment(
         except OSError as e:
             raise TrainerError(f"cannot create {d}: {e.strerror or e}") from None
     started = time.perf_counter()
+    # The command line of this grid: the size and the seeds always, every other option where it was given.
+    given = {"size": size, "seed": seed or None, "seeds": len(pretrain_seeds), "finetune_seeds": len(tune_seeds),
+             "preset": None if preset == plan["preset"] else preset, "classes": classes, "image_size": image_size,
+             "pretrain_samples": pretrain_samples, "collapse": None if collapse else False, "randaugment": randaugment
+             if randaugment != plan["randaugment"] else None, "shots": shots, "digits_epochs": digits_epochs,
+             "mnist_epochs": mnist_epochs, "cifar_epochs": cifar_epochs,
+             "probe_blocks": None if probe_blocks == plan["probe_blocks"] else ",".join(map(str, probe_blocks)),
+             "probe_shots": None if probe_shots == 50 else probe_shots,
+             "probe_epochs": None if probe_epochs == 10 else probe_epochs}
+    grid_command = Run("experiment", "", {k: v for k, v in given.items() if v is not None}).command()
     classes = classes or plan["classes"]
     image_size = image_size or plan["size"]
     recipe_values = json.loads(Path(recipe).read_text())
@@ -187,7 +197,7 @@ def experiment(
     summary = {"size": size, "pretrain": pre, "finetune": fine, "probe": probes, "order": order,
                "tasks": [t.label for t in tasks], "variants": [*variants, "scratch"],
                "seeds": pretrain_seeds, "finetune_seeds": tune_seeds, "skipped": skipped,
-               "render": render_commands, "seconds": time.perf_counter() - started,
+               "render": render_commands, "command": grid_command, "seconds": time.perf_counter() - started,
                "settings": {"classes": classes, "size": image_size, "shots": shots, "probe_shots": probe_shots,
                             "seed": seed}}
     from .report import write_report  # the report and matplotlib load once the runs are done

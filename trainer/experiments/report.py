@@ -242,7 +242,9 @@ def write_report(summary: dict[str, Any], report: Path, *, name: str = "REPORT.m
                          f"{samples / max(seconds, 1e-9):.0f} | {seconds / 60:.1f} |")
     first = pre_runs[0].result["config"]
     lines += ["", f"Loss at the start ≈ ln {first['num_classes']} = {math.log(first['num_classes']):.2f} (chance).",
-              "", f"![pre-training]({curves})", "", "## Commands", "", "```sh", *summary["render"],
+              "", f"![pre-training]({curves})", "", "## Commands", "",
+              f"The whole grid is `{summary['command']}` (finished runs are not repeated); it runs these:", "",
+              "```sh", *summary["render"],
               *(r.command() for r in summary["order"]), "```", ""]
     others = [*summary["finetune"], *summary["probe"]]
     lines += ["## Settings", "", f"Machine: {_machine()}; {_versions()}. The runs took "
