@@ -76,9 +76,9 @@ def loader(args: argparse.Namespace) -> None:
     from timm.data import ImageDataset, create_transform
     from torch.utils.data import DataLoader
 
-    from trainer.data import create_pipeline
-    from trainer.sources import resolve_data
-    from trainer.transforms import ImageTransform, create_train_transform, patch_posterize
+    from trainer.data.shardlists import resolve_data
+    from trainer.data.stream import create_pipeline
+    from trainer.data.transforms import ImageTransform, create_train_transform, patch_posterize
 
     torch.set_num_threads(1)
     recipe = dict(input_size=224, is_training=True, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5, vflip=0.5,
@@ -142,9 +142,9 @@ def paths(args: argparse.Namespace) -> None:
     import torch
 
     import trainer
-    from trainer import memory
+    from trainer.data import memory
+    from trainer.data.shardlists import resolve_data
     from trainer.presets import resolve
-    from trainer.sources import resolve_data
 
     with tempfile.TemporaryDirectory() as tmp:
         data = _dataset(tmp)

@@ -39,7 +39,7 @@ import time
 
 import torch
 
-from trainer import memory
+from trainer.data import memory
 from trainer.engine import Precision, create_criterion, create_optimizer, train_step
 from trainer.models import create_model
 from trainer.presets import resolve
@@ -65,7 +65,7 @@ def timed(step, seconds: float, batch: int, warmup: int = 10) -> float:
 def held_data(data: str, img_size: int, device: torch.device) -> tuple[memory.MemoryData, str]:
     """The dataset decoded onto ``device``, or random images of the default dataset's size if it cannot be read."""
     try:
-        from trainer.sources import resolve_data
+        from trainer.data.shardlists import resolve_data
 
         return memory.decode_source(resolve_data(data), img_size=img_size, device=device), f"{data}, decoded"
     except Exception as e:  # noqa: BLE001 (webdataset missing, no dataset rendered: fall back, say why)
@@ -123,9 +123,9 @@ def main() -> None:
     print(f"memory      {real:,.0f} samples/s = {real / synthetic:.0%} of synthetic (target >= 90%)")
 
     try:
-        from trainer.data import create_loader
-        from trainer.sources import resolve_data
-        from trainer.transforms import create_train_transform
+        from trainer.data.shardlists import resolve_data
+        from trainer.data.stream import create_loader
+        from trainer.data.transforms import create_train_transform
 
         source = resolve_data(args.data)
     except Exception as e:  # noqa: BLE001

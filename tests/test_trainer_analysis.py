@@ -1,4 +1,4 @@
-"""trainer.analysis (``python -m trainer inspect``): the measures on known inputs, the keys a checkpoint
+"""trainer.inspection (``python -m trainer inspect``): the measures on known inputs, the keys a checkpoint
 hands to fine-tuning, the initial weights of a run, and layer-wise lr decay in fine-tuning."""
 
 import json
@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from test_trainer_data import one_thread, tiny  # noqa: F401 (fixtures)
 
 import trainer
-from trainer import analysis
+from trainer import inspection as analysis
 from trainer.cli import main
 from trainer.errors import TrainerError
 from trainer.models import create_model

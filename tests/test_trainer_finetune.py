@@ -15,7 +15,7 @@ from test_trainer_pretrain import assert_one_line_error
 
 import trainer
 from trainer.cli import main
-from trainer.datasets import load_dataset
+from trainer.data.downstream import load_dataset
 from trainer.errors import TrainerError
 from trainer.finetuning import build_model
 from trainer.models import create_pretrained
@@ -261,9 +261,9 @@ def test_finetune_and_probe_errors_are_one_line(pretrained, tmp_path, command, a
 
 
 def test_the_paper_finetuning_preset_is_the_reference_run():
+    from trainer.data.transforms import MEAN_STD
     from trainer.engine import learning_rates
     from trainer.presets import NORMALIZE, resolve
-    from trainer.transforms import MEAN_STD
 
     assert set(NORMALIZE) == set(MEAN_STD)
     paper = resolve("finetune", "paper")
@@ -289,7 +289,7 @@ def framed(size: int = 512, frame: int = 16) -> Image.Image:
 
 
 def test_the_evaluation_transform_resizes_256_and_centre_crops_224_at_crop_pct_0875():
-    from trainer.transforms import eval_transform
+    from trainer.data.transforms import eval_transform
 
     image = framed()  # the frame is 1/32 of the side: 8 px at 256, all of it outside the central 224
     cropped = eval_transform({"img_size": 224, "crop_pct": 0.875, "normalize": "0.5"})(image)
@@ -306,7 +306,7 @@ def test_the_evaluation_transform_resizes_256_and_centre_crops_224_at_crop_pct_0
 
 
 def test_imagenet_normalisation_and_randaugment_fill():
-    from trainer.transforms import eval_transform, train_transform
+    from trainer.data.transforms import eval_transform, train_transform
 
     grey = Image.new("RGB", (40, 40), (124, 116, 104))
     out = eval_transform({"img_size": 32, "crop_pct": 1.0, "normalize": "imagenet"})(grey)

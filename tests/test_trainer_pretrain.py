@@ -265,9 +265,9 @@ def test_labels_beyond_the_class_count_stop_the_run_with_one_line(tiny, tmp_path
 
 
 def test_the_paper_preset_is_the_reference_recipe():
+    from trainer.data.shardlists import ShardList
     from trainer.presets import resolve
     from trainer.pretraining import plan
-    from trainer.sources import ShardSource
 
     config = resolve("pretrain", "paper")
     assert (config["model"], config["img_size"], config["drop_path"], config["batch_size"]) == (
@@ -277,7 +277,7 @@ def test_the_paper_preset_is_the_reference_recipe():
     assert (config["scale"], config["hflip"], config["vflip"], config["auto_augment"], config["re_prob"]) == (
         [0.08, 1.0], 0.5, 0.5, "rand-m9-mstd0.5-inc1", 0.5)
     assert (config["mixup"], config["cutmix"], config["mixup_switch"], config["smoothing"]) == (0.8, 1.0, 0.5, 0.1)
-    source = ShardSource(("a.tar",), 1000, 1000, "1p-frac")
+    source = ShardList(("a.tar",), 1000, 1000, "1p-frac")
     steps = plan(config, source, world=8)
     # 1000 images // 256 = 3 steps per epoch (the last partial batch dropped): 240,000 steps, ~61M samples.
     assert steps["steps_per_epoch"] == 3 and steps["total_steps"] == 240_000 and steps["warmup_steps"] == 15

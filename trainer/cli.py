@@ -242,19 +242,19 @@ def inspect_command(inits, dataset, images, preset, img_size, json_out, plot):
 
     INITS: checkpoints, 'scratch', or 'init:CHECKPOINT' (the weights that pre-training run started from).
     """
-    from . import analysis
+    from . import inspection
 
-    result = analysis.inspect(list(inits), dataset=dataset, images=images, preset=preset, img_size=img_size)
+    result = inspection.inspect(list(inits), dataset=dataset, images=images, preset=preset, img_size=img_size)
     for name, m in result["models"].items():
         if "keys" in m:
             k = m["keys"]
             click.echo(f"{name}: {len(k['loaded'])} keys loaded unchanged, {len(k['resampled'])} resampled "
                        f"({', '.join(k['resampled']) or '-'}), fresh: {', '.join(k['fresh']) or '-'}; "
                        f"dropped: {', '.join(k['dropped']) or '-'}")
-    click.echo(analysis.markdown_table(result))
+    click.echo(inspection.markdown_table(result))
     if json_out:
         from .runs import write_json
 
         write_json(json_out, result)
     if plot:
-        analysis.plot(result, plot)
+        inspection.plot(result, plot)

@@ -20,7 +20,8 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from . import distributed, runs
-from .datasets import Downstream, load_dataset
+from .data.downstream import Downstream, load_dataset
+from .data.transforms import eval_transform, train_transform
 from .engine import (
     Precision,
     check_finite,
@@ -35,7 +36,6 @@ from .engine import (
 from .errors import TrainerError
 from .models import LinearProbe, create_model, create_pretrained, read_checkpoint
 from .presets import FINETUNE_DEFAULTS, check_config, resolve
-from .transforms import eval_transform, train_transform
 
 DEFAULT_MODEL = "vit_tiny_patch16_224"
 FORMAT = "trainer-finetune/1"

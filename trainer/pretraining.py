@@ -18,8 +18,11 @@ from typing import Any
 import torch
 from timm.utils import ModelEmaV3, random_seed
 
-from . import distributed, memory, runs
-from .data import ProblemLog, create_loader
+from . import distributed, runs
+from .data import memory
+from .data.shardlists import ShardList, resolve_data
+from .data.stream import ProblemLog, create_loader
+from .data.transforms import train_transform
 from .engine import (
     Precision,
     check_finite,
@@ -39,15 +42,13 @@ from .engine import (
 from .errors import TrainerError
 from .models import create_model, read_checkpoint
 from .presets import PRETRAIN_DEFAULTS, check_config, preset_name, resolve
-from .sources import ShardSource, resolve_data
-from .transforms import train_transform
 
 # Settings that may change when a run is resumed: they do not change what is learned.
 RUNTIME = {"workers", "log_every", "save_every", "compile", "shuffle_buffer", "data_path"}
 FORMAT = "trainer-checkpoint/1"
 
 
-def plan(config: dict[str, Any], source: ShardSource, world: int) -> dict[str, Any]:
+def plan(config: dict[str, Any], source: ShardList, world: int) -> dict[str, Any]:
     """Steps, batch per rank, warm-up and learning rates of a run: everything derived from the settings."""
     batch = config["batch_size"]
     if batch % world:

@@ -146,8 +146,8 @@ def downstream_model(init: str, *, num_classes: int, preset: str = "cpu", img_si
 
 def downstream_images(dataset: str, img_size: int, count: int) -> tuple[torch.Tensor, int]:
     """The first ``count`` test images of ``dataset`` through the evaluation transform, and its class count."""
-    from .datasets import load_dataset
-    from .transforms import create_eval_transform
+    from .data.downstream import load_dataset
+    from .data.transforms import create_eval_transform
 
     data = load_dataset(dataset)
     transform = create_eval_transform(img_size=img_size)

@@ -34,9 +34,9 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .data import SHARD_ERRORS, image_and_label, shard_samples
-from .errors import TrainerError
-from .sources import resolve_data
+from ..errors import TrainerError
+from .shardlists import resolve_data
+from .shards import SHARD_ERRORS, image_and_label, shard_samples
 
 #: torchvision datasets of in-memory images that ``torch/NAME`` reads (timm's names for them).
 TORCH_DATASETS = ("cifar10", "cifar100", "mnist", "kmnist", "fashion_mnist")
