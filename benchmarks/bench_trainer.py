@@ -163,7 +163,7 @@ def paths(args: argparse.Namespace) -> None:
         for _ in range(PATH_ROUNDS):  # interleaved: the machine is shared, load drifts
             for path in ("stream", "memory"):
                 out = Path(tmp) / f"cpu-{path}"
-                trainer.pretrain(str(data), out, preset="cpu", samples=PATH_SAMPLES, data_path=path, force=True,
+                trainer.pretrain(str(data), out, preset="cpu", samples=PATH_SAMPLES, input=path, force=True,
                                  progress=False)
                 metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
                 steady = metrics[1:] or metrics

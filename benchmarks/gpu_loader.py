@@ -24,9 +24,9 @@ The memory path needs kornia. On a GPU host whose Python lacks these, bring them
     python -m fracbuild render manifests/1p-frac.json -o shards/1p-frac   # about 10 s on 16 cores
     python benchmarks/gpu_loader.py --seconds 30 && python benchmarks/gpu_loader.py --seconds 30 --compile
     python -m trainer pretrain --data shards/1p-frac --out /tmp/pt-memory --preset paper --samples 512000 \\
-        --data-path memory --log-every 100 --no-progress      # then samples_per_s in metrics.jsonl
+        --input memory --log-every 100 --no-progress      # then samples_per_s in metrics.jsonl
     python -m trainer pretrain --data shards/1p-frac --out /tmp/pt-stream --preset paper --samples 256000 \\
-        --data-path stream --log-every 100 --no-progress
+        --input stream --log-every 100 --no-progress
 
 Renders nothing itself. ``--device cpu`` only checks the script, not the speed.
 """

@@ -13,7 +13,7 @@ from trainer import inspection as analysis
 from trainer.cli import main
 from trainer.errors import TrainerError
 from trainer.models import create_model
-from trainer.presets import check_config, resolve
+from trainer.presets import resolve
 
 SMOKE_KWARGS = {"patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}
 
@@ -144,4 +144,4 @@ def test_layer_decay_scales_each_layers_lr_in_fine_tuning(tmp_path):
     plain = create_optimizer(model, resolve("finetune", "smoke"), 1e-3).param_groups
     assert all(g.get("lr_scale", 1.0) == 1.0 for g in plain)
     with pytest.raises(TrainerError, match="--layer-decay must lie in"):
-        check_config(resolve("finetune", "smoke", layer_decay=1.5))
+        resolve("finetune", "smoke", layer_decay=1.5)

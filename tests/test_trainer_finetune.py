@@ -263,7 +263,8 @@ def test_finetune_and_probe_errors_are_one_line(pretrained, tmp_path, command, a
 def test_the_paper_finetuning_preset_is_the_reference_run():
     from trainer.data.transforms import MEAN_STD
     from trainer.engine import learning_rates
-    from trainer.presets import NORMALIZE, resolve
+    from trainer.presets import resolve
+    from trainer.settings import NORMALIZE
 
     assert set(NORMALIZE) == set(MEAN_STD)
     paper = resolve("finetune", "paper")
@@ -328,7 +329,7 @@ def test_imagenet_normalisation_and_randaugment_fill():
     (dict(crop_pct=0.0), r"--crop-pct must lie in \(0, 1\]"),
 ])
 def test_bad_recipe_settings_are_one_clear_error(setting, message):
-    from trainer.presets import check_config, resolve
+    from trainer.presets import resolve
 
     with pytest.raises(TrainerError, match=message):
-        check_config(resolve("finetune", "paper", **setting))
+        resolve("finetune", "paper", **setting)

@@ -383,10 +383,10 @@ def test_auto_takes_memory_only_when_the_data_fits(tiny, monkeypatch):  # noqa: 
     need = M.held_bytes(source, 224)
     assert need == 12 * 64 * 64
     monkeypatch.setattr(M, "free_memory", lambda device: 10 * need)
-    assert M.choose_data_path("auto", source, img_size=224, device=CPU) == "memory"
+    assert M.choose_input("auto", source, img_size=224, device=CPU) == "memory"
     monkeypatch.setattr(M, "free_memory", lambda device: 2 * need)
-    assert M.choose_data_path("auto", source, img_size=224, device=CPU) == "stream"
-    assert M.choose_data_path("stream", source, img_size=224, device=CPU) == "stream"
+    assert M.choose_input("auto", source, img_size=224, device=CPU) == "stream"
+    assert M.choose_input("stream", source, img_size=224, device=CPU) == "stream"
 
 
 @pytest.mark.parametrize("device,path,expected", [("cuda", "stream", (15, 1)), ("cuda", "memory", (0, 15)),
@@ -401,10 +401,10 @@ def test_a_stream_loader_in_process_keeps_a_core_for_itself():
 
 
 def test_pretraining_through_memory_records_its_choice(tiny, tmp_path, one_thread):  # noqa: F811
-    summary = trainer.pretrain(str(tiny), tmp_path / "run", preset="smoke", samples=64, data_path="memory",
+    summary = trainer.pretrain(str(tiny), tmp_path / "run", preset="smoke", samples=64, input="memory",
                                progress=False)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert summary["steps"] == 4 and config["data_path_used"] == "memory"
+    assert summary["steps"] == 4 and config["input_used"] == "memory"
     assert config["workers_per_process"] == 0 and config["held_in_memory"]["samples"] == 12
     assert config["threads"] >= 1 and config["cores"] >= 1
 
@@ -418,9 +418,9 @@ def test_a_dataset_smaller_than_a_batch_is_read_pass_after_pass():
 
 
 def test_the_stream_path_is_still_taken_when_asked(tiny, tmp_path, one_thread):  # noqa: F811
-    trainer.pretrain(str(tiny), tmp_path / "run", preset="smoke", samples=64, data_path="stream", progress=False)
+    trainer.pretrain(str(tiny), tmp_path / "run", preset="smoke", samples=64, input="stream", progress=False)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["data_path_used"] == "stream" and config["held_in_memory"] is None
+    assert config["input_used"] == "stream" and config["held_in_memory"] is None
     assert config["workers_per_process"] == 0  # the smoke preset's setting wins
 
 
@@ -445,7 +445,7 @@ TWO_RANKS = textwrap.dedent("""
             json.dump(everyone, f)
     code = 0
     try:
-        main(["pretrain", "--data", data, "--out", out, "--preset", "smoke", "--samples", "64", "--data-path",
+        main(["pretrain", "--data", data, "--out", out, "--preset", "smoke", "--samples", "64", "--input",
               "memory", "--no-progress"])
     except SystemExit as e:
         code = e.code
@@ -460,16 +460,32 @@ def test_two_gloo_processes_draw_disjoint_shares_and_pretrain_through_memory(tin
     first, second = json.loads(indices_file.read_text())
     assert len(first) == len(second) == 6 and sorted(first + second) == list(range(12))  # one pass, split
     config = json.loads((out / "config.json").read_text())
-    assert config["processes"] == 2 and config["data_path_used"] == "memory" and config["total_steps"] == 4
+    assert config["processes"] == 2 and config["input_used"] == "memory" and config["total_steps"] == 4
 
 
-def test_an_unknown_data_path_is_one_line_and_writes_nothing(tiny, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("flag", ["--input", "--data-path"])
+def test_an_unknown_input_is_one_line_and_writes_nothing(tiny, tmp_path, flag):  # noqa: F811
     from click.testing import CliRunner
 
     from trainer.cli import main
 
     result = CliRunner().invoke(main, ["pretrain", "--data", str(tiny), "--out", str(tmp_path / "run"), "--preset",
-                                       "smoke", "--data-path", "disk"])
+                                       "smoke", flag, "disk"])
     assert result.exit_code != 0 and result.output.strip().splitlines() == [
-        "Error: --data-path must be stream, memory or auto, got disk"]
+        f"Error: Invalid value for '{flag}': 'disk' is not one of 'stream', 'memory', 'auto'."]
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_the_old_name_of_the_input_setting_still_works_with_a_warning(tiny, tmp_path):  # noqa: F811
+    from click.testing import CliRunner
+
+    from trainer.cli import main
+
+    result = CliRunner().invoke(main, ["pretrain", "--data", str(tiny), "--out", str(tmp_path / "cli"), "--preset",
+                                       "smoke", "--samples", "32", "--data-path", "memory", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "Warning: --data-path is deprecated; use --input" in result.output
+    assert json.loads((tmp_path / "cli" / "config.json").read_text())["input_used"] == "memory"
+    with pytest.warns(DeprecationWarning, match="data_path is deprecated; use input"):
+        trainer.pretrain(str(tiny), tmp_path / "py", preset="smoke", samples=32, data_path="stream", progress=False)
+    assert json.loads((tmp_path / "py" / "config.json").read_text())["input_used"] == "stream"

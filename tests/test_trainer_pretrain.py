@@ -20,7 +20,7 @@ from timm.scheduler import CosineLRScheduler
 
 import trainer
 from trainer.cli import main
-from trainer.presets import PRETRAIN_DEFAULTS, SETTINGS
+from trainer.settings import BY_NAME, RENAMED, defaults
 
 # The smoke preset keeps the paper's heavy augmentation, under which a 2-block ViT needs far more
 # than a test's 150 steps to leave chance level; these runs turn it off to see the loss fall.
@@ -118,7 +118,7 @@ def interrupted_pretrain(data, out, args, *, after_step):
 def test_a_resumed_run_trains_exactly_as_the_uninterrupted_one(tiny, tmp_path, one_thread):  # noqa: F811
     # The memory path in one process: data order, augmentation, Mixup and drop path all continue from the
     # checkpoint's random states, so the losses and weights after the resume are the uninterrupted run's.
-    args = dict(preset="smoke", samples=960, data_path="memory", drop_path=0.1, progress=False)
+    args = dict(preset="smoke", samples=960, input="memory", drop_path=0.1, progress=False)
     whole = trainer.pretrain(str(tiny), tmp_path / "whole", **args)
     out = tmp_path / "cut"
 
@@ -203,11 +203,11 @@ def test_the_command_line_runs_and_prints_a_summary(tiny, tmp_path):  # noqa: F8
 
 
 def test_command_options_are_the_functions_arguments():
-    for name, func in (("pretrain", trainer.pretrain), ("finetune", trainer.finetune), ("probe", trainer.probe)):
-        command = main.commands[name]
+    for kind, func in (("pretrain", trainer.pretrain), ("finetune", trainer.finetune), ("probe", trainer.probe)):
+        command = main.commands[kind]
         params = inspect.signature(func).parameters
-        options = {p.name: p for p in command.params}
-        assert set(options) == set(params), name
+        options = {p.name: p for p in command.params if p.name not in RENAMED}
+        assert set(options) == set(params), kind
         for name, p in params.items():
             if options[name].multiple:  # KEY=VALUE pairs: none given reads as None
                 assert p.default is None and options[name].callback is not None
@@ -215,9 +215,9 @@ def test_command_options_are_the_functions_arguments():
                 assert options[name].required, name
             else:
                 assert options[name].default == p.default, name
-        assert set(params) - set(SETTINGS) <= {"data", "out", "init", "dataset", "preset", "resume", "force",
-                                               "device", "progress", "blocks"}
-    assert set(PRETRAIN_DEFAULTS) <= set(SETTINGS)
+        assert set(params) - set(BY_NAME) <= {"data", "out", "init", "dataset", "preset", "resume", "force",
+                                              "device", "progress", "blocks"}
+        assert set(params) & set(BY_NAME) <= set(defaults(kind)), kind
 
 
 @pytest.mark.parametrize("setup,args,message", [

@@ -74,7 +74,7 @@ def run_all(tmp: Path) -> dict[str, dict]:
     for kind in ("stream", "memory"):
         out = tmp / f"pretrain-{kind}"
         trainer.pretrain(str(data), out, preset="smoke", samples=480, log_every=1, progress=False,
-                         data_path=kind)
+                         input=kind)
         runs[f"pretrain-{kind}"] = {"losses": losses(out), "weights": weights_digest(out / "checkpoint.pt")}
     init = tmp / "pretrain-memory" / "checkpoint.pt"
     out = tmp / "finetune"

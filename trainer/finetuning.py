@@ -35,65 +35,31 @@ from .engine import (
 )
 from .errors import TrainerError
 from .models import LinearProbe, create_model, create_pretrained, read_checkpoint
-from .presets import FINETUNE_DEFAULTS, check_config, resolve
+from .presets import resolve
+from .settings import takes_settings
 
 DEFAULT_MODEL = "vit_tiny_patch16_224"
 FORMAT = "trainer-finetune/1"
 
 
+@takes_settings("finetune")
 def finetune(
     init: str,
     dataset: str,
     out: str | os.PathLike,
     *,
     preset: str = "auto",
-    model: str | None = None,
-    model_kwargs: dict[str, Any] | None = None,
-    img_size: int | None = None,
-    drop_path: float | None = None,
-    batch_size: int | None = None,
-    epochs: float | None = None,
-    warmup_epochs: float | None = None,
-    lr: float | None = None,
-    lr_base: float | None = None,
-    warmup_lr_base: float | None = None,
-    min_lr_base: float | None = None,
-    opt: str | None = None,
-    weight_decay: float | None = None,
-    layer_decay: float | None = None,
-    momentum: float | None = None,
-    clip_grad: float | None = None,
-    amp: bool | None = None,
-    compile: bool | None = None,
-    scale: tuple[float, float] | None = None,
-    ratio: tuple[float, float] | None = None,
-    hflip: float | None = None,
-    vflip: float | None = None,
-    auto_augment: str | None = None,
-    re_prob: float | None = None,
-    mixup: float | None = None,
-    cutmix: float | None = None,
-    mixup_switch: float | None = None,
-    smoothing: float | None = None,
-    workers: int | None = None,
-    seed: int | None = None,
-    shots: int | None = None,
-    eval_every: int | None = None,
-    log_every: int | None = None,
-    embed_decay: bool | None = None,
-    mix_chunk: int | None = None,
-    normalize: str | None = None,
-    crop_pct: float | None = None,
     force: bool = False,
     device: str | None = None,
     progress: bool | None = None,
+    **settings: Any,
 ) -> dict[str, Any]:
     """Fine-tune ``init`` (a checkpoint path, or ``"scratch"``) on ``dataset`` (a SPEC, see
     ``trainer.datasets``); settings left as None come from ``preset``. Returns ``results.json``'s content."""
-    overrides = {k: v for k, v in locals().items() if k in FINETUNE_DEFAULTS}
-    return _run("finetune", init, dataset, out, None, preset, overrides, force, device, progress)
+    return _run("finetune", init, dataset, out, None, preset, settings, force, device, progress)
 
 
+@takes_settings("probe")
 def probe(
     init: str,
     dataset: str,
@@ -101,37 +67,14 @@ def probe(
     *,
     blocks: int,
     preset: str = "auto",
-    model: str | None = None,
-    model_kwargs: dict[str, Any] | None = None,
-    img_size: int | None = None,
-    batch_size: int | None = None,
-    epochs: float | None = None,
-    warmup_epochs: float | None = None,
-    lr: float | None = None,
-    lr_base: float | None = None,
-    warmup_lr_base: float | None = None,
-    min_lr_base: float | None = None,
-    opt: str | None = None,
-    weight_decay: float | None = None,
-    momentum: float | None = None,
-    amp: bool | None = None,
-    scale: tuple[float, float] | None = None,
-    hflip: float | None = None,
-    workers: int | None = None,
-    seed: int | None = None,
-    shots: int | None = None,
-    eval_every: int | None = None,
-    log_every: int | None = None,
-    normalize: str | None = None,
-    crop_pct: float | None = None,
     force: bool = False,
     device: str | None = None,
     progress: bool | None = None,
+    **settings: Any,
 ) -> dict[str, Any]:
     """Linear probe: freeze the patch embedding and the first ``blocks`` blocks of ``init``'s model and
     train a linear classifier on their output. Returns ``results.json``'s content."""
-    overrides = {k: v for k, v in locals().items() if k in FINETUNE_DEFAULTS}
-    return _run("probe", init, dataset, out, blocks, preset, overrides, force, device, progress)
+    return _run("probe", init, dataset, out, blocks, preset, settings, force, device, progress)
 
 
 def _architecture(init: str, config: dict[str, Any], overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -209,7 +152,6 @@ def _run(kind: str, init: str, dataset: str, out, blocks, preset, overrides, for
 
 def _fit(kind, init, dataset, out: Path, blocks, preset, overrides, force, progress, d: distributed.Dist):
     config = resolve(kind, preset, **overrides)
-    check_config(config)
     if init != "scratch" and not os.path.isfile(init):
         raise TrainerError(f"--init {init}: no such checkpoint (or 'scratch')")
     runs.prepare_out(out, False, force, d)

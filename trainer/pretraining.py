@@ -41,10 +41,11 @@ from .engine import (
 )
 from .errors import TrainerError
 from .models import create_model, read_checkpoint
-from .presets import PRETRAIN_DEFAULTS, check_config, preset_name, resolve
+from .presets import preset_name, resolve
+from .settings import RENAMED, runtime, takes_settings
 
 # Settings that may change when a run is resumed: they do not change what is learned.
-RUNTIME = {"workers", "log_every", "save_every", "compile", "shuffle_buffer", "data_path"}
+RUNTIME = runtime("pretrain")
 FORMAT = "trainer-checkpoint/1"
 
 
@@ -55,7 +56,7 @@ def plan(config: dict[str, Any], source: ShardList, world: int) -> dict[str, Any
         raise TrainerError(f"--batch-size {batch} does not split over {world} processes")
     per_rank = batch // world
     if (config["mixup"] > 0 or config["cutmix"] > 0) and per_rank % 2:
-        raise TrainerError(f"mixup/cutmix need an even batch per process, got {per_rank}")
+        raise TrainerError(f"mixup/cutmix need an even batch size per process, got {per_rank}")
     per_epoch = max(1, source.samples // batch) if source.samples else None
     if config["samples"] is not None:
         total = math.ceil(config["samples"] / batch)
@@ -77,14 +78,11 @@ def plan(config: dict[str, Any], source: ShardList, world: int) -> dict[str, Any
 
 def _settings(overrides: dict[str, Any], preset: str, checkpoint: dict | None) -> dict[str, Any]:
     if checkpoint is None:
-        config = resolve("pretrain", preset, **overrides)
-        if overrides.get("samples") is not None:  # one budget at a time: the one given wins over the preset's
-            config["epochs"] = None
-        elif overrides.get("epochs") is not None:
-            config["samples"] = None
-        check_config(config)
-        return config
+        return resolve("pretrain", preset, **overrides)
     config = dict(checkpoint["config"])
+    for old, new in RENAMED.items():  # a checkpoint written before a setting was renamed
+        if old in config:
+            config.setdefault(new, config.pop(old))
     if preset_name(preset) != config["preset"] and preset != "auto":
         raise TrainerError(f"--preset {preset} differs from the run's {config['preset']}; a resumed run keeps its "
                            "settings")
@@ -99,64 +97,27 @@ def _settings(overrides: dict[str, Any], preset: str, checkpoint: dict | None) -
     return config
 
 
+@takes_settings("pretrain")
 def pretrain(
     data: str,
     out: str | os.PathLike,
     *,
     preset: str = "auto",
-    model: str | None = None,
-    model_kwargs: dict[str, Any] | None = None,
-    img_size: int | None = None,
-    drop_path: float | None = None,
-    batch_size: int | None = None,
-    epochs: float | None = None,
-    samples: int | None = None,
-    warmup_epochs: float | None = None,
-    lr: float | None = None,
-    lr_base: float | None = None,
-    warmup_lr_base: float | None = None,
-    min_lr_base: float | None = None,
-    opt: str | None = None,
-    weight_decay: float | None = None,
-    momentum: float | None = None,
-    clip_grad: float | None = None,
-    amp: bool | None = None,
-    compile: bool | None = None,
-    ema: float | None = None,
-    scale: tuple[float, float] | None = None,
-    ratio: tuple[float, float] | None = None,
-    hflip: float | None = None,
-    vflip: float | None = None,
-    auto_augment: str | None = None,
-    re_prob: float | None = None,
-    mixup: float | None = None,
-    cutmix: float | None = None,
-    mixup_switch: float | None = None,
-    smoothing: float | None = None,
-    data_path: str | None = None,
-    workers: int | None = None,
-    shuffle_buffer: int | None = None,
-    seed: int | None = None,
-    log_every: int | None = None,
-    save_every: int | None = None,
-    classes: int | None = None,
-    embed_decay: bool | None = None,
-    mix_chunk: int | None = None,
     resume: bool = False,
     force: bool = False,
     device: str | None = None,
     progress: bool | None = None,
+    **settings: Any,
 ) -> dict[str, Any]:
     """Pre-train a timm model on rendered shards (``data``: a dataset directory, shard pattern or URL).
 
     Settings left as None come from ``preset`` (``auto``: ``paper`` with a GPU, else ``cpu``); see
-    ``trainer.presets``. Writes ``config.json``, ``metrics.jsonl``, ``checkpoint.pt`` (every
+    ``trainer.settings`` and ``trainer.presets``. Writes ``config.json``, ``metrics.jsonl``, ``checkpoint.pt`` (every
     ``save_every`` steps and at the end) and ``curves.png`` to ``out``. ``resume`` continues the run
     in ``out`` from its checkpoint. Returns a summary (steps, final loss, samples/s, paths).
     """
-    overrides = {k: v for k, v in locals().items() if k in PRETRAIN_DEFAULTS}
     with distributed.session(device) as d:
-        return _pretrain(data, Path(out), preset, overrides, resume, force, progress, d)
+        return _pretrain(data, Path(out), preset, settings, resume, force, progress, d)
 
 
 def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: distributed.Dist) -> dict[str, Any]:
@@ -174,7 +135,7 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
     if checkpoint is not None and checkpoint["num_classes"] != num_classes:
         raise TrainerError(f"the data has {num_classes} classes but the checkpoint's model has "
                            f"{checkpoint['num_classes']}")
-    path = memory.choose_data_path(config.get("data_path", "auto"), source, img_size=config["img_size"],
+    path = memory.choose_input(config["input"], source, img_size=config["img_size"],
                                    device=d.device, processes_per_device=_processes_per_device(d))
     held = None
     if path == "memory":
@@ -185,7 +146,7 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
     precision = Precision(d.device, config["amp"])
     effective = {**config, "data": str(data), "num_classes": num_classes, "dataset": {
         "name": source.name, "samples": source.samples, "shards": len(source.urls)}, **steps,
-        "data_path_used": path, "held_in_memory": memory.summary(held) if held is not None else None,
+        "input_used": path, "held_in_memory": memory.summary(held) if held is not None else None,
         "workers_per_process": workers, "threads": distributed.set_threads(threads),
         "cores": distributed.usable_cores(), "precision": precision.name, "device": str(d.device)}
 

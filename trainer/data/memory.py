@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from ..errors import TrainerError
-from ..presets import DATA_PATHS
+from ..settings import INPUTS
 from .device_augment import Augmentation, apply_params, draw_params
 
 if TYPE_CHECKING:  # the shard readers (webdataset, braceexpand) are imported only where shards are read
@@ -98,9 +98,9 @@ def decode_source(source: ShardList, *, img_size: int, device: torch.device) -> 
                     problems.bad_sample(sample, e)
                     continue
                 if arrays and array.shape != arrays[0].shape:
-                    raise TrainerError(f"--data-path memory needs images of one size: {sample.get('__key__')} in "
+                    raise TrainerError(f"--input memory needs images of one size: {sample.get('__key__')} in "
                                        f"{url} is {array.shape[1:]} ({array.shape[0]} channels), the first was "
-                                       f"{arrays[0].shape[1:]} ({arrays[0].shape[0]}); use --data-path stream")
+                                       f"{arrays[0].shape[1:]} ({arrays[0].shape[0]}); use --input stream")
                 arrays.append(array)
                 labels.append(label)
         except SHARD_ERRORS as e:
@@ -152,12 +152,12 @@ def held_bytes(source: ShardList, img_size: int) -> int | None:
     return source.samples * channels * w * h
 
 
-def choose_data_path(setting: str, source: ShardList, *, img_size: int, device: torch.device,
+def choose_input(setting: str, source: ShardList, *, img_size: int, device: torch.device,
                      processes_per_device: int = 1) -> str:
     """``stream`` or ``memory``: ``auto`` takes memory when the decoded set fits comfortably (``AUTO_SHARE`` of
     the free memory, shared by the processes on the device)."""
-    if setting not in DATA_PATHS:
-        raise TrainerError(f"--data-path must be one of {', '.join(DATA_PATHS)}, got {setting!r}")
+    if setting not in INPUTS:
+        raise TrainerError(f"--input must be one of {', '.join(INPUTS)}, got {setting!r}")
     if setting != "auto":
         return setting
     need = held_bytes(source, img_size)
