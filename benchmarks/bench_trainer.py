@@ -142,8 +142,9 @@ def paths(args: argparse.Namespace) -> None:
     import torch
 
     import trainer
-    from trainer.data import memory
+    from trainer.data.inputs import create_train_input
     from trainer.data.shardlists import resolve_data
+    from trainer.distributed import Dist
     from trainer.presets import resolve
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,13 +152,13 @@ def paths(args: argparse.Namespace) -> None:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         start = time.perf_counter()
-        held = memory.decode_source(resolve_data(str(data)), img_size=224, device=torch.device("cpu"))
+        held = create_train_input(resolve_data(str(data)), resolve("pretrain", "paper", input="memory"), Dist())
         decode = time.perf_counter() - start
-        loader = memory.create_memory_loader(held, resolve("pretrain", "paper"), batch_size=32, steps=10**6)
-        rate = _rate(loader, LOADER_SAMPLES)
+        rate = _rate(held.batches(batch_size=32, steps=10**6), LOADER_SAMPLES)
         torch.set_num_threads(threads)
-        print(f"paths   memory path: {held.samples} images decoded once in {decode:.1f} s, held at "
-              f"{held.images.shape[-1]} px ({held.images.numel() / 2**20:.0f} MiB); the paper's augmentation at 224 px "
+        kept = held.describe()["held_in_memory"]
+        print(f"paths   memory path: {kept['samples']} images decoded once in {decode:.1f} s, held at "
+              f"{kept['width']} px ({kept['bytes'] / 2**20:.0f} MiB); the paper's augmentation at 224 px "
               f"on those batches, 1 thread: {rate:.1f} samples/s (compare 'loader' above, per core)")
         rates: dict[str, list[float]] = {}
         for _ in range(PATH_ROUNDS):  # interleaved: the machine is shared, load drifts

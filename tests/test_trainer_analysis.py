@@ -129,7 +129,7 @@ def test_layer_decay_scales_each_layers_lr_in_fine_tuning(tmp_path):
     result = trainer.finetune("scratch", "digits", tmp_path, preset="smoke", epochs=1, shots=2, warmup_epochs=0,
                               layer_decay=0.5, progress=False)
     assert result["settings"]["layer_decay"] == 0.5
-    from trainer.engine import create_optimizer
+    from trainer.optim import create_optimizer
 
     model = create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, model_kwargs=SMOKE_KWARGS)
     config = resolve("finetune", "smoke", layer_decay=0.5)

@@ -17,8 +17,7 @@ import trainer
 from trainer.cli import main
 from trainer.data.downstream import load_dataset
 from trainer.errors import TrainerError
-from trainer.finetuning import build_model
-from trainer.models import create_pretrained
+from trainer.models import create_downstream_model, create_pretrained
 
 # Heavy augmentation and mixing off: a few epochs on digits must show learning.
 PLAIN = dict(auto_augment="none", mixup=0.0, cutmix=0.0, smoothing=0.0)
@@ -73,16 +72,16 @@ def test_refusing_a_checkpoint_of_another_family_logs_no_key_list(pretrained, ca
 
 
 def test_model_kwargs_add_to_the_checkpoints_and_the_presets(pretrained):
-    from trainer.finetuning import _architecture
+    from trainer.models import architecture
     from trainer.presets import resolve
 
     smoke = {"patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}
     overrides = {"model_kwargs": {"depth": 1, "qkv_bias": False}}
     config = resolve("finetune", "smoke", **overrides)
     assert config["model_kwargs"] == {**smoke, "depth": 1, "qkv_bias": False}
-    assert _architecture(str(pretrained), config, overrides)[1] == {**smoke, "depth": 1, "qkv_bias": False}
+    assert architecture(str(pretrained), config, overrides)[1] == {**smoke, "depth": 1, "qkv_bias": False}
     other = {"model": "resnet18", "model_kwargs": {"drop_rate": 0.1}}
-    assert _architecture(str(pretrained), config, other) == ("resnet18", {"drop_rate": 0.1})
+    assert architecture(str(pretrained), config, other) == ("resnet18", {"drop_rate": 0.1})
 
 
 def check_run(out, results, spec, classes):
@@ -115,7 +114,7 @@ def test_finetuning_learns_digits(tmp_path):
 
 def test_the_probe_freezes_exactly_the_patch_embedding_and_first_k_blocks(pretrained, tmp_path):
     saved = torch.load(pretrained, weights_only=True)
-    model = build_model("probe", str(pretrained), "vit_tiny_patch16_224", saved["config"]["model_kwargs"],
+    model = create_downstream_model("probe", str(pretrained), "vit_tiny_patch16_224", saved["config"]["model_kwargs"],
                         num_classes=10, img_size=32, drop_path=0.0, blocks=1)
     frozen = {k for k, p in model.named_parameters() if not p.requires_grad}
     trainable = {k for k, p in model.named_parameters() if p.requires_grad}
@@ -262,7 +261,7 @@ def test_finetune_and_probe_errors_are_one_line(pretrained, tmp_path, command, a
 
 def test_the_paper_finetuning_preset_is_the_reference_run():
     from trainer.data.transforms import MEAN_STD
-    from trainer.engine import learning_rates
+    from trainer.optim import learning_rates
     from trainer.presets import resolve
     from trainer.settings import NORMALIZE
 

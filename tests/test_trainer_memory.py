@@ -26,9 +26,11 @@ from timm.data.transforms import RandomResizedCropAndInterpolation
 import trainer
 from trainer import distributed
 from trainer.data import device_augment as A
+from trainer.data import inputs
 from trainer.data import memory as M
+from trainer.data.inputs import MemoryInput
 from trainer.data.shardlists import resolve_data
-from trainer.engine import create_criterion
+from trainer.loss import create_criterion
 from trainer.presets import resolve
 
 N = 20_000
@@ -360,12 +362,13 @@ def test_passes_are_reshuffled_and_a_resumed_run_continues_the_sequence():
 
 def test_batches_are_augmented_normalised_and_labelled():
     data = held(16, 40)
-    loader = M.create_memory_loader(data, {**PAPER, "img_size": 24}, batch_size=8, steps=3, num_classes=5)
+    config, d = {**PAPER, "img_size": 24}, distributed.Dist()
+    loader = MemoryInput(data, config, d, why="test", num_classes=5).batches(batch_size=8, steps=3)
     for b in loader:
         assert b["image"].shape == (8, 3, 24, 24) and b["image"].dtype == torch.float32
         assert torch.equal(b["label"], data.labels[b["index"]])
     with pytest.raises(trainer.errors.TrainerError, match="outside"):
-        M.create_memory_loader(data, PAPER, batch_size=8, steps=1, num_classes=3)
+        MemoryInput(data, config, d, why="test", num_classes=3)
 
 
 # decoding, the auto rule, workers and threads -----------------------------------------------------------------
@@ -382,22 +385,23 @@ def test_auto_takes_memory_only_when_the_data_fits(tiny, monkeypatch):  # noqa: 
     source = resolve_data(str(tiny))
     need = M.held_bytes(source, 224)
     assert need == 12 * 64 * 64
-    monkeypatch.setattr(M, "free_memory", lambda device: 10 * need)
-    assert M.choose_input("auto", source, img_size=224, device=CPU) == "memory"
-    monkeypatch.setattr(M, "free_memory", lambda device: 2 * need)
-    assert M.choose_input("auto", source, img_size=224, device=CPU) == "stream"
-    assert M.choose_input("stream", source, img_size=224, device=CPU) == "stream"
+    monkeypatch.setattr(inputs, "free_memory", lambda device: 10 * need)
+    assert inputs.choose_input("auto", source, img_size=224, device=CPU)[0] == "memory"
+    monkeypatch.setattr(inputs, "free_memory", lambda device: 2 * need)
+    kind, why = inputs.choose_input("auto", source, img_size=224, device=CPU)
+    assert kind == "stream" and why.startswith("auto: 1 x 0 MiB decoded >= 25% of the")
+    assert inputs.choose_input("stream", source, img_size=224, device=CPU) == ("stream", "--input stream")
 
 
-@pytest.mark.parametrize("device,path,expected", [("cuda", "stream", (15, 1)), ("cuda", "memory", (0, 15)),
-                                                  ("cpu", "stream", (4, 12)), ("cpu", "memory", (0, 15))])
-def test_workers_and_threads_never_oversubscribe_the_cores(device, path, expected):
-    workers, threads = distributed.loader_plan(device, path, None, cores=16)
+@pytest.mark.parametrize("device,loader,expected", [("cuda", True, (15, 1)), ("cuda", False, (0, 15)),
+                                                    ("cpu", True, (4, 12)), ("cpu", False, (0, 15))])
+def test_workers_and_threads_never_oversubscribe_the_cores(device, loader, expected):
+    workers, threads = distributed.plan_cores(device, loader=loader, cores=16)
     assert (workers, threads) == expected and workers + threads <= 16
 
 
 def test_a_stream_loader_in_process_keeps_a_core_for_itself():
-    assert distributed.loader_plan("cpu", "stream", 0, cores=2) == (0, 1)
+    assert distributed.plan_cores("cpu", loader=True, workers=0, cores=2) == (0, 1)
 
 
 def test_pretraining_through_memory_records_its_choice(tiny, tmp_path, one_thread):  # noqa: F811

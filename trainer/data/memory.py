@@ -3,8 +3,8 @@
     decode_source     every sample of every shard, once -> one uint8 tensor [N, C, H, W] and the labels, on the
                       training device (grayscale stays one channel)
     epoch_order       pass p is a permutation of the dataset seeded with (seed, p), split between ranks
-    MemoryLoader      ``steps`` batches ``{"image", "label", "index", "problems"}``, like the stream loader's but
-                      augmented (``device_augment``), normalised and on the device
+    MemoryLoader      ``steps`` batches ``{"image", "label", "index"}``, augmented (``device_augment``),
+                      normalised and on the device
 
 Mixup/CutMix stay in the training loop, as on the stream input.
 """
@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import io
 import os
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,6 @@ import torch
 from PIL import Image
 
 from ..errors import TrainerError
-from ..settings import INPUTS
 from .device_augment import Augmentation, apply_params, draw_params
 
 if TYPE_CHECKING:  # the shard readers (webdataset, braceexpand) are imported only where shards are read
@@ -51,10 +49,6 @@ class MemoryData:
     @property
     def samples(self) -> int:
         return self.images.shape[0]
-
-    def snapshot(self) -> dict[str, Any]:
-        """The problem log that batches carry (``data.ProblemLog`` reads it)."""
-        return {"worker": 0, "shards": self.corrupt_shards, "samples": self.skipped_samples}
 
 
 def hold_size(width: int, height: int, img_size: int) -> tuple[int, int]:
@@ -152,19 +146,6 @@ def held_bytes(source: ShardList, img_size: int) -> int | None:
     return source.samples * channels * w * h
 
 
-def choose_input(setting: str, source: ShardList, *, img_size: int, device: torch.device,
-                     processes_per_device: int = 1) -> str:
-    """``stream`` or ``memory``: ``auto`` takes memory when the decoded set fits comfortably (``AUTO_SHARE`` of
-    the free memory, shared by the processes on the device)."""
-    if setting not in INPUTS:
-        raise TrainerError(f"--input must be one of {', '.join(INPUTS)}, got {setting!r}")
-    if setting != "auto":
-        return setting
-    need = held_bytes(source, img_size)
-    if need is None:
-        return "stream"
-    return "memory" if need * processes_per_device < AUTO_SHARE * free_memory(device) else "stream"
-
 # ----------------------------------------------------------------------------------------------- batches
 
 
@@ -229,24 +210,7 @@ class MemoryLoader:
         for index in self.indices():
             params = draw_params(self.augmentation, len(index), h, w, self.generator, device)
             images = apply_params(self.data.images[index], self.augmentation, params)
-            yield {"image": images, "label": self.data.labels[index], "index": index,
-                   "problems": self.data.snapshot()}
-
-
-def create_memory_loader(data: MemoryData, config: Mapping[str, Any], *, batch_size: int, steps: int,
-                         start: int = 0, rank: int = 0, world: int = 1, num_classes: int | None = None
-                         ) -> MemoryLoader:
-    """A ``MemoryLoader`` with a run's augmentation; labels are checked against ``num_classes`` once, here."""
-    if num_classes is not None:
-        bad = data.labels[(data.labels < 0) | (data.labels >= num_classes)]
-        if bad.numel():
-            raise TrainerError(f"label {bad[0].item()} in the data is outside [0, {num_classes}): the class count "
-                               "does not match the data")
-    if data.skipped_samples or data.corrupt_shards:
-        sys.stderr.write(f"Warning: {len(data.corrupt_shards)} corrupt shard(s), {data.skipped_samples} "
-                         "unreadable sample(s) left out of memory\n")
-    return MemoryLoader(data, Augmentation.from_config(config), batch_size=batch_size, steps=steps, start=start,
-                        seed=config["seed"], rank=rank, world=world)
+            yield {"image": images, "label": self.data.labels[index], "index": index}
 
 
 def summary(data: MemoryData) -> dict[str, Any]:
