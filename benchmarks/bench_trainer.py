@@ -137,7 +137,7 @@ def train(args: argparse.Namespace) -> None:
 
 @section
 def paths(args: argparse.Namespace) -> None:
-    """The two data paths side by side on the default dataset: the paper's augmentation alone at 224 px
+    """The two inputs side by side on the default dataset: the paper's augmentation alone at 224 px
     (one thread), and ``cpu``-preset training through each (interleaved rounds, best kept)."""
     import torch
 
@@ -157,7 +157,7 @@ def paths(args: argparse.Namespace) -> None:
         rate = _rate(held.batches(batch_size=32, steps=10**6), LOADER_SAMPLES)
         torch.set_num_threads(threads)
         kept = held.describe()["held_in_memory"]
-        print(f"paths   memory path: {kept['samples']} images decoded once in {decode:.1f} s, held at "
+        print(f"paths   memory input: {kept['samples']} images decoded once in {decode:.1f} s, held at "
               f"{kept['width']} px ({kept['bytes'] / 2**20:.0f} MiB); the paper's augmentation at 224 px "
               f"on those batches, 1 thread: {rate:.1f} samples/s (compare 'loader' above, per core)")
         rates: dict[str, list[float]] = {}
@@ -188,5 +188,5 @@ def trainer_preset_samples(preset: str) -> int:
 LOADER_SAMPLES = 384  # samples per loader timing
 LOADER_ROUNDS = 2  # interleaved rounds of loader timings (the best is kept: the machine is shared)
 CPU_SAMPLES = 3200  # samples of the cpu preset's timing (50 steps)
-PATH_ROUNDS = 2  # interleaved rounds of the two data paths' cpu-preset timings
+PATH_ROUNDS = 2  # interleaved rounds of the two inputs' cpu-preset timings
 PATH_SAMPLES = 1920  # samples of each of those timings (30 steps: the first 20 are start-up)

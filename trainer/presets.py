@@ -69,7 +69,7 @@ PROBE_PRESETS: dict[str, dict[str, Any]] = {
 # preset's choices, which the paper's 1000-epoch SGD recipe cannot follow in minutes), and the cpu probe's
 # batch and lr (the paper's batch 256 would give a probe of 500 images two steps per epoch).
 GPU_EXPERIMENT: dict[str, Any] = dict(
-    # The paper's 1000 images held on the device and augmented there (the memory data path).
+    # The paper's 1000 images held on the device and augmented there (the memory input).
     pretrain=dict(samples=192_000, input="memory"),
     finetune=dict(batch_size=64, opt="adamw", lr=1e-3, weight_decay=0.05, warmup_epochs=2, scale=(0.6, 1.0),
                   hflip=0.0, auto_augment="none", re_prob=0.0, mixup=0.0, cutmix=0.0),

@@ -74,7 +74,7 @@ def _to_array(encoded: bytes, img_size: int) -> np.ndarray:
 def decode_source(source: ShardList, *, img_size: int, device: torch.device) -> MemoryData:
     """Every sample of ``source``, decoded once, held at ``hold_size`` on ``device``.
 
-    A corrupt shard or sample is skipped with a warning (as on the stream path); images of different
+    A corrupt shard or sample is skipped with a warning (as on the stream input); images of different
     sizes, or a set with nothing readable, are an error.
     """
     from .shards import SAMPLE_ERRORS, SHARD_ERRORS, Problems, image_and_label, shard_samples
@@ -162,7 +162,7 @@ class MemoryLoader:
 
     Step t of the run is batch ``t % per_pass`` of pass ``t // per_pass`` (the last partial batch of a pass
     is dropped), so a resumed run continues the same sequence of images. A dataset smaller than a batch
-    per process is read as the stream path reads it: passes one after the other, cut into batches.
+    per process is read as the stream input reads it: passes one after the other, cut into batches.
     Augmentation draws come from a generator on the device seeded with (seed, rank, start).
     """
 
