@@ -7,5 +7,5 @@ that turn them into batches.
     memory          the memory input: decoded once onto the training device, augmented there in batches
     device_augment  the training augmentation on whole batches on the device (the memory input's)
     transforms      timm's training and evaluation transforms on PIL images (the stream input's)
-    downstream      downstream datasets by SPEC (digits, mnist5k, folder:, wds:, torch/)
+    downstream      downstream datasets by SPEC (digits, mnist5k, folder:, wds:, torch/, hfds/, in100:, places30:)
 """
