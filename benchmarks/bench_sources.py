@@ -15,7 +15,7 @@ def fractaldb(args: argparse.Namespace) -> None:
     """FractalDB-1k (1000 categories x 1000 instances, 362 px, 200k points) on a slice, and its search."""
     import fracbuild.rendering as R
     from fracbuild.recipe import load_recipe
-    from fracbuild.searching import search_categories
+    from fracbuild.sources.fractaldb import search_categories
 
     recipe = load_recipe(MANIFESTS / "fractaldb-1k.json")
     jobs = os.cpu_count() or 1

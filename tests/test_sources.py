@@ -13,15 +13,16 @@ from fracbuild import ifs
 from fracbuild.cli import main
 from fracbuild.dataset import load_manifest, verify
 from fracbuild.errors import FracbuildError
+from fracbuild.jsonfile import to_json
 from fracbuild.kernels import fill_rate, map_choices, random_sequence, render_image
-from fracbuild.recipe import counts, load_recipe, to_json, validate_recipe
+from fracbuild.recipe import counts, load_recipe, new_recipe, validate_recipe
 from fracbuild.rendering import render
-from fracbuild.searching import FILL_CHECK, import_categories, new_recipe, search, search_categories
 from fracbuild.shards import decode_sample, read_shard
 from fracbuild.sources import SOURCES, create_source
 from fracbuild.sources import image as image_source
 from fracbuild.sources import noise as noise_source
-from fracbuild.sources.fractaldb import WEIGHT_ROW, scale_table
+from fracbuild.sources.fractal import search
+from fracbuild.sources.fractaldb import FILL_CHECK, WEIGHT_ROW, import_categories, scale_table, search_categories
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p.relative_to(ROOT / "manifests").as_posix() for p in (ROOT / "manifests").rglob("*.json"))
@@ -298,7 +299,7 @@ def test_category_search_by_sigma_factor():
 def test_image_warps_stay_within_the_image(warp, tmp_path):
     """A white photograph stays white under any warp, however strong: no pixel comes from outside."""
     Image.new("L", (80, 60), 255).save(tmp_path / "white.png")
-    recipe = small(image_source.make_recipe(image=str(tmp_path / "white.png"), convert="gray", warp=warp, delta=1.0),
+    recipe = small(image_source.new_recipe(image=str(tmp_path / "white.png"), convert="gray", warp=warp, delta=1.0),
                    classes=4, size=64)
     source = create_source(recipe)
     for cls in range(4):
@@ -310,7 +311,7 @@ def test_image_warps_stay_within_the_image(warp, tmp_path):
 
 @pytest.mark.parametrize("warp", image_source.WARPS)
 def test_image_warps_differ_by_class_and_vanish_with_delta(warp):
-    recipe = small(image_source.make_recipe(warp=warp), classes=4, size=64)
+    recipe = small(image_source.new_recipe(warp=warp), classes=4, size=64)
     source = create_source(recipe)
     images = [source.sample(c, 0)[0] for c in range(4)]
     assert all(not np.array_equal(images[i], images[j]) for i in range(4) for j in range(i))
@@ -339,7 +340,7 @@ def test_image_instances_need_flips():
 def test_a_changed_image_is_refused(tmp_path):
     path = tmp_path / "photo.png"
     Image.new("L", (40, 40), 7).save(path)
-    recipe = image_source.make_recipe(image=str(path))
+    recipe = image_source.new_recipe(image=str(path))
     Image.new("L", (40, 40), 8).save(path)
     with pytest.raises(FracbuildError, match="has changed"):
         validate_recipe(recipe)
@@ -441,7 +442,7 @@ def test_noise_recipe_checks_its_parameters():
     with pytest.raises(FracbuildError, match="unknown key.*noise-uniform.*mean"):
         validate_recipe({**recipe, "noise": {"mean": 0.5}})
     with pytest.raises(FracbuildError, match="noise.variance must be >= 0"):
-        noise_source.make_recipe("noise-gaussian", noise={"variance": -1})
+        noise_source.new_recipe("noise-gaussian", noise={"variance": -1})
 
 
 def test_a_dataset_rendered_before_recipes_named_their_source_resumes(recipe, tmp_path):
