@@ -61,18 +61,76 @@ def perlin1(x, out):
 
 
 @njit(cache=True, nogil=True)
-def _point(image, x, y, ink):
-    if 0 <= x < image.shape[1] and 0 <= y < image.shape[0]:
-        image[y, x] = ink
+def _ceil_div(a, b):
+    return -((-a) // b)
+
+
+@njit(cache=True, nogil=True)
+def _major_steps(start, step, n, size):
+    """The steps ``i`` in ``[0, n)`` at which ``start + step * i`` (``step`` = ±1) lies in ``[0, size)``."""
+    if step > 0:
+        return max(0, -start), min(n, size - start)
+    return max(0, start - size + 1), min(n, start + 1)
+
+
+@njit(cache=True, nogil=True)
+def _minor_steps(start, step, d_major, d_minor, n, size):
+    """The steps ``i`` in ``[0, n)`` at which the minor coordinate ``start + step * k(i)``, with
+    ``k(i) = (2 d_minor i + d_major) // (2 d_major)`` minor steps made, lies in ``[0, size)``."""
+    lo_k, hi_k = (-start, size - 1 - start) if step > 0 else (start - size + 1, start)
+    lo_k = max(lo_k, 0)  # k(i) >= 0
+    if hi_k < lo_k:
+        return 0, 0
+    if d_minor == 0:  # k(i) = 0 for every step
+        return (0, n) if lo_k == 0 else (0, 0)
+    # k(i) >= K  <=>  i >= (2 d_major K - d_major) / (2 d_minor)
+    # k(i) <= K  <=>  i < (2 d_major (K + 1) - d_major) / (2 d_minor)
+    lo = _ceil_div(2 * d_major * lo_k - d_major, 2 * d_minor)
+    hi = _ceil_div(2 * d_major * (hi_k + 1) - d_major, 2 * d_minor)
+    return max(lo, 0), min(hi, n)
+
+
+@njit(cache=True, nogil=True)
+def _walk(image, major, minor, d_major, d_minor, s_major, s_minor, n, transposed, ink):
+    """Bresenham's walk along the major axis as Pillow makes it (error ``2 d_minor - d_major`` to
+    start, a minor step whenever it is >= 0), over the steps at which both coordinates are inside
+    the image: after ``i`` steps the walk has made ``k(i) = (2 d_minor i + d_major) // (2 d_major)``
+    minor steps, so it starts there directly."""
+    height, width = image.shape
+    lo, hi = _major_steps(major, s_major, n, height if transposed else width)
+    lo_minor, hi_minor = _minor_steps(minor, s_minor, d_major, d_minor, n, width if transposed else height)
+    lo, hi = max(lo, lo_minor), min(hi, hi_minor)
+    if lo >= hi:
+        return
+    k = (2 * d_minor * lo + d_major) // (2 * d_major)
+    e = 2 * d_minor - d_major + 2 * d_minor * lo - 2 * d_major * k
+    a, b = major + s_major * lo, minor + s_minor * k
+    if transposed:  # two loops, so that neither tests the orientation per pixel
+        for _ in range(hi - lo):
+            if 0 <= b < width:  # always, by the ranges above: a guard, never a clip
+                image[a, b] = ink
+            if e >= 0:
+                b += s_minor
+                e -= 2 * d_major
+            e += 2 * d_minor
+            a += s_major
+    else:
+        for _ in range(hi - lo):
+            if 0 <= b < height:
+                image[b, a] = ink
+            if e >= 0:
+                b += s_minor
+                e -= 2 * d_major
+            e += 2 * d_minor
+            a += s_major
 
 
 @njit(cache=True, nogil=True)
 def segment(image, x0, y0, x1, y1, ink):
     """Pillow's 1-px line from ``(x0, y0)`` to ``(x1, y1)``, the end pixel excluded: a horizontal
-    run, a vertical run, or Bresenham's walk along the longer axis, clipped pixel by pixel."""
+    run, or Bresenham's walk along the longer axis (a vertical run when the shorter is 0). Only the
+    steps inside the image are walked, so a long line costs at most the image's side."""
     height, width = image.shape
-    if (x0 < 0 and x1 < 0) or (y0 < 0 and y1 < 0) or (x0 >= width and x1 >= width) or (y0 >= height and y1 >= height):
-        return  # every pixel of the walk lies between the ends: none is inside
     dy = y1 - y0
     if dy == 0:
         lo, hi = (x0, x1 - 1) if x1 > x0 else (x1 + 1, x0)
@@ -80,33 +138,24 @@ def segment(image, x0, y0, x1, y1, ink):
             for x in range(max(lo, 0), min(hi, width - 1) + 1):
                 image[y0, x] = ink
         return
-    ys = 1 if dy > 0 else -1
-    dy = abs(dy)
     dx = x1 - x0
+    ys = 1 if dy > 0 else -1
     xs = 1 if dx >= 0 else -1
-    dx = abs(dx)
-    if dx == 0:
-        for _ in range(dy):
-            _point(image, x0, y0, ink)
-            y0 += ys
-    elif dx > dy:
-        e = 2 * dy - dx
-        for _ in range(dx):
-            _point(image, x0, y0, ink)
-            if e >= 0:
-                y0 += ys
-                e -= 2 * dx
-            e += 2 * dy
-            x0 += xs
-    else:
-        e = 2 * dx - dy
-        for _ in range(dy):
-            _point(image, x0, y0, ink)
-            if e >= 0:
-                x0 += xs
-                e -= 2 * dy
-            e += 2 * dx
-            y0 += ys
+    dx, dy = abs(dx), abs(dy)
+    if dx > dy:
+        _walk(image, x0, y0, dx, dy, xs, ys, dx, False, ink)
+    else:  # dx == 0 walks straight down the column: no minor step is ever made
+        _walk(image, y0, x0, dy, dx, ys, xs, dy, True, ink)
+
+
+#: Pixel coordinates are clamped to this before the integer cast (Pillow casts to a C int, undefined
+#: past ±2**31): a line's walk then never overflows, and any finite coordinate terminates.
+LIMIT = 2.0 ** 29
+
+
+@njit(cache=True, nogil=True)
+def _pixel(value):
+    return int(min(max(value, -LIMIT), LIMIT))
 
 
 @njit(cache=True, nogil=True)
@@ -116,9 +165,11 @@ def polyline(image, xy, ink):
     segment, as each segment's end is the next one's start."""
     n = xy.shape[0]
     for k in range(n - 1):
-        segment(image, int(xy[k, 0]), int(xy[k, 1]), int(xy[k + 1, 0]), int(xy[k + 1, 1]), ink)
+        segment(image, _pixel(xy[k, 0]), _pixel(xy[k, 1]), _pixel(xy[k + 1, 0]), _pixel(xy[k + 1, 1]), ink)
     if n > 1:
-        _point(image, int(xy[n - 1, 0]), int(xy[n - 1, 1]), ink)
+        x, y = _pixel(xy[n - 1, 0]), _pixel(xy[n - 1, 1])
+        if 0 <= x < image.shape[1] and 0 <= y < image.shape[0]:
+            image[y, x] = ink
 
 
 @njit(cache=True, nogil=True)
