@@ -87,6 +87,7 @@ class _Search(click.Command):
 @click.option("--max-tries", type=int, help="Give up after this many systems, per category (10000).")
 @click.option("--classes", type=int, help="Classes L, or categories C of a source of categories (1000).")
 @click.option("--delta", type=float, help="Perturbation strength Δ (0.1).")
+@click.option("--instances", type=int, help="Images per class K written into the recipe.")
 @click.option("--method", type=click.Choice(["fill", "sigma"]),
               help="Category draw: FractalDB's uniform parameters, or by σ-factor (fill).")
 @click.option("--jobs", type=int, help="Worker processes of a category search (-1: all cores).")

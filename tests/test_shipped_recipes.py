@@ -130,6 +130,31 @@ PINNED = {
         "123263febde1f280c65d16085141398c599866a0bcb32347a044da736cd746d9",
         "731722b09c60c50fb21b7a2d2933e1537118492dda829dcf9f4415c55ca00cd0",
     ),
+    # Added with the rcdb and visualatom sources, pinned on their first version.
+    "paper/rcdb-1k.json": (
+        "6ac0f9f092516a08ec48efe65f59008d5b62b4365ab7dcbbc0876aaa3632c11e",
+        "e41ebeaf4272871315182f3e6e52e1bae52222e93d7c3c9af27017b6bdb5e333",
+    ),
+    "paper/rcdb-1m.json": (
+        "2dd77d78eb194b33580a7093c084cafc2d66fb1ef3867408b3bb59076cde5152",
+        "0061e37281e7b38374e80fbe1378e5a44cd4a4ce47e02e723fca7755a5da1817",
+    ),
+    "paper/rcdb-lpce.json": (
+        "6296f77e89ae4215aa245269b6b29f4dff153755c67bd4fe6f4517c67d9ae355",
+        "2e391e6338a399ea1a3251dad80d9c35de32fe307323b37e3156427eaacddf22",
+    ),
+    "paper/visualatom-1k.json": (
+        "21a49d6ebc71ac0c183655bb0d8d815d9488fb8b73fd180ace4b44349e647b22",
+        "1f1e1631caaace6f4c411d55f270aab3a3376a58bac7709cf0252c44af17ca40",
+    ),
+    "paper/visualatom-1m.json": (
+        "44bde3ec6e030f9f1991ca16c1188a56d99b1ba210aeee3a69956b010ef369c0",
+        "1523740d23805cd523d0e3ea1ddb9ba9b27d5bdcb9877dbb00881f513eb0254b",
+    ),
+    "paper/visualatom-lpce.json": (
+        "22388ef8d951c3aad493f83ec8dfe78294c6df40d0d08787ebcde347572a4a06",
+        "aee6dfb78bc4601d1217268aaa956682623789b010fdceb85fe5685addf70fae",
+    ),
 }
 
 

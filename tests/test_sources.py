@@ -72,13 +72,14 @@ def test_every_source_has_a_shipped_recipe():
     paper = {name for name in RECIPES if name.startswith("paper/")}
     assert paper == {f"paper/delta-{d}.json" for d in ("0.001", "0.01", "0.05", "0.1", "0.2", "1.0")} | {
         f"paper/sigma-{s}.json" for s in ("3.5", "4.0", "4.5", "5.0", "6.0")} | {
-        f"paper/classes-{n}.json" for n in (16, 64, 512, 1000)}
+        f"paper/classes-{n}.json" for n in (16, 64, 512, 1000)} | {
+        f"paper/{s}-{form}.json" for s in ("rcdb", "visualatom") for form in ("1m", "1k", "lpce")}
 
 
 @pytest.mark.parametrize("name", RECIPES)
 def test_every_shipped_recipe_renders_at_small_size(name, tmp_path):
     recipe = shipped(name)
-    instances = 8 if recipe["source"] == "fractaldb" else None
+    instances = min(recipe["render"]["instances"], 8)  # FractalDB's, RCDB's, VisualAtom's 1000 cut to 8
     m = render(small(recipe, instances=instances), tmp_path, jobs=1, progress=False, preview=False)
     classes, per_class = counts(m["recipe"])
     assert m["samples"] == classes * per_class == len(samples(tmp_path))
@@ -110,13 +111,15 @@ def test_every_shipped_recipe_is_what_its_recorded_search_makes(name):
         options = {"classes": perturb["classes"], "seed": perturb["seed"], "delta": perturb["delta"]}
         if source == "image":
             options.update(image=recipe["image"]["path"], convert=recipe["image"]["convert"], warp=perturb["warp"])
+        if source in ("rcdb", "visualatom"):
+            options.update(seed=found["seed"], instances=recipe["render"]["instances"])
         assert new_recipe(source, name=recipe["name"], **options) == recipe
 
 
 def test_paper_ablations_vary_only_their_own_setting():
     base = shipped("1p-frac.json")
     for name in RECIPES:
-        if not name.startswith("paper/"):
+        if not name.startswith(("paper/delta-", "paper/sigma-", "paper/classes-")):
             continue
         recipe = shipped(name)
         kind, _, value = name.removeprefix("paper/").removesuffix(".json").partition("-")

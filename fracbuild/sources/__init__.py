@@ -39,6 +39,8 @@ SOURCES = {
     "noise-gaussian": "noise",
     "noise-uniform": "noise",
     "image": "image",
+    "rcdb": "contour",
+    "visualatom": "contour",
 }
 
 
