@@ -91,24 +91,26 @@ def _minor_steps(start, step, d_major, d_minor, n, size):
 
 
 @njit(cache=True, nogil=True)
-def _walk(image, major, minor, d_major, d_minor, s_major, s_minor, n, transposed, ink):
+def _walk(image, major, minor, d_major, d_minor, s_major, s_minor, n, transposed, inside, ink):
     """Bresenham's walk along the major axis as Pillow makes it (error ``2 d_minor - d_major`` to
     start, a minor step whenever it is >= 0), over the steps at which both coordinates are inside
-    the image: after ``i`` steps the walk has made ``k(i) = (2 d_minor i + d_major) // (2 d_major)``
-    minor steps, so it starts there directly."""
+    the image (all of them when both ends are, ``inside``): after ``i`` steps the walk has made
+    ``k(i) = (2 d_minor i + d_major) // (2 d_major)`` minor steps, so it starts there directly."""
     height, width = image.shape
-    lo, hi = _major_steps(major, s_major, n, height if transposed else width)
-    lo_minor, hi_minor = _minor_steps(minor, s_minor, d_major, d_minor, n, width if transposed else height)
-    lo, hi = max(lo, lo_minor), min(hi, hi_minor)
-    if lo >= hi:
-        return
-    k = (2 * d_minor * lo + d_major) // (2 * d_major)
+    lo, hi, k = 0, n, 0
+    if not inside:  # most segments lie inside: no divisions for them
+        lo, hi = _major_steps(major, s_major, n, height if transposed else width)
+        lo_minor, hi_minor = _minor_steps(minor, s_minor, d_major, d_minor, n, width if transposed else height)
+        lo, hi = max(lo, lo_minor), min(hi, hi_minor)
+        if lo >= hi:
+            return
+        k = (2 * d_minor * lo + d_major) // (2 * d_major)
     e = 2 * d_minor - d_major + 2 * d_minor * lo - 2 * d_major * k
     a, b = major + s_major * lo, minor + s_minor * k
     if transposed:  # two loops, so that neither tests the orientation per pixel
         for _ in range(hi - lo):
             if 0 <= b < width:  # always, by the ranges above: a guard, never a clip
-                image[a, b] = ink
+                image[np.uintp(a), np.uintp(b)] = ink  # unsigned: no negative-index wraparound
             if e >= 0:
                 b += s_minor
                 e -= 2 * d_major
@@ -117,7 +119,7 @@ def _walk(image, major, minor, d_major, d_minor, s_major, s_minor, n, transposed
     else:
         for _ in range(hi - lo):
             if 0 <= b < height:
-                image[b, a] = ink
+                image[np.uintp(b), np.uintp(a)] = ink
             if e >= 0:
                 b += s_minor
                 e -= 2 * d_major
@@ -142,10 +144,11 @@ def segment(image, x0, y0, x1, y1, ink):
     ys = 1 if dy > 0 else -1
     xs = 1 if dx >= 0 else -1
     dx, dy = abs(dx), abs(dy)
+    inside = 0 <= x0 < width and 0 <= x1 < width and 0 <= y0 < height and 0 <= y1 < height
     if dx > dy:
-        _walk(image, x0, y0, dx, dy, xs, ys, dx, False, ink)
+        _walk(image, x0, y0, dx, dy, xs, ys, dx, False, inside, ink)
     else:  # dx == 0 walks straight down the column: no minor step is ever made
-        _walk(image, y0, x0, dy, dx, ys, xs, dy, True, ink)
+        _walk(image, y0, x0, dy, dx, ys, xs, dy, True, inside, ink)
 
 
 #: Pixel coordinates are clamped to this before the integer cast (Pillow casts to a C int, undefined
@@ -159,17 +162,26 @@ def _pixel(value):
 
 
 @njit(cache=True, nogil=True)
+def _polyline(image, px, py, ink):
+    """``polyline`` of integer pixel coordinates."""
+    n = px.shape[0]
+    for k in range(n - 1):
+        segment(image, px[k], py[k], px[k + 1], py[k + 1], ink)
+    if n > 1 and 0 <= px[n - 1] < image.shape[1] and 0 <= py[n - 1] < image.shape[0]:
+        image[py[n - 1], px[n - 1]] = ink
+
+
+@njit(cache=True, nogil=True)
 def polyline(image, xy, ink):
     """Pillow's ``ImageDraw.line(xy, width=1)``: each coordinate truncated towards zero (C's cast),
     every segment drawn without its end, then the last point. The same pixels as one call per
     segment, as each segment's end is the next one's start."""
-    n = xy.shape[0]
-    for k in range(n - 1):
-        segment(image, _pixel(xy[k, 0]), _pixel(xy[k, 1]), _pixel(xy[k + 1, 0]), _pixel(xy[k + 1, 1]), ink)
-    if n > 1:
-        x, y = _pixel(xy[n - 1, 0]), _pixel(xy[n - 1, 1])
-        if 0 <= x < image.shape[1] and 0 <= y < image.shape[0]:
-            image[y, x] = ink
+    px = np.empty(xy.shape[0], dtype=np.int64)
+    py = np.empty(xy.shape[0], dtype=np.int64)
+    for k in range(xy.shape[0]):
+        px[k] = _pixel(xy[k, 0])
+        py[k] = _pixel(xy[k, 1])
+    _polyline(image, px, py, ink)
 
 
 @njit(cache=True, nogil=True)
@@ -192,14 +204,15 @@ def draw_contours(image, cos, sin, wave1, wave2, shape, origin, shift, scale, pe
     noise = np.empty(inputs.size)
     perlin1(inputs.ravel(), noise)
     noise = noise.reshape(inputs.shape)
-    xy = np.empty((n + 1, 2))
+    px = np.empty(n + 1, dtype=np.int64)
+    py = np.empty(n + 1, dtype=np.int64)
     for line in range(inputs.shape[0]):
         for v in range(n):
             nx = noise[line, 0, v] * perlin * gain - perlin - wave1[v] - wave2[v]
             ny = noise[line, 1, v] * perlin * gain - perlin - wave1[v] - wave2[v]
             x[v] -= cos[v] * (nx - offset)
             y[v] -= sin[v] * (ny - offset)
-            xy[v, 0] = (x[v] + shift[0]) * scale
-            xy[v, 1] = (y[v] + shift[1]) * scale
-        xy[n] = xy[0]
-        polyline(image, xy, gray[line])
+            px[v] = _pixel((x[v] + shift[0]) * scale)
+            py[v] = _pixel((y[v] + shift[1]) * scale)
+        px[n], py[n] = px[0], py[0]  # closed
+        _polyline(image, px, py, gray[line])
