@@ -3,6 +3,7 @@
 import json
 import math
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,9 @@ from fracbuild.sources.contour import RANGES, draw, draw_category
 from fracbuild.sources.contour_kernels import perlin1
 
 DATA = Path(__file__).resolve().parent / "data" / "originals"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import contour_originals  # noqa: E402 (the bench's restatement of the originals, beside the bench)
+
 #: ``make_VisualAtom.sh``'s parameters, and ``render_VisualAtom.py``'s own defaults where they differ.
 SCRIPT = {"perlin": (0, 4), "line_width": 0.1, "radius": 10}
 FILE_DEFAULTS = {"perlin": (2, 6), "line_width": 0.01, "radius": 0}
@@ -40,8 +44,25 @@ def centre(rnd, size, offset):
     return {"centre_y": y, "centre_x": (size + rnd.randint(-offset, offset)) / 2}
 
 
-def original_rcdb(seed, categories, instances, size=512):
-    """``make_rcdb.py``'s draws from Python's ``random`` seeded ``seed``, and each image as fracbuild draws it."""
+def fracbuild_paint(source, size):
+    """An instance as fracbuild draws it, from the originals' draws for it."""
+    def paint(p, rnd):
+        gray, inputs = line_draws(rnd, p["lines"], p["vertices"], size // 2 if source == "rcdb" else 255)
+        return draw(source, p, inputs, gray, size, size)
+    return paint
+
+
+def restated_paint(source, size):
+    """An instance as ``benchmarks/contour_originals.py`` (the bench's "original" column) draws it."""
+    def paint(p, rnd):
+        image = np.asarray(contour_originals.draw_image(source, p, rnd, size))
+        assert (image[..., 0] == image[..., 2]).all()
+        return image[..., 0]
+    return paint
+
+
+def original_rcdb(seed, categories, instances, paint, size=512):
+    """``make_rcdb.py``'s draws from Python's ``random`` seeded ``seed``, each image painted by ``paint``."""
     rnd = random.Random(seed)
     for c in range(categories):
         while True:
@@ -52,14 +73,13 @@ def original_rcdb(seed, categories, instances, size=512):
              "line_width": rnd.uniform(0.0, 0.1), "radius": rnd.randint(0, 100), "oval_x": rnd.uniform(1, 2),
              "oval_y": rnd.uniform(1, 2), **centre(rnd, size, 400)}
         for i in range(instances):
-            gray, inputs = line_draws(rnd, p["lines"], n, size // 2)
-            yield c, i, draw("rcdb", p, inputs, gray, size, size)
+            yield c, i, paint(p, rnd)
             p.update(oval_x=rnd.uniform(1, 2), oval_y=rnd.uniform(1, 2), radius=rnd.randint(0, 100))
             p.update(centre(rnd, size, 400))
 
 
-def original_visualatom(seed, categories, instances, size, perlin, line_width, radius):
-    """``render_VisualAtom.py``'s draws (``start_pos`` = ``size``), and each image as fracbuild draws it."""
+def original_visualatom(seed, categories, instances, size, perlin, line_width, radius, paint):
+    """``render_VisualAtom.py``'s draws (``start_pos`` = ``size``), each image painted by ``paint``."""
     rnd = random.Random(seed)
     for c in range(categories):
         n = rnd.randint(200, 1000)
@@ -72,8 +92,7 @@ def original_visualatom(seed, categories, instances, size, perlin, line_width, r
                 break
         p.update(oval_x=rnd.uniform(1, 2), oval_y=rnd.uniform(1, 2), **centre(rnd, size, size))
         for i in range(instances):
-            gray, inputs = line_draws(rnd, p["lines"], n, 255)
-            yield c, i, draw("visualatom", p, inputs, gray, size, size)
+            yield c, i, paint(p, rnd)
             p.update(centre(rnd, size, size))
 
 
@@ -81,22 +100,40 @@ def stored(name):
     return np.asarray(Image.open(DATA / f"{name}.png"))
 
 
-@pytest.mark.parametrize("run,images", [
-    ("rcdb-512", lambda: original_rcdb(1, 6, 3)),
-    ("visualatom-512", lambda: original_visualatom(1, 1, 2, 512, **SCRIPT)),
-    ("visualatom-128", lambda: original_visualatom(1, 3, 2, 128, **SCRIPT)),
-    ("visualatom-defaults-128", lambda: original_visualatom(1, 2, 1, 128, **FILE_DEFAULTS)),
-])
-def test_pixels_equal_the_originals(run, images):
-    """Fed the originals' parameters and random draws (their Python ``random`` replayed), fracbuild
-    draws the images the originals drew (data/originals/README.md says how they were made)."""
+#: The runs of data/originals/README.md: source, image size, replay arguments, images stored.
+RUNS = {
+    "rcdb-512": ("rcdb", 512, (1, 6, 3), {}, 5),
+    "visualatom-512": ("visualatom", 512, (1, 1, 2), SCRIPT, 1),
+    "visualatom-128": ("visualatom", 128, (1, 3, 2), SCRIPT, 6),
+    "visualatom-defaults-128": ("visualatom", 128, (1, 2, 1), FILE_DEFAULTS, 2),
+}
+
+
+def compare_with_stored(run, painter):
+    """Replay ``run``, paint each image with ``painter(source, size)`` and compare the stored ones."""
+    source, size, args, ranges, count = RUNS[run]
+    replay = original_rcdb if source == "rcdb" else original_visualatom
+    extra = {} if source == "rcdb" else {"size": size, **ranges}
     compared = 0
-    for c, i, image in images():
+    for c, i, image in replay(*args, paint=painter(source, size), **extra):
         path = DATA / f"{run}-c{c}-i{i}.png"
         if path.exists():
             np.testing.assert_array_equal(image, stored(path.stem), err_msg=path.name)
             compared += 1
-    assert compared == {"rcdb-512": 5, "visualatom-512": 1, "visualatom-128": 6, "visualatom-defaults-128": 2}[run]
+    assert compared == count
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_pixels_equal_the_originals(run):
+    """Fed the originals' parameters and random draws (their Python ``random`` replayed), fracbuild
+    draws the images the originals drew (data/originals/README.md says how they were made)."""
+    compare_with_stored(run, fracbuild_paint)
+
+
+@pytest.mark.parametrize("run", ["rcdb-512", "visualatom-128"])
+def test_the_benchs_restatement_of_the_originals_draws_their_pixels(run):
+    """``make bench``'s "original" column times a restatement of the originals; it draws their pixels."""
+    compare_with_stored(run, restated_paint)
 
 
 def test_contour_update_moves_each_vertex_along_its_ray():
@@ -225,6 +262,7 @@ def test_renders_are_byte_reproducible_for_any_jobs_and_backend(source, delta, t
     image, meta = create_source(recipe).sample(*divmod(index, m["instances"]))  # a fresh source, alone
     np.testing.assert_array_equal(image, stored[index][0])
     assert meta == stored[index][2]
+    assert meta["fill"] == np.mean(image != (255 if source == "rcdb" else 0)) > 0
 
 
 def test_render_size_scales_the_canvas():

@@ -132,28 +132,28 @@ PINNED = {
     ),
     # Added with the rcdb and visualatom sources, pinned on their first version.
     "paper/rcdb-1k.json": (
-        "6ac0f9f092516a08ec48efe65f59008d5b62b4365ab7dcbbc0876aaa3632c11e",
-        "e41ebeaf4272871315182f3e6e52e1bae52222e93d7c3c9af27017b6bdb5e333",
+        "94305a491d4eaae61c901d28cccf418cbaf7c4e510cb16f82a8e70a053f7e111",
+        "e1e463c8483dfd23a91cec40f69c812a3a0a9314574f26e7c430664edcf96b26",
     ),
     "paper/rcdb-1m.json": (
-        "2dd77d78eb194b33580a7093c084cafc2d66fb1ef3867408b3bb59076cde5152",
-        "0061e37281e7b38374e80fbe1378e5a44cd4a4ce47e02e723fca7755a5da1817",
+        "c43b3535fe904e20f40e281d993ab19590423bfc79cb90d64d70ee13bdf4694a",
+        "09956772aa784655a1c5cf1664628d226ea58dddfbd9a19fdc4107de3f974e6e",
     ),
     "paper/rcdb-lpce.json": (
-        "6296f77e89ae4215aa245269b6b29f4dff153755c67bd4fe6f4517c67d9ae355",
-        "2e391e6338a399ea1a3251dad80d9c35de32fe307323b37e3156427eaacddf22",
+        "cf7fa4fccbc131462582ab945ec2c8f17dd5e721be42c5561a168a1d025c261d",
+        "8bd78573d99f932cc12d313427692441669189cd6f9161ebc31a2642c7bb84aa",
     ),
     "paper/visualatom-1k.json": (
-        "21a49d6ebc71ac0c183655bb0d8d815d9488fb8b73fd180ace4b44349e647b22",
-        "1f1e1631caaace6f4c411d55f270aab3a3376a58bac7709cf0252c44af17ca40",
+        "9adf91f9267901d79d02b3a98f88db23fa3e31039cc0f6693484dc5d87085333",
+        "7b415a6764fbd5e049ad7be6f2fbaba6a92ad43bb31c584be3c075d14fe8938a",
     ),
     "paper/visualatom-1m.json": (
-        "44bde3ec6e030f9f1991ca16c1188a56d99b1ba210aeee3a69956b010ef369c0",
-        "1523740d23805cd523d0e3ea1ddb9ba9b27d5bdcb9877dbb00881f513eb0254b",
+        "f7a6489f05ae82bd684974d3605e48d434734638f47509be8a4b4598fd6fa73b",
+        "8d843c99880c6657cee0b08457292fad6fb7f9f39dad173cbd849876795fb2ba",
     ),
     "paper/visualatom-lpce.json": (
-        "22388ef8d951c3aad493f83ec8dfe78294c6df40d0d08787ebcde347572a4a06",
-        "aee6dfb78bc4601d1217268aaa956682623789b010fdceb85fe5685addf70fae",
+        "4d485347239f0881322ad4a9b86dc563fb302a1631c008db3736f11cbb62714d",
+        "63f650ee83d78b9ff9fc23ab022f5cce1c3664af2debb9af1bb248814dc3aad3",
     ),
 }
 

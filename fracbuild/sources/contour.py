@@ -29,7 +29,7 @@ from .. import ifs
 from ..checks import check_name, check_seed, choice, number, section
 from ..errors import FracbuildError
 from .common import NOISE, sequence_seed, settings_lines, shared_keys
-from .contour_kernels import draw_contours
+from .contour_kernels import draw_contours, ink_fraction
 
 SHAPE = ("radius", "oval_x", "oval_y", "centre_x", "centre_y")
 FIELDS = {
@@ -240,7 +240,8 @@ def angles(n: int, wave1: int = 0, wave2: int = 0) -> tuple[np.ndarray, ...]:
 def draw(source: str, params: dict[str, Any], inputs: np.ndarray, gray: np.ndarray, size: int,
          canvas: int = 512) -> np.ndarray:
     """The ``size x size`` image of one parameter set and its draws: ``inputs`` ``(lines, 2,
-    vertices)`` Perlin inputs (a line's x inputs, then its y inputs) and ``gray`` ``(lines,)``."""
+    vertices)`` Perlin inputs (a line's x inputs, then its y inputs; float64 or float32, which
+    pnoise1 rounds them to) and ``gray`` ``(lines,)``."""
     waves = (params["wave1"], params["wave2"]) if source == "visualatom" else (0, 0)
     cos, sin, wave1, wave2 = angles(params["vertices"], *waves)
     centre = np.array([params["centre_x"], params["centre_y"]], dtype=np.float64)
@@ -250,7 +251,7 @@ def draw(source: str, params: dict[str, Any], inputs: np.ndarray, gray: np.ndarr
     image = np.full((size, size), BACKGROUND[source], dtype=np.uint8)
     ink = np.minimum(gray, 255).astype(np.uint8)  # Pillow clips a gray level of 256 to 255
     draw_contours(image, cos, sin, wave1, wave2, shape, origin, shift, size / canvas, float(params["perlin"]),
-                  GAIN[source], float(params["line_width"]), np.ascontiguousarray(inputs, dtype=np.float64), ink)
+                  GAIN[source], float(params["line_width"]), np.ascontiguousarray(inputs), ink)
     return image
 
 
@@ -287,9 +288,10 @@ class ContourSource:
             params.update(draw_shape(self.source, self.ranges, rng, REDRAWN[self.source]))
         lo, hi = self.ranges["gray"]
         gray = rng.integers(lo, hi + 1, size=params["lines"])
-        inputs = rng.random((params["lines"], 2, params["vertices"])) * NOISE_SPAN
+        # pnoise1 takes float32: the inputs are drawn in it (half the generator's work of doubles).
+        inputs = rng.random((params["lines"], 2, params["vertices"]), dtype=np.float32) * np.float32(NOISE_SPAN)
         image = draw(self.source, params, inputs, gray, self.render["size"], self.ranges["canvas"])
         seeds = {"draws": seed, **({"radius": [self.perturb["seed"], NOISE, cls]} if self.lpce else {})}
         meta = {"class": cls, "instance": instance, "category": 0 if self.lpce else cls, **params,
-                "fill": float(np.mean(image != BACKGROUND[self.source])), "seeds": seeds}
+                "fill": ink_fraction(image, BACKGROUND[self.source]), "seeds": seeds}
         return image, meta

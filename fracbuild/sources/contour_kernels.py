@@ -216,3 +216,12 @@ def draw_contours(image, cos, sin, wave1, wave2, shape, origin, shift, scale, pe
             py[v] = _pixel((y[v] + shift[1]) * scale)
         px[n], py[n] = px[0], py[0]  # closed
         _polyline(image, px, py, gray[line])
+
+
+@njit(cache=True, nogil=True)
+def ink_fraction(image, background):
+    """The share of pixels that are not ``background``."""
+    count = 0
+    for value in image.ravel():
+        count += value != background
+    return count / image.size
