@@ -123,10 +123,11 @@ def contours(args: argparse.Namespace) -> None:
                                                  preview=False, jobs=jobs, **slice_))
                 n, images = m["samples"], recipe["perturb"]["classes"] * recipe["render"]["instances"]
                 free = jobs * n / cpu  # what the CPU time spent would give on dedicated cores
+                whole = (f"{images:,} images in {images / free / 3600:.2f} h, {m['bytes'] / n * images / 1e9:.1f} GB"
+                         if n < images else f"the whole form, {m['bytes'] / 1e6:.0f} MB")
                 print(f"contours   {source}-{form} ({m['classes']} classes x {m['instances']} instances), {jobs} jobs: "
                       f"{wall:.2f} s = {n / wall:.0f} images/s (load {os.getloadavg()[0]:.1f}); {cpu / n * 1e3:.2f} ms "
-                      f"CPU per image, so {free:.0f} images/s on {jobs} free cores -> {images:,} images in "
-                      f"{images / free / 3600:.2f} h, {m['bytes'] / n * images / 1e9:.1f} GB")
+                      f"CPU per image, so {free:.0f} images/s on {jobs} free cores -> {whole}")
 
 
 def sources(args: argparse.Namespace) -> None:
