@@ -76,9 +76,9 @@ def loader(args: argparse.Namespace) -> None:
     from timm.data import ImageDataset, create_transform
     from torch.utils.data import DataLoader
 
-    from trainer.data import create_pipeline
-    from trainer.sources import resolve_data
-    from trainer.transforms import ImageTransform, create_train_transform, patch_posterize
+    from trainer.data.shardlists import resolve_data
+    from trainer.data.stream import create_pipeline
+    from trainer.data.transforms import ImageTransform, create_train_transform, patch_posterize
 
     torch.set_num_threads(1)
     recipe = dict(input_size=224, is_training=True, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5, vflip=0.5,
@@ -137,33 +137,34 @@ def train(args: argparse.Namespace) -> None:
 
 @section
 def paths(args: argparse.Namespace) -> None:
-    """The two data paths side by side on the default dataset: the paper's augmentation alone at 224 px
+    """The two inputs side by side on the default dataset: the paper's augmentation alone at 224 px
     (one thread), and ``cpu``-preset training through each (interleaved rounds, best kept)."""
     import torch
 
     import trainer
-    from trainer import memory
+    from trainer.data.inputs import create_train_input
+    from trainer.data.shardlists import resolve_data
+    from trainer.distributed import Dist
     from trainer.presets import resolve
-    from trainer.sources import resolve_data
 
     with tempfile.TemporaryDirectory() as tmp:
         data = _dataset(tmp)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         start = time.perf_counter()
-        held = memory.decode_source(resolve_data(str(data)), img_size=224, device=torch.device("cpu"))
+        held = create_train_input(resolve_data(str(data)), resolve("pretrain", "paper", input="memory"), Dist())
         decode = time.perf_counter() - start
-        loader = memory.create_memory_loader(held, resolve("pretrain", "paper"), batch_size=32, steps=10**6)
-        rate = _rate(loader, LOADER_SAMPLES)
+        rate = _rate(held.batches(batch_size=32, steps=10**6), LOADER_SAMPLES)
         torch.set_num_threads(threads)
-        print(f"paths   memory path: {held.samples} images decoded once in {decode:.1f} s, held at "
-              f"{held.images.shape[-1]} px ({held.images.numel() / 2**20:.0f} MiB); the paper's augmentation at 224 px "
+        kept = held.describe()["held_in_memory"]
+        print(f"paths   memory input: {kept['samples']} images decoded once in {decode:.1f} s, held at "
+              f"{kept['width']} px ({kept['bytes'] / 2**20:.0f} MiB); the paper's augmentation at 224 px "
               f"on those batches, 1 thread: {rate:.1f} samples/s (compare 'loader' above, per core)")
         rates: dict[str, list[float]] = {}
         for _ in range(PATH_ROUNDS):  # interleaved: the machine is shared, load drifts
             for path in ("stream", "memory"):
                 out = Path(tmp) / f"cpu-{path}"
-                trainer.pretrain(str(data), out, preset="cpu", samples=PATH_SAMPLES, data_path=path, force=True,
+                trainer.pretrain(str(data), out, preset="cpu", samples=PATH_SAMPLES, input=path, force=True,
                                  progress=False)
                 metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
                 steady = metrics[1:] or metrics
@@ -187,5 +188,5 @@ def trainer_preset_samples(preset: str) -> int:
 LOADER_SAMPLES = 384  # samples per loader timing
 LOADER_ROUNDS = 2  # interleaved rounds of loader timings (the best is kept: the machine is shared)
 CPU_SAMPLES = 3200  # samples of the cpu preset's timing (50 steps)
-PATH_ROUNDS = 2  # interleaved rounds of the two data paths' cpu-preset timings
+PATH_ROUNDS = 2  # interleaved rounds of the two inputs' cpu-preset timings
 PATH_SAMPLES = 1920  # samples of each of those timings (30 steps: the first 20 are start-up)

@@ -19,11 +19,12 @@ import torch
 from mixing import batch_mixing_stats
 from PIL import Image
 
-import trainer.data as D
+import trainer.data.shards as S
+import trainer.data.stream as D
 from fracbuild.rendering import render
+from trainer.data.shardlists import ShardList, resolve_data
+from trainer.data.transforms import create_eval_transform, create_train_transform
 from trainer.errors import TrainerError
-from trainer.sources import ShardSource, resolve_data
-from trainer.transforms import create_eval_transform, create_train_transform
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -156,7 +157,7 @@ def one_pass(urls, rank, world, worker, workers, monkeypatch) -> list[str]:
     monkeypatch.setattr(D, "worker_slot", lambda: (worker, workers))
     stream = D.EpochShards(urls, seed=3, rank=rank, world=world)
     shards = itertools.takewhile(lambda s: s["pass"] == 0, stream)
-    return [s["__key__"] for s in D._read_samples(shards, D.Problems())]
+    return [s["__key__"] for s in D._read_samples(shards, S.Problems())]
 
 
 @pytest.mark.parametrize("world,workers", [(1, 1), (2, 1), (2, 3), (3, 2), (4, 2), (1, 4), (6, 1)])
@@ -185,7 +186,7 @@ def test_the_shard_order_changes_from_pass_to_pass(tiny, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def thousand(tmp_path_factory) -> ShardSource:
+def thousand(tmp_path_factory) -> ShardList:
     """1000 tiny images in 10 shards of 100, in order; sample i has label i (1000 classes), like the
     paper's dataset (one image per class) at 4 x 4 px."""
     root = tmp_path_factory.mktemp("thousand")
@@ -201,7 +202,7 @@ def thousand(tmp_path_factory) -> ShardSource:
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
         urls.append(str(path))
-    return ShardSource(urls=tuple(urls), samples=1000, classes=1000, name="t")
+    return ShardList(urls=tuple(urls), samples=1000, classes=1000, name="t")
 
 
 def as_tensor(image: Image.Image) -> torch.Tensor:

@@ -242,7 +242,7 @@ def experiment(
 
 def _available(tasks: list[Task]) -> tuple[list[Task], dict[str, str]]:
     """The tasks whose data can be loaded; an optional one that cannot (no download) is left out with its reason."""
-    from .datasets import load_dataset
+    from .data.downstream import load_dataset
 
     kept, skipped = [], {}
     for task in tasks:
@@ -394,7 +394,7 @@ def write_report(summary: dict[str, Any], report: Path, *, name: str = "REPORT.m
         f"batch {c['batch_size']}, {c['opt']} lr {c['lr']:g} (cosine, {c['warmup_steps']} warm-up steps), "
         f"weight decay {c['weight_decay']}, RandomResizedCrop {c['scale']}, flips h {c['hflip']} v {c['vflip']}, "
         f"RandAugment {c['auto_augment']}, mixup {c['mixup']} / cutmix {c['cutmix']}, smoothing {c['smoothing']}"
-        + (f", input path {c['data_path']}." if c.get("data_path") else "."))
+        + (f", input {c.get('input') or c['data_path']}." if c.get("input") or c.get("data_path") else "."))
     if "1p-frac + RandAugment" in summary["pretrain"]:
         lines.append(f"- `1p-frac + RandAugment`: the same on the same data with the recipe's RandAugment "
                      f"`{RANDAUGMENT}` added (its intensity operations show the model bright pixels, which the "
@@ -543,9 +543,9 @@ def diagnose(
     """Pre-train for each of ``lengths`` (and Δ = 0.001 for ``collapse_samples``, default the shortest),
     fine-tune each and scratch on ``digits`` with the preset's budget, sweep that budget (lr, warm-up,
     layer decay) for the body of ``body_samples`` (default the shortest) and scratch, measure the
-    bodies (``trainer.analysis``), and write their figures to ``diagnosis-runs.md`` (with ``diagnosis-length.png``,
+    bodies (``trainer.inspection``), and write their figures to ``diagnosis-runs.md`` (with ``diagnosis-length.png``,
     ``diagnosis-bodies.png`` and ``.json``)."""
-    from . import analysis
+    from . import inspection
 
     out, report, data_dir = Path(out), Path(report), Path(data_dir)
     for d in (out, report, data_dir):
@@ -577,11 +577,11 @@ def diagnose(
     sweep += [tune(init, f"-ld{ld:g}", layer_decay=ld) for init in (body, "scratch") for ld in layer_decays]
     for run in [*pre.values(), *plain.values(), *sweep]:
         _execute(run, out, progress)
-    measured = analysis.inspect([inits[n] for n in pre] + [f"init:{inits[body]}", "scratch"], dataset="digits",
+    measured = inspection.inspect([inits[n] for n in pre] + [f"init:{inits[body]}", "scratch"], dataset="digits",
                                 images=images, preset=preset)
     names = {inits[n]: n for n in pre} | {f"init:{inits[body]}": "initialisation", "scratch": "scratch"}
     runs.write_json(report / "diagnosis-bodies.json", measured)
-    analysis.plot(measured, str(report / "diagnosis-bodies.png"), labels=names)
+    inspection.plot(measured, str(report / "diagnosis-bodies.png"), labels=names)
     summary = {"pretrain": pre, "plain": plain, "sweep": sweep, "inits": inits, "body": body, "render": rendered,
                "bodies": measured, "names": names, "lengths": lengths}
     _write_diagnosis(summary, report)
@@ -601,7 +601,7 @@ def _count(samples: int) -> str:
 
 
 def _write_diagnosis(summary: dict[str, Any], report: Path) -> None:
-    from . import analysis
+    from . import inspection
 
     plain, sweep, pre = summary["plain"], summary["sweep"], summary["pretrain"]
     scratch = plain["scratch"].result["top1"]
@@ -637,7 +637,7 @@ def _write_diagnosis(summary: dict[str, Any], report: Path) -> None:
     lines += ["", "## What pre-training leaves in the body", "",
               f"On {summary['bodies']['images']} digits test images at {summary['bodies']['img_size']} px; "
               "'initialisation' is the weights the pre-training runs started from (same seed).", "",
-              analysis.markdown_table(summary["bodies"], summary["names"]), "", "![bodies](diagnosis-bodies.png)", "",
+              inspection.markdown_table(summary["bodies"], summary["names"]), "", "![bodies](diagnosis-bodies.png)", "",
               "## Commands", "", "```sh", *summary["render"]]
     lines += [r.command() for r in [*pre.values(), *plain.values(), *sweep]]
     lines += ["python -m trainer inspect " + " ".join(summary["bodies"]["models"]) + " --dataset digits", "```", ""]

@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from . import distributed
 from .errors import TrainerError
 
@@ -88,7 +86,8 @@ def prepare_out(out: str | os.PathLike, resume: bool, force: bool, d: distribute
         raise TrainerError(error)
 
 
-def _replace(tmp: Path, path: Path) -> None:
+def replace_synced(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` over ``path`` once its bytes are on disk (fsync), so that a crash leaves one or the other."""
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -98,20 +97,7 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    _replace(tmp, path)
-
-
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file, fsync, then rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        torch.save(state, tmp)
-        _replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    replace_synced(tmp, path)
 
 
 class MetricsLog:
@@ -125,7 +111,7 @@ class MetricsLog:
                     if line.strip() and _step_of(line) <= keep_until_step]
             tmp = self.path.with_name(f".{self.path.name}.tmp")
             tmp.write_text("".join(line + "\n" for line in kept))
-            _replace(tmp, self.path)
+            replace_synced(tmp, self.path)
         self.file = open(self.path, "a")  # noqa: SIM115 (closed in close())
 
     def write(self, record: dict[str, Any]) -> None:

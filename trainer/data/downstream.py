@@ -34,9 +34,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .data import SHARD_ERRORS, image_and_label, shard_samples
-from .errors import TrainerError
-from .sources import resolve_data
+from ..errors import TrainerError
 
 #: torchvision datasets of in-memory images that ``torch/NAME`` reads (timm's names for them).
 TORCH_DATASETS = ("cifar10", "cifar100", "mnist", "kmnist", "fashion_mnist")
@@ -65,6 +63,10 @@ class ImageList(Dataset):
 
     def subset(self, indices: Sequence[int]) -> ImageList:
         return ImageList([self.images[i] for i in indices], [self.labels[i] for i in indices], self.transform)
+
+    def with_transform(self, transform: Callable | None) -> ImageList:
+        """The same images and labels, opened through ``transform``."""
+        return ImageList(self.images, self.labels, transform)
 
 
 @dataclass
@@ -138,6 +140,9 @@ def load_folder(root: str) -> Downstream:
 
 
 def load_wds(data: str) -> Downstream:
+    from .shardlists import resolve_data
+    from .shards import SHARD_ERRORS, image_and_label, shard_samples
+
     source = resolve_data(data)
     images, labels = [], []
     for url in source.urls:

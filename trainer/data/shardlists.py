@@ -1,6 +1,6 @@
 """What ``--data`` names: a rendered dataset directory, a brace pattern of shards, or a dataset URL.
 
-Every form resolves to a ``ShardSource``: the shard URLs plus the sample and class counts when a
+Every form resolves to a ``ShardList``: the shard URLs plus the sample and class counts when a
 ``manifest.json`` gives them. Remote manifests and shards are read with urllib, so streaming over
 HTTP needs no external tool and no download of the dataset first.
 """
@@ -15,35 +15,23 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import braceexpand
 
-from .errors import TrainerError
+from ..errors import TrainerError
+from .shards import TIMEOUT, is_url
 
 MANIFEST = "manifest.json"
-TIMEOUT = 60
 
 
 @dataclass(frozen=True)
-class ShardSource:
-    """Shards to stream and what is known about them (``None`` where nothing says)."""
+class ShardList:
+    """Shards to read and what is known about them (``None`` where nothing says)."""
 
     urls: tuple[str, ...]
     samples: int | None
     classes: int | None
     name: str
-
-
-def is_url(path: str) -> bool:
-    return path.startswith(("http://", "https://"))
-
-
-def open_url(url: str) -> IO[bytes]:
-    """A binary stream of a local path or an http(s) URL."""
-    if is_url(url):
-        return urllib.request.urlopen(url, timeout=TIMEOUT)  # noqa: S310 (only http(s) reaches here)
-    return open(url, "rb")  # noqa: SIM115 (the caller closes it)
 
 
 def _fetch_json(url: str) -> dict | None:
@@ -111,18 +99,18 @@ def _scan(urls: list[str]) -> tuple[int, int]:
     return samples, top + 1
 
 
-def _from_manifest(base: str, manifest: dict, files: list[str] | None = None) -> ShardSource:
+def _from_manifest(base: str, manifest: dict, files: list[str] | None = None) -> ShardList:
     shards = manifest["shards"]
     if files is not None:  # a pattern picked some of the manifest's shards
         wanted = set(files)
         shards = [s for s in shards if s["file"] in wanted]
     join = (lambda f: base.rstrip("/") + "/" + f) if is_url(base) else (lambda f: str(Path(base) / f))
     urls = [join(s["file"]) for s in shards]
-    return ShardSource(tuple(urls), sum(int(s["samples"]) for s in shards), int(manifest["classes"]),
+    return ShardList(tuple(urls), sum(int(s["samples"]) for s in shards), int(manifest["classes"]),
                        str(manifest.get("name", Path(base.rstrip("/")).name)))
 
 
-def resolve_data(data: str) -> ShardSource:
+def resolve_data(data: str) -> ShardList:
     """Resolve ``--data``: a dataset directory, a shard pattern (local or URL), or a dataset URL."""
     data = str(data)
     if not data:
@@ -139,9 +127,9 @@ def resolve_data(data: str) -> ShardSource:
         if manifest is not None and set(names) <= {s["file"] for s in manifest["shards"]}:
             return _from_manifest(base, manifest, names)
         if is_url(data):  # remote shards with no manifest: counts are unknown until read
-            return ShardSource(tuple(urls), None, None, Path(names[0]).stem.rsplit("-", 1)[0])
+            return ShardList(tuple(urls), None, None, Path(names[0]).stem.rsplit("-", 1)[0])
         samples, classes = _scan(urls)
-        return ShardSource(tuple(urls), samples, classes, Path(names[0]).stem.rsplit("-", 1)[0])
+        return ShardList(tuple(urls), samples, classes, Path(names[0]).stem.rsplit("-", 1)[0])
     if is_url(data):
         manifest = _read_manifest(data)
         if manifest is None:
@@ -152,7 +140,7 @@ def resolve_data(data: str) -> ShardSource:
     raise TrainerError(f"{data} is neither a dataset directory nor a .tar shard pattern")
 
 
-def _from_directory(data: str) -> ShardSource:
+def _from_directory(data: str) -> ShardList:
     manifest = _read_manifest(data)
     if manifest is None:
         raise TrainerError(f"{data} has no {MANIFEST}: not a rendered dataset (or an unfinished render)")
