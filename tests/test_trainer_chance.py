@@ -12,7 +12,7 @@ from test_trainer_data import one_thread, render_tiny  # noqa: F401 (fixtures)
 import trainer
 from fracbuild.recipe import load_recipe
 from trainer.presets import resolve
-from trainer.pretraining import CHANCE_SHARE, ChanceWatch, at_chance, chance_causes
+from trainer.pretraining import CHANCE_MIN_STEPS, CHANCE_SHARE, ChanceWatch, at_chance, chance_causes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,6 +34,10 @@ def test_the_watch_speaks_once_after_its_share_of_the_run_and_only_at_chance(cap
         if expected:  # said at the first record past the share, with the causes
             assert "after 400 of 800 steps" in err and "likely: a cause" in err
     assert CHANCE_SHARE * 800 == 400 and at_chance(0.99 * chance, 100) and not at_chance(0.97 * chance, 100)
+    short = ChanceWatch(100, CHANCE_MIN_STEPS - 1, ["a cause"], main=True)
+    for record in records([chance] * 8, CHANCE_MIN_STEPS - 1):
+        short(record)
+    assert "still at chance" not in capsys.readouterr().err  # a check run, too short to judge
 
 
 def test_the_causes_name_a_shrunk_patch_drawing_and_heavy_augmentation_in_a_short_run():
@@ -54,10 +58,10 @@ def test_a_run_planted_at_chance_is_told_so_and_curves_mark_chance(tmp_path, cap
     recipe["render"].update(size=128, points=20_000)
     data = render_tiny(recipe, tmp_path / "data", shard_size=4)
     # lr 1e-9: the loss stays where it starts, at ln 12
-    trainer.pretrain(str(data), tmp_path / "run", preset="smoke", samples=320, lr=1e-9, progress=False)
+    trainer.pretrain(str(data), tmp_path / "run", preset="smoke", samples=800, lr=1e-9, progress=False)
     err = capfd.readouterr().err
     assert err.count("still at chance") == 1
-    assert "after 10 of 20 steps" in err and "the images are 128 px and the model sees 32 px" in err
+    assert "after 25 of 50 steps" in err and "the images are 128 px and the model sees 32 px" in err
     assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -35,6 +35,8 @@ FORMAT = "trainer-checkpoint/1"
 # Halfway, not sooner: `make pretrain` on a CPU sits at chance for its first ~400 of 938 steps, then learns
 # (its loss 6.80 at step 420, 5.97 at 520, 3.96 at the end).
 CHANCE_SHARE, CHANCE_MARGIN = 0.5, 0.02
+# A run shorter than this is a check, not training: its loss has had no time to leave chance.
+CHANCE_MIN_STEPS = 50
 
 
 def at_chance(loss: float, classes: int) -> bool:
@@ -64,7 +66,7 @@ class ChanceWatch:
 
     def __init__(self, classes: int, total_steps: int, causes: list[str], main: bool):
         self.classes, self.total, self.causes, self.main = classes, total_steps, causes, main
-        self.said = False
+        self.said = total_steps < CHANCE_MIN_STEPS
 
     def __call__(self, record: dict[str, Any]) -> None:
         if self.said or "loss" not in record or record["step"] < CHANCE_SHARE * self.total:
