@@ -20,8 +20,8 @@ from typing import Any
 from .card import CARD
 from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
 from .errors import FracbuildError
+from .jsonfile import save_json
 from .progress import progress_bar
-from .recipe import save_json
 from .shards import matches
 
 CHUNK = 1 << 20

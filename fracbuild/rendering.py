@@ -24,8 +24,9 @@ from .card import CARD, write_card
 from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
 from .dataset import preview as make_preview
 from .errors import FracbuildError
+from .jsonfile import save_json
 from .progress import progress_bar
-from .recipe import counts, load_recipe, save_json, validate_recipe
+from .recipe import counts, load_recipe, validate_recipe
 from .shards import matches, shard_name, write_shard
 from .sources import DEFAULT_SOURCE, create_source
 

@@ -35,6 +35,8 @@ class ShardList:
     samples: int | None
     classes: int | None
     name: str
+    # How the images were drawn, where the manifest's recipe says (its "render" section: size, draw, ...).
+    render: dict | None = None
 
 
 def _fetch_json(url: str) -> dict | None:
@@ -109,8 +111,10 @@ def _from_manifest(base: str, manifest: dict, files: list[str] | None = None) ->
         shards = [s for s in shards if s["file"] in wanted]
     join = (lambda f: base.rstrip("/") + "/" + f) if is_url(base) else (lambda f: str(Path(base) / f))
     urls = [join(s["file"]) for s in shards]
+    recipe = manifest.get("recipe")
+    render = recipe.get("render") if isinstance(recipe, dict) and isinstance(recipe.get("render"), dict) else None
     return ShardList(tuple(urls), sum(int(s["samples"]) for s in shards), int(manifest["classes"]),
-                       str(manifest.get("name", Path(base.rstrip("/")).name)))
+                     str(manifest.get("name", Path(base.rstrip("/")).name)), render)
 
 
 def hub_url(data: str) -> str:
