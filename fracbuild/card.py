@@ -77,7 +77,7 @@ def front_matter(manifest: dict[str, Any], examples: list[dict[str, Any]]) -> di
                          {"name": "cls", "dtype": {"class_label": {"names": names}}},
                          {"name": "json", **json_feature(examples)},
                          {"name": "__key__", "dtype": "string"}],
-            "splits": [{"name": "train", "num_examples": manifest["samples"]}],
+            # No "splits": datasets wants their size as Arrow tables (num_bytes), which only it can know.
             "download_size": sum(s["bytes"] for s in manifest["shards"]),
         },
     }
