@@ -16,6 +16,7 @@ from timm.data.random_erasing import RandomErasing
 
 import trainer
 from trainer.data import device_augment as A
+from trainer.data import device_eval as E
 from trainer.data import memory as M
 from trainer.data.downstream import ImageList, load_dataset
 from trainer.data.inputs import MemoryEvalInput, MemoryInput, create_eval_input, create_train_input
@@ -108,7 +109,7 @@ def test_the_evaluation_transform_on_the_device_is_timms_to_the_grey_level(side,
     pil = [Image.fromarray(a[..., 0] if channels == 1 else a) for a in arrays]
     expected = torch.stack([timm(im) for im in pil])
     held = torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()
-    ours = A.eval_images(held, img_size=img_size, crop_pct=crop_pct, **mean_std)
+    ours = E.eval_images(held, img_size=img_size, crop_pct=crop_pct, **mean_std)
     grey = ((ours - expected) * torch.tensor(mean_std["std"]).view(1, 3, 1, 1) * 255).abs()
     assert ours.shape == expected.shape == (6, 3, img_size, img_size)
     assert grey.max() < 1e-3, grey.max()

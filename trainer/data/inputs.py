@@ -28,7 +28,8 @@ from ..distributed import Dist, plan_cores
 from ..errors import TrainerError
 from ..settings import INPUTS
 from ..signals import leave_stops_to_parent
-from .device_augment import Augmentation, eval_images
+from .device_augment import Augmentation
+from .device_eval import eval_images
 from .downstream import ImageList
 from .memory import (
     AUTO_SHARE,
