@@ -14,7 +14,7 @@ else
 TORCH := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: run test lint bench setup setup-train clean pretrain experiment faults
+.PHONY: run test lint bench setup setup-train clean pretrain experiment faults gpu-check gpu-wheels
 
 run: $(VENV)/.core
 	$(VENV)/bin/fracbuild render $(RECIPE) -o $(OUT)
@@ -59,6 +59,15 @@ pretrain: $(VENV)/.train
 experiment: $(VENV)/.train
 	@size=$$($(PY) -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')"); set -x; \
 	$(PY) -m trainer experiment --size $$size --report experiments
+
+# The GPU check (benchmarks/gpu_check.py): about 8 minutes on one GPU, every figure in gpu-check/gpu-check.md;
+# on a CPU, a tiny run that checks the script. A GPU host without internet first needs `make gpu-wheels` here.
+gpu-check:
+	bash benchmarks/gpu-check.sh $(GPU_CHECK_ARGS)
+
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl -r benchmarks/gpu-wheels.txt
 
 setup: $(VENV)/.core
 setup-train: $(VENV)/.train

@@ -49,6 +49,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .shardlists import ShardList
 from .shards import SAMPLE_ERRORS, SHARD_ERRORS, Problems, image_and_label, open_image, shard_samples
+from .transforms import stack_images
 
 
 def worker_slot() -> tuple[int, int]:
@@ -147,7 +148,7 @@ def _batch_samples(samples: Iterator[tuple], batch_size: int, problems: Problems
     for epoch, group in itertools.groupby(samples, key=lambda s: s[3]):
         while chunk := list(itertools.islice(group, batch_size)):
             images, labels, keys, _ = zip(*chunk, strict=True)
-            yield {"image": torch.stack(images), "label": torch.tensor(labels), "key": list(keys), "pass": epoch,
+            yield {"image": stack_images(images), "label": torch.tensor(labels), "key": list(keys), "pass": epoch,
                    "problems": problems.snapshot(worker_slot()[0])}
 
 
@@ -157,7 +158,8 @@ def _take(held: list[dict[str, Any]], n: int, pin_memory: bool) -> tuple[dict[st
     Each image is copied once, straight into the batch (pinned if asked, for an asynchronous copy to the GPU).
     """
     first = held[0]["image"]
-    images = torch.empty((n, *first.shape[1:]), dtype=first.dtype, pin_memory=pin_memory)
+    channels = max(b["image"].shape[1] for b in held)  # gray and colour batches: copy_ repeats the gray channel
+    images = torch.empty((n, channels, *first.shape[2:]), dtype=first.dtype, pin_memory=pin_memory)
     labels, keys, problems, filled = [], [], [], 0
     for i, b in enumerate(held):
         k = min(len(b["key"]), n - filled)
