@@ -149,13 +149,15 @@ def render(recipe, out_dir, jobs, backend, address, force, no_preview, progress,
     """
     import warnings
 
+    from .card import render_command
     from .rendering import render as run_render
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             manifest = run_render(recipe, out_dir, jobs=jobs, backend=backend, address=address, force=force,
-                                  preview=not no_preview, progress=progress, **overrides)
+                                  preview=not no_preview, progress=progress, **overrides,
+                                  command=render_command(recipe, out_dir, overrides, preview=not no_preview))
         except KeyboardInterrupt:
             click.echo(f"\nInterrupted: finished shards are kept in {out_dir}; run the same command to resume.",
                        err=True)

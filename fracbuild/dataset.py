@@ -106,6 +106,9 @@ def verify(out_dir: str | os.PathLike, deep: int = 0, progress: bool | None = Fa
     counted = sum(r["samples"] for r in manifest["shards"])
     if counted != manifest["samples"]:
         problems.append(f"manifest: shards hold {counted} samples, total says {manifest['samples']}")
+    from .card import check_card
+
+    problems += check_card(out_dir, manifest)
     if deep and not problems:
         problems += _rerender(out_dir, manifest, deep)
     return problems

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from .card import CARD
 from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
 from .errors import FracbuildError
 from .jsonfile import save_json
@@ -25,7 +26,7 @@ from .shards import matches
 
 CHUNK = 1 << 20
 TIMEOUT = 60
-EXTRAS = (INFO, PREVIEW)  # copied when the server has them
+EXTRAS = (INFO, PREVIEW, CARD)  # copied when the server has them
 
 
 def _open(url: str, offset: int = 0):

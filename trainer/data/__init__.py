@@ -9,5 +9,5 @@ that turn them into batches.
     device_augment  the training augmentation on whole batches on the device (the memory input's)
     device_eval     the evaluation transform on the device, to timm's grey levels
     transforms      timm's training and evaluation transforms on PIL images (the stream input's)
-    downstream      downstream datasets by SPEC (digits, mnist5k, folder:, wds:, torch/)
+    downstream      downstream datasets by SPEC (digits, mnist5k, folder:, wds:, torch/, hfds/, in100:, places30:)
 """
