@@ -1,4 +1,4 @@
-"""trainer.analysis (``python -m trainer inspect``): the measures on known inputs, the keys a checkpoint
+"""trainer.inspection (``python -m trainer inspect``): the measures on known inputs, the keys a checkpoint
 hands to fine-tuning, the initial weights of a run, and layer-wise lr decay in fine-tuning."""
 
 import json
@@ -9,11 +9,11 @@ from click.testing import CliRunner
 from test_trainer_data import one_thread, tiny  # noqa: F401 (fixtures)
 
 import trainer
-from trainer import analysis
+from trainer import inspection as analysis
 from trainer.cli import main
 from trainer.errors import TrainerError
 from trainer.models import create_model
-from trainer.presets import check_config, resolve
+from trainer.presets import resolve
 
 SMOKE_KWARGS = {"patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}
 
@@ -129,7 +129,7 @@ def test_layer_decay_scales_each_layers_lr_in_fine_tuning(tmp_path):
     result = trainer.finetune("scratch", "digits", tmp_path, preset="smoke", epochs=1, shots=2, warmup_epochs=0,
                               layer_decay=0.5, progress=False)
     assert result["settings"]["layer_decay"] == 0.5
-    from trainer.engine import create_optimizer
+    from trainer.optim import create_optimizer
 
     model = create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, model_kwargs=SMOKE_KWARGS)
     config = resolve("finetune", "smoke", layer_decay=0.5)
@@ -144,4 +144,4 @@ def test_layer_decay_scales_each_layers_lr_in_fine_tuning(tmp_path):
     plain = create_optimizer(model, resolve("finetune", "smoke"), 1e-3).param_groups
     assert all(g.get("lr_scale", 1.0) == 1.0 for g in plain)
     with pytest.raises(TrainerError, match="--layer-decay must lie in"):
-        check_config(resolve("finetune", "smoke", layer_decay=1.5))
+        resolve("finetune", "smoke", layer_decay=1.5)

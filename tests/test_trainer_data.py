@@ -19,11 +19,12 @@ import torch
 from mixing import batch_mixing_stats
 from PIL import Image
 
-import trainer.data as D
+import trainer.data.shards as S
+import trainer.data.stream as D
 from fracbuild.rendering import render
+from trainer.data.shardlists import ShardList, resolve_data
+from trainer.data.transforms import create_eval_transform, create_train_transform
 from trainer.errors import TrainerError
-from trainer.sources import ShardSource, resolve_data
-from trainer.transforms import create_eval_transform, create_train_transform
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -148,6 +149,37 @@ def test_a_missing_url_is_one_clear_error(served):
         resolve_data(f"{served}/nothing/")
 
 
+def test_a_hub_dataset_is_read_where_the_hub_keeps_its_files(tiny, tmp_path, monkeypatch):
+    import trainer
+
+    files = tmp_path / "hub" / "datasets" / "someone" / "frac" / "resolve"
+    files.mkdir(parents=True)
+    shutil.copytree(tiny, files / "main")
+    shutil.copytree(tiny, files / "v1.0")
+    with serve(tmp_path / "hub") as endpoint:
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        s = resolve_data("hf://datasets/someone/frac")
+        assert s.samples == 12 and s.classes == 12 and len(s.urls) == 6
+        assert s.urls[0] == f"{endpoint}/datasets/someone/frac/resolve/main/1p-frac-000000.tar"
+        assert resolve_data("hf://datasets/someone/frac@v1.0").urls[0].startswith(f"{endpoint}/datasets/someone/"
+                                                                                   "frac/resolve/v1.0/")
+        r = trainer.pretrain("hf://datasets/someone/frac", tmp_path / "run", preset="smoke", samples=32,
+                             batch_size=16, input="stream", workers=0, progress=False)
+        assert r["steps"] == 2 and r["corrupt_shards"] == 0
+
+
+@pytest.mark.parametrize("data,message", [
+    ("hf://someone/frac", "hf://someone/frac: expected hf://datasets/OWNER/NAME[@REVISION] (a dataset repository)"),
+    ("hf://datasets/someone", "expected hf://datasets/OWNER/NAME"),
+    ("hf://datasets/someone/frac", "cannot reach http://127.0.0.1:9/datasets/someone/frac/resolve/main/manifest.json"),
+])
+def test_a_hub_dataset_that_cannot_be_had_is_one_line(monkeypatch, data, message):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens there
+    with pytest.raises(TrainerError) as e:
+        resolve_data(data)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
 # splitting over ranks and workers ----------------------------------------------------------------------
 
 
@@ -156,7 +188,7 @@ def one_pass(urls, rank, world, worker, workers, monkeypatch) -> list[str]:
     monkeypatch.setattr(D, "worker_slot", lambda: (worker, workers))
     stream = D.EpochShards(urls, seed=3, rank=rank, world=world)
     shards = itertools.takewhile(lambda s: s["pass"] == 0, stream)
-    return [s["__key__"] for s in D._read_samples(shards, D.Problems())]
+    return [s["__key__"] for s in D._read_samples(shards, S.Problems())]
 
 
 @pytest.mark.parametrize("world,workers", [(1, 1), (2, 1), (2, 3), (3, 2), (4, 2), (1, 4), (6, 1)])
@@ -185,7 +217,7 @@ def test_the_shard_order_changes_from_pass_to_pass(tiny, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def thousand(tmp_path_factory) -> ShardSource:
+def thousand(tmp_path_factory) -> ShardList:
     """1000 tiny images in 10 shards of 100, in order; sample i has label i (1000 classes), like the
     paper's dataset (one image per class) at 4 x 4 px."""
     root = tmp_path_factory.mktemp("thousand")
@@ -201,7 +233,7 @@ def thousand(tmp_path_factory) -> ShardSource:
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
         urls.append(str(path))
-    return ShardSource(urls=tuple(urls), samples=1000, classes=1000, name="t")
+    return ShardList(urls=tuple(urls), samples=1000, classes=1000, name="t")
 
 
 def as_tensor(image: Image.Image) -> torch.Tensor:

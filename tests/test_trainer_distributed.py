@@ -11,7 +11,7 @@ import textwrap
 import torch
 from test_trainer_data import labels_in, one_thread, tiny  # noqa: F401 (fixtures)
 
-from trainer.sources import resolve_data
+from trainer.data.shardlists import resolve_data
 
 # Each rank records the keys its loader yields (one pass of its share), then both run the command
 # line's pretrain together in the process group torchrun set up.
@@ -20,9 +20,9 @@ SCRIPT = textwrap.dedent("""
     import torch
     from trainer import distributed
     from trainer.cli import main
-    from trainer.data import create_loader
-    from trainer.sources import resolve_data
-    from trainer.transforms import create_eval_transform
+    from trainer.data.stream import create_loader
+    from trainer.data.shardlists import resolve_data
+    from trainer.data.transforms import create_eval_transform
 
     data, out, keys_file = sys.argv[1:4]
     torch.set_num_threads(1)

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from test_trainer_data import one_thread  # noqa: F401 (fixture)
 
-from trainer import datasets
 from trainer.cli import main
+from trainer.data import downstream as datasets
 from trainer.errors import TrainerError
 from trainer.experiments import Run, diagnose, size_plan
 from trainer.experiments import report as experiment_report

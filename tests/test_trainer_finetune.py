@@ -15,10 +15,9 @@ from test_trainer_pretrain import assert_one_line_error
 
 import trainer
 from trainer.cli import main
-from trainer.datasets import load_dataset
+from trainer.data.downstream import load_dataset
 from trainer.errors import TrainerError
-from trainer.finetuning import build_model
-from trainer.models import create_pretrained
+from trainer.models import create_downstream_model, create_pretrained
 
 # Heavy augmentation and mixing off: a few epochs on digits must show learning.
 PLAIN = dict(auto_augment="none", mixup=0.0, cutmix=0.0, smoothing=0.0)
@@ -73,16 +72,16 @@ def test_refusing_a_checkpoint_of_another_family_logs_no_key_list(pretrained, ca
 
 
 def test_model_kwargs_add_to_the_checkpoints_and_the_presets(pretrained):
-    from trainer.finetuning import _architecture
+    from trainer.models import architecture
     from trainer.presets import resolve
 
     smoke = {"patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}
     overrides = {"model_kwargs": {"depth": 1, "qkv_bias": False}}
     config = resolve("finetune", "smoke", **overrides)
     assert config["model_kwargs"] == {**smoke, "depth": 1, "qkv_bias": False}
-    assert _architecture(str(pretrained), config, overrides)[1] == {**smoke, "depth": 1, "qkv_bias": False}
+    assert architecture(str(pretrained), config, overrides)[1] == {**smoke, "depth": 1, "qkv_bias": False}
     other = {"model": "resnet18", "model_kwargs": {"drop_rate": 0.1}}
-    assert _architecture(str(pretrained), config, other) == ("resnet18", {"drop_rate": 0.1})
+    assert architecture(str(pretrained), config, other) == ("resnet18", {"drop_rate": 0.1})
 
 
 def check_run(out, results, spec, classes):
@@ -115,7 +114,7 @@ def test_finetuning_learns_digits(tmp_path):
 
 def test_the_probe_freezes_exactly_the_patch_embedding_and_first_k_blocks(pretrained, tmp_path):
     saved = torch.load(pretrained, weights_only=True)
-    model = build_model("probe", str(pretrained), "vit_tiny_patch16_224", saved["config"]["model_kwargs"],
+    model = create_downstream_model("probe", str(pretrained), "vit_tiny_patch16_224", saved["config"]["model_kwargs"],
                         num_classes=10, img_size=32, drop_path=0.0, blocks=1)
     frozen = {k for k, p in model.named_parameters() if not p.requires_grad}
     trainable = {k for k, p in model.named_parameters() if p.requires_grad}
@@ -225,7 +224,7 @@ def test_a_torch_spec_that_cannot_download_is_one_error(tmp_path, monkeypatch):
     ("folder:{tmp}/noval", "needs a val/ directory"),
     ("folder:{tmp}/mismatch", "different classes"),
     ("wds:{tmp}/nothing", "does not exist"),
-    ("torch/imagenet", "not one of cifar10, cifar100"),
+    ("torch/nope", "torch/nope: not a torch/ set; expected one of cifar10, cifar100, "),
 ])
 def test_bad_dataset_specs_are_one_clear_error(tmp_path, spec, message):
     make_folder(tmp_path / "noval")
@@ -261,9 +260,10 @@ def test_finetune_and_probe_errors_are_one_line(pretrained, tmp_path, command, a
 
 
 def test_the_paper_finetuning_preset_is_the_reference_run():
-    from trainer.engine import learning_rates
-    from trainer.presets import NORMALIZE, resolve
-    from trainer.transforms import MEAN_STD
+    from trainer.data.transforms import MEAN_STD
+    from trainer.optim import learning_rates
+    from trainer.presets import resolve
+    from trainer.settings import NORMALIZE
 
     assert set(NORMALIZE) == set(MEAN_STD)
     paper = resolve("finetune", "paper")
@@ -289,7 +289,7 @@ def framed(size: int = 512, frame: int = 16) -> Image.Image:
 
 
 def test_the_evaluation_transform_resizes_256_and_centre_crops_224_at_crop_pct_0875():
-    from trainer.transforms import eval_transform
+    from trainer.data.transforms import eval_transform
 
     image = framed()  # the frame is 1/32 of the side: 8 px at 256, all of it outside the central 224
     cropped = eval_transform({"img_size": 224, "crop_pct": 0.875, "normalize": "0.5"})(image)
@@ -306,7 +306,7 @@ def test_the_evaluation_transform_resizes_256_and_centre_crops_224_at_crop_pct_0
 
 
 def test_imagenet_normalisation_and_randaugment_fill():
-    from trainer.transforms import eval_transform, train_transform
+    from trainer.data.transforms import eval_transform, train_transform
 
     grey = Image.new("RGB", (40, 40), (124, 116, 104))
     out = eval_transform({"img_size": 32, "crop_pct": 1.0, "normalize": "imagenet"})(grey)
@@ -328,7 +328,7 @@ def test_imagenet_normalisation_and_randaugment_fill():
     (dict(crop_pct=0.0), r"--crop-pct must lie in \(0, 1\]"),
 ])
 def test_bad_recipe_settings_are_one_clear_error(setting, message):
-    from trainer.presets import check_config, resolve
+    from trainer.presets import resolve
 
     with pytest.raises(TrainerError, match=message):
-        check_config(resolve("finetune", "paper", **setting))
+        resolve("finetune", "paper", **setting)

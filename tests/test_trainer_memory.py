@@ -25,10 +25,13 @@ from timm.data.transforms import RandomResizedCropAndInterpolation
 
 import trainer
 from trainer import distributed
-from trainer import memory as M
-from trainer.engine import create_criterion
+from trainer.data import device_augment as A
+from trainer.data import inputs
+from trainer.data import memory as M
+from trainer.data.inputs import MemoryInput
+from trainer.data.shardlists import resolve_data
+from trainer.loss import create_criterion
 from trainer.presets import resolve
-from trainer.sources import resolve_data
 
 N = 20_000
 ALPHA = 1e-3
@@ -68,7 +71,7 @@ def timm_crops(height, width, scale, ratio, n=N):
 @pytest.mark.parametrize("height,width", [(448, 448), (120, 400)])  # the second hits timm's fallback often
 def test_crop_area_aspect_and_position_are_timms(height, width):
     scale, ratio = PAPER["scale"], PAPER["ratio"]
-    ours = M.draw_crops(N, height, width, scale, ratio, generator(), CPU).double().numpy()
+    ours = A.draw_crops(N, height, width, scale, ratio, generator(), CPU).double().numpy()
     ref = timm_crops(height, width, scale, ratio)
     for boxes in (ours, ref):
         assert ((boxes[:, 0] >= 0) & (boxes[:, 0] + boxes[:, 2] <= height)).all()
@@ -82,32 +85,32 @@ def test_crop_area_aspect_and_position_are_timms(height, width):
 
 @pytest.mark.parametrize("key", ["hflip", "vflip"])
 def test_both_flips_happen_at_the_recipes_rate(key):
-    recipe = M.Recipe.from_config(PAPER)
-    p = M.draw_params(recipe, N, 64, 64, generator(), CPU)
+    recipe = A.Augmentation.from_config(PAPER)
+    p = A.draw_params(recipe, N, 64, 64, generator(), CPU)
     assert binomial_ok(p[key].sum(), N, PAPER[key])
 
 
 @pytest.mark.parametrize("key,axis", [("hflip", 3), ("vflip", 2)])
 def test_a_drawn_flip_mirrors_the_image(key, axis):
-    recipe = M.Recipe(img_size=16, hflip=0.0, vflip=0.0, re_prob=0.0)
+    recipe = A.Augmentation(img_size=16, hflip=0.0, vflip=0.0, re_prob=0.0)
     images = (torch.arange(4 * 16 * 16) % 251).to(torch.uint8).view(4, 1, 16, 16)
-    p = M.draw_params(recipe, 4, 16, 16, generator(), CPU)
+    p = A.draw_params(recipe, 4, 16, 16, generator(), CPU)
     p["crop"] = torch.tensor([[0.0, 0.0, 16.0, 16.0]]).repeat(4, 1)  # the whole image at its own size
-    plain = M.apply_params(images, recipe, p)
+    plain = A.apply_params(images, recipe, p)
     assert torch.allclose(plain[:, :1], images.float() / 127.5 - 1, atol=1e-4)  # the identity crop is exact
     p[key] = torch.tensor([True, False, True, False])
-    flipped = M.apply_params(images, recipe, p)
+    flipped = A.apply_params(images, recipe, p)
     assert torch.allclose(flipped[0::2], plain[0::2].flip(axis), atol=1e-4)
     assert torch.equal(flipped[1::2], plain[1::2])
 
 
 def test_a_crop_samples_its_box():
-    recipe = M.Recipe(img_size=8, hflip=0.0, vflip=0.0, re_prob=0.0)
+    recipe = A.Augmentation(img_size=8, hflip=0.0, vflip=0.0, re_prob=0.0)
     images = torch.zeros(1, 1, 32, 32, dtype=torch.uint8)
     images[0, 0, 8:16, 16:24] = 200  # an 8 x 8 square
-    p = M.draw_params(recipe, 1, 32, 32, generator(), CPU)
+    p = A.draw_params(recipe, 1, 32, 32, generator(), CPU)
     p["crop"] = torch.tensor([[8.0, 16.0, 8.0, 8.0]])
-    assert torch.allclose(M.apply_params(images, recipe, p), torch.full((1, 3, 8, 8), 200 / 127.5 - 1), atol=1e-4)
+    assert torch.allclose(A.apply_params(images, recipe, p), torch.full((1, 3, 8, 8), 200 / 127.5 - 1), atol=1e-4)
 
 
 # RandAugment ---------------------------------------------------------------------------------------------
@@ -128,14 +131,14 @@ def timm_rand_augment_draws(spec, n=N):
 
 
 def our_rand_augment_draws(spec, n=N, ops=None):
-    recipe = M.Recipe(img_size=8, rand_augment=M.RandAugmentSpec.parse(spec), re_prob=0.0)
-    p = M.draw_params(recipe, n, 8, 8, generator(), CPU)
+    recipe = A.Augmentation(img_size=8, rand_augment=A.RandAugmentSpec.parse(spec), re_prob=0.0)
+    p = A.draw_params(recipe, n, 8, 8, generator(), CPU)
     names = ops or recipe.rand_augment.ops
     applied = []
     for layer in range(recipe.rand_augment.layers):
         for k, name in enumerate(names):
             chosen = p["apply"][:, layer] & (p["op"][:, layer] == k)
-            args = M.level(name, p["magnitude"][chosen, layer], p["sign"][chosen, layer])
+            args = A.level(name, p["magnitude"][chosen, layer], p["sign"][chosen, layer])
             applied += [(name, float(a)) for a in args]
     return applied
 
@@ -174,27 +177,27 @@ def test_an_image_can_get_the_same_op_twice_as_in_timm():
         chosen.clear()
         ra(img)
         twice_timm += chosen[0] == chosen[1]
-    recipe = M.Recipe(img_size=8, rand_augment=M.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
-    op = M.draw_params(recipe, N, 8, 8, generator(), CPU)["op"]
+    recipe = A.Augmentation(img_size=8, rand_augment=A.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
+    op = A.draw_params(recipe, N, 8, 8, generator(), CPU)["op"]
     twice = int((op[:, 0] == op[:, 1]).sum())
     assert same_frequencies({"same": twice, "other": N - twice}, {"same": twice_timm, "other": N - twice_timm})
 
 
 def test_the_magnitude_is_noisy_and_clipped_as_timms():
-    recipe = M.Recipe(img_size=8, rand_augment=M.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
-    m = M.draw_params(recipe, N, 8, 8, generator(), CPU)["magnitude"].flatten().numpy()
+    recipe = A.Augmentation(img_size=8, rand_augment=A.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
+    m = A.draw_params(recipe, N, 8, 8, generator(), CPU)["magnitude"].flatten().numpy()
     reference = np.clip(np.random.default_rng(0).normal(9, 0.5, m.size), 0, 10)
     assert same_distribution(m, reference) and m.max() <= 10
 
 
 def test_every_rand_augment_op_runs_on_a_batch_and_keeps_8_bit_values():
-    recipe = M.Recipe(img_size=16, rand_augment=M.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
+    recipe = A.Augmentation(img_size=16, rand_augment=A.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
     spec = recipe.rand_augment
     images = torch.randint(0, 256, (len(spec.ops), 1, 16, 16), generator=generator(), dtype=torch.uint8)
-    p = M.draw_params(recipe, len(spec.ops), 16, 16, generator(), CPU)
+    p = A.draw_params(recipe, len(spec.ops), 16, 16, generator(), CPU)
     p["op"] = torch.arange(len(spec.ops)).view(-1, 1).repeat(1, spec.layers)
     p["apply"] = torch.tensor([True, False]).repeat(len(spec.ops), 1)  # each sample: its own op, once
-    x = M.rand_augment(images.float(), spec, p)
+    x = A.rand_augment(images.float(), spec, p)
     assert torch.equal(x, x.round()) and x.min() >= 0 and x.max() <= 255
     changed = (x != images.float()).flatten(1).any(1)
     unchanged = {spec.ops[i] for i in range(len(spec.ops)) if not changed[i]}
@@ -213,8 +216,8 @@ def test_each_colour_op_is_timms_pil_op_within_one_level(name, sign):
 
     a = (np.random.default_rng(0).random((3, 1, 40, 40)) ** 2 * 230).astype(np.uint8)
     magnitude = torch.tensor([9.0, 6.0, 3.0])
-    arg = M.level(name, magnitude, torch.full((3,), float(sign)))
-    ours = M._pixel_op(name, torch.from_numpy(a).float(), arg).clamp(0, 255).round()[:, 0].numpy()
+    arg = A.level(name, magnitude, torch.full((3,), float(sign)))
+    ours = A._pixel_op(name, torch.from_numpy(a).float(), arg).clamp(0, 255).round()[:, 0].numpy()
     for i in range(3):  # the level rules are compared above; here the ops, at the same argument
         whole = name.startswith(("Posterize", "Solarize"))
         args = () if LEVEL_TO_ARG[name] is None else (int(arg[i]) if whole else float(arg[i]),)
@@ -237,16 +240,16 @@ def test_geometric_ops_map_pixels_as_pil_does(name, arg, pil):
     """Whole-pixel moves, where interpolation plays no part, are exact: the coordinate conventions agree."""
     a = (np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)
     x = torch.from_numpy(a).float().view(1, 1, 40, 40)
-    ours = M._warp(x, M._geometry(name, torch.tensor([arg]), 40), (40, 40), fill=M.FILL).clamp(0, 255).round()
+    ours = A._warp(x, A._geometry(name, torch.tensor([arg]), 40), (40, 40), fill=A.FILL).clamp(0, 255).round()
     assert np.array_equal(ours[0, 0].numpy(), np.asarray(pil(Image.fromarray(a))))
 
 
 def test_the_gpu_and_cpu_ways_of_choosing_ops_agree():
-    recipe = M.Recipe(img_size=16, rand_augment=M.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
+    recipe = A.Augmentation(img_size=16, rand_augment=A.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
     images = torch.randint(0, 256, (64, 1, 16, 16), generator=generator(), dtype=torch.uint8).float()
-    p = M.draw_params(recipe, 64, 16, 16, generator(1), CPU)
-    sparse = M.rand_augment(images, recipe.rand_augment, p, sparse=True)
-    dense = M.rand_augment(images, recipe.rand_augment, p, sparse=False)
+    p = A.draw_params(recipe, 64, 16, 16, generator(1), CPU)
+    sparse = A.rand_augment(images, recipe.rand_augment, p, sparse=True)
+    dense = A.rand_augment(images, recipe.rand_augment, p, sparse=False)
     assert (dense - sparse).abs().max() <= 1  # rounding of the two orders of float operations
     assert (dense != images).flatten(1).any(1).float().mean() > 0.5  # most samples were changed
 
@@ -263,8 +266,8 @@ def test_erasing_rate_and_area_are_timms():
         x = torch.ones(3, s, s)
         erase(x)
         ref.append(float((x == 0).sum() / 3) / (s * s))
-    recipe = M.Recipe(img_size=s, re_prob=0.5)
-    p = M.draw_params(recipe, n, s, s, generator(), CPU)
+    recipe = A.Augmentation(img_size=s, re_prob=0.5)
+    p = A.draw_params(recipe, n, s, s, generator(), CPU)
     box = p["erase_box"]
     ours = torch.where(p["erase"], box[:, 2] * box[:, 3] / (s * s), 0.0).numpy()
     assert binomial_ok(p["erase"].sum(), n, np.mean(np.array(ref) > 0))
@@ -273,12 +276,12 @@ def test_erasing_rate_and_area_are_timms():
 
 
 def test_erased_pixels_are_noise_in_the_box():
-    recipe = M.Recipe(img_size=32, hflip=0.0, vflip=0.0, re_prob=1.0)
+    recipe = A.Augmentation(img_size=32, hflip=0.0, vflip=0.0, re_prob=1.0)
     images = torch.full((2, 1, 32, 32), 255, dtype=torch.uint8)
-    p = M.draw_params(recipe, 2, 32, 32, generator(), CPU)
+    p = A.draw_params(recipe, 2, 32, 32, generator(), CPU)
     p["erase_box"] = torch.tensor([[2.0, 3.0, 10.0, 12.0], [0.0, 0.0, 5.0, 5.0]])
     p["erase"] = torch.tensor([True, False])
-    x = M.apply_params(images, recipe, p)
+    x = A.apply_params(images, recipe, p)
     assert (x[0, :, 2:12, 3:15] != 1).all() and abs(float(x[0, :, 2:12, 3:15].std()) - 1) < 0.2
     x[0, :, 2:12, 3:15] = 1
     assert (x == 1).all()
@@ -319,7 +322,7 @@ def held(n=40, size=8):
 def test_every_sample_once_per_pass_and_ranks_disjoint(world):
     n, batch = 40, 4
     per_pass = n // (batch * world)
-    shares = [list(M.MemoryLoader(held(n), M.Recipe(img_size=8), batch_size=batch, steps=per_pass, rank=r,
+    shares = [list(M.MemoryLoader(held(n), A.Augmentation(img_size=8), batch_size=batch, steps=per_pass, rank=r,
                                   world=world).indices()) for r in range(world)]
     seen = [torch.cat(s).tolist() for s in shares]
     flat = [i for s in seen for i in s]
@@ -331,7 +334,7 @@ def test_every_sample_once_per_pass_and_ranks_disjoint(world):
 
 def memory_batches(n, *, batch_size, steps, rank=0, world=1):
     """The sample ids of each batch the memory path draws from ``n`` held images."""
-    loader = M.MemoryLoader(held(n, 2), M.Recipe(img_size=2), batch_size=batch_size, steps=steps, rank=rank,
+    loader = M.MemoryLoader(held(n, 2), A.Augmentation(img_size=2), batch_size=batch_size, steps=steps, rank=rank,
                             world=world)
     return [b.tolist() for b in loader.indices()]
 
@@ -349,7 +352,7 @@ def test_memory_batches_mix_the_whole_dataset_as_the_stream_path_must():
 
 
 def test_passes_are_reshuffled_and_a_resumed_run_continues_the_sequence():
-    loader = lambda start, steps: M.MemoryLoader(held(), M.Recipe(img_size=8), batch_size=8, steps=steps,  # noqa: E731
+    loader = lambda start, steps: M.MemoryLoader(held(), A.Augmentation(img_size=8), batch_size=8, steps=steps,  # noqa: E731
                                                  start=start, seed=5)
     whole = [b.tolist() for b in loader(0, 15).indices()]
     assert whole[:5] != whole[5:10]  # 5 batches per pass, each pass its own permutation
@@ -359,12 +362,13 @@ def test_passes_are_reshuffled_and_a_resumed_run_continues_the_sequence():
 
 def test_batches_are_augmented_normalised_and_labelled():
     data = held(16, 40)
-    loader = M.create_memory_loader(data, {**PAPER, "img_size": 24}, batch_size=8, steps=3, num_classes=5)
+    config, d = {**PAPER, "img_size": 24}, distributed.Dist()
+    loader = MemoryInput(data, config, d, why="test", num_classes=5).batches(batch_size=8, steps=3)
     for b in loader:
         assert b["image"].shape == (8, 3, 24, 24) and b["image"].dtype == torch.float32
         assert torch.equal(b["label"], data.labels[b["index"]])
     with pytest.raises(trainer.errors.TrainerError, match="outside"):
-        M.create_memory_loader(data, PAPER, batch_size=8, steps=1, num_classes=3)
+        MemoryInput(data, config, d, why="test", num_classes=3)
 
 
 # decoding, the auto rule, workers and threads -----------------------------------------------------------------
@@ -381,45 +385,46 @@ def test_auto_takes_memory_only_when_the_data_fits(tiny, monkeypatch):  # noqa: 
     source = resolve_data(str(tiny))
     need = M.held_bytes(source, 224)
     assert need == 12 * 64 * 64
-    monkeypatch.setattr(M, "free_memory", lambda device: 10 * need)
-    assert M.choose_data_path("auto", source, img_size=224, device=CPU) == "memory"
-    monkeypatch.setattr(M, "free_memory", lambda device: 2 * need)
-    assert M.choose_data_path("auto", source, img_size=224, device=CPU) == "stream"
-    assert M.choose_data_path("stream", source, img_size=224, device=CPU) == "stream"
+    monkeypatch.setattr(inputs, "free_memory", lambda device: 10 * need)
+    assert inputs.choose_input("auto", source, img_size=224, device=CPU)[0] == "memory"
+    monkeypatch.setattr(inputs, "free_memory", lambda device: 2 * need)
+    kind, why = inputs.choose_input("auto", source, img_size=224, device=CPU)
+    assert kind == "stream" and why.startswith("auto: 1 x 0 MiB decoded >= 25% of the")
+    assert inputs.choose_input("stream", source, img_size=224, device=CPU) == ("stream", "--input stream")
 
 
-@pytest.mark.parametrize("device,path,expected", [("cuda", "stream", (15, 1)), ("cuda", "memory", (0, 15)),
-                                                  ("cpu", "stream", (4, 12)), ("cpu", "memory", (0, 15))])
-def test_workers_and_threads_never_oversubscribe_the_cores(device, path, expected):
-    workers, threads = distributed.loader_plan(device, path, None, cores=16)
+@pytest.mark.parametrize("device,loader,expected", [("cuda", True, (15, 1)), ("cuda", False, (0, 15)),
+                                                    ("cpu", True, (4, 12)), ("cpu", False, (0, 15))])
+def test_workers_and_threads_never_oversubscribe_the_cores(device, loader, expected):
+    workers, threads = distributed.plan_cores(device, loader=loader, cores=16)
     assert (workers, threads) == expected and workers + threads <= 16
 
 
 def test_a_stream_loader_in_process_keeps_a_core_for_itself():
-    assert distributed.loader_plan("cpu", "stream", 0, cores=2) == (0, 1)
+    assert distributed.plan_cores("cpu", loader=True, workers=0, cores=2) == (0, 1)
 
 
 def test_pretraining_through_memory_records_its_choice(tiny, tmp_path, one_thread):  # noqa: F811
-    summary = trainer.pretrain(str(tiny), tmp_path / "run", preset="smoke", samples=64, data_path="memory",
+    summary = trainer.pretrain(str(tiny), tmp_path / "run", preset="smoke", samples=64, input="memory",
                                progress=False)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert summary["steps"] == 4 and config["data_path_used"] == "memory"
+    assert summary["steps"] == 4 and config["input_used"] == "memory"
     assert config["workers_per_process"] == 0 and config["held_in_memory"]["samples"] == 12
     assert config["threads"] >= 1 and config["cores"] >= 1
 
 
 def test_a_dataset_smaller_than_a_batch_is_read_pass_after_pass():
-    loader = M.MemoryLoader(held(3), M.Recipe(img_size=8), batch_size=4, steps=6, seed=1)
+    loader = M.MemoryLoader(held(3), A.Augmentation(img_size=8), batch_size=4, steps=6, seed=1)
     stream = torch.cat(list(loader.indices())).tolist()
     assert [sorted(stream[i:i + 3]) for i in range(0, 24, 3)] == [[0, 1, 2]] * 8
-    assert torch.cat(list(M.MemoryLoader(held(3), M.Recipe(img_size=8), batch_size=4, steps=3, start=3,
+    assert torch.cat(list(M.MemoryLoader(held(3), A.Augmentation(img_size=8), batch_size=4, steps=3, start=3,
                                          seed=1).indices())).tolist() == stream[12:]
 
 
 def test_the_stream_path_is_still_taken_when_asked(tiny, tmp_path, one_thread):  # noqa: F811
-    trainer.pretrain(str(tiny), tmp_path / "run", preset="smoke", samples=64, data_path="stream", progress=False)
+    trainer.pretrain(str(tiny), tmp_path / "run", preset="smoke", samples=64, input="stream", progress=False)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["data_path_used"] == "stream" and config["held_in_memory"] is None
+    assert config["input_used"] == "stream" and config["held_in_memory"] is None
     assert config["workers_per_process"] == 0  # the smoke preset's setting wins
 
 
@@ -427,22 +432,24 @@ def test_the_stream_path_is_still_taken_when_asked(tiny, tmp_path, one_thread): 
 TWO_RANKS = textwrap.dedent("""
     import json, sys
     import torch
-    from trainer import distributed, memory
+    from trainer import distributed
+    from trainer.data import device_augment, memory
     from trainer.cli import main
-    from trainer.sources import resolve_data
+    from trainer.data.shardlists import resolve_data
 
     data, out, indices_file = sys.argv[1:4]
     torch.set_num_threads(1)
     d = distributed.setup("cpu")
     held = memory.decode_source(resolve_data(data), img_size=8, device=d.device)
-    loader = memory.MemoryLoader(held, memory.Recipe(img_size=8), batch_size=2, steps=3, rank=d.rank, world=d.world)
+    loader = memory.MemoryLoader(held, device_augment.Augmentation(img_size=8), batch_size=2, steps=3, rank=d.rank,
+                                 world=d.world)
     everyone = distributed.gather([i for b in loader.indices() for i in b.tolist()], d)
     if d.main:
         with open(indices_file, "w") as f:
             json.dump(everyone, f)
     code = 0
     try:
-        main(["pretrain", "--data", data, "--out", out, "--preset", "smoke", "--samples", "64", "--data-path",
+        main(["pretrain", "--data", data, "--out", out, "--preset", "smoke", "--samples", "64", "--input",
               "memory", "--no-progress"])
     except SystemExit as e:
         code = e.code
@@ -457,16 +464,32 @@ def test_two_gloo_processes_draw_disjoint_shares_and_pretrain_through_memory(tin
     first, second = json.loads(indices_file.read_text())
     assert len(first) == len(second) == 6 and sorted(first + second) == list(range(12))  # one pass, split
     config = json.loads((out / "config.json").read_text())
-    assert config["processes"] == 2 and config["data_path_used"] == "memory" and config["total_steps"] == 4
+    assert config["processes"] == 2 and config["input_used"] == "memory" and config["total_steps"] == 4
 
 
-def test_an_unknown_data_path_is_one_line_and_writes_nothing(tiny, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("flag", ["--input", "--data-path"])
+def test_an_unknown_input_is_one_line_and_writes_nothing(tiny, tmp_path, flag):  # noqa: F811
     from click.testing import CliRunner
 
     from trainer.cli import main
 
     result = CliRunner().invoke(main, ["pretrain", "--data", str(tiny), "--out", str(tmp_path / "run"), "--preset",
-                                       "smoke", "--data-path", "disk"])
+                                       "smoke", flag, "disk"])
     assert result.exit_code != 0 and result.output.strip().splitlines() == [
-        "Error: --data-path must be stream, memory or auto, got disk"]
+        f"Error: Invalid value for '{flag}': 'disk' is not one of 'stream', 'memory', 'auto'."]
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_the_old_name_of_the_input_setting_still_works_with_a_warning(tiny, tmp_path):  # noqa: F811
+    from click.testing import CliRunner
+
+    from trainer.cli import main
+
+    result = CliRunner().invoke(main, ["pretrain", "--data", str(tiny), "--out", str(tmp_path / "cli"), "--preset",
+                                       "smoke", "--samples", "32", "--data-path", "memory", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "Warning: --data-path is deprecated; use --input" in result.output
+    assert json.loads((tmp_path / "cli" / "config.json").read_text())["input_used"] == "memory"
+    with pytest.warns(DeprecationWarning, match="data_path is deprecated; use input"):
+        trainer.pretrain(str(tiny), tmp_path / "py", preset="smoke", samples=32, data_path="stream", progress=False)
+    assert json.loads((tmp_path / "py" / "config.json").read_text())["input_used"] == "stream"

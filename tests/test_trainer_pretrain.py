@@ -20,7 +20,7 @@ from timm.scheduler import CosineLRScheduler
 
 import trainer
 from trainer.cli import main
-from trainer.presets import PRETRAIN_DEFAULTS, SETTINGS
+from trainer.settings import BY_NAME, RENAMED, defaults
 
 # The smoke preset keeps the paper's heavy augmentation, under which a 2-block ViT needs far more
 # than a test's 150 steps to leave chance level; these runs turn it off to see the loss fall.
@@ -118,7 +118,7 @@ def interrupted_pretrain(data, out, args, *, after_step):
 def test_a_resumed_run_trains_exactly_as_the_uninterrupted_one(tiny, tmp_path, one_thread):  # noqa: F811
     # The memory path in one process: data order, augmentation, Mixup and drop path all continue from the
     # checkpoint's random states, so the losses and weights after the resume are the uninterrupted run's.
-    args = dict(preset="smoke", samples=960, data_path="memory", drop_path=0.1, progress=False)
+    args = dict(preset="smoke", samples=960, input="memory", drop_path=0.1, progress=False)
     whole = trainer.pretrain(str(tiny), tmp_path / "whole", **args)
     out = tmp_path / "cut"
 
@@ -203,11 +203,11 @@ def test_the_command_line_runs_and_prints_a_summary(tiny, tmp_path):  # noqa: F8
 
 
 def test_command_options_are_the_functions_arguments():
-    for name, func in (("pretrain", trainer.pretrain), ("finetune", trainer.finetune), ("probe", trainer.probe)):
-        command = main.commands[name]
+    for kind, func in (("pretrain", trainer.pretrain), ("finetune", trainer.finetune), ("probe", trainer.probe)):
+        command = main.commands[kind]
         params = inspect.signature(func).parameters
-        options = {p.name: p for p in command.params}
-        assert set(options) == set(params), name
+        options = {p.name: p for p in command.params if p.name not in RENAMED}
+        assert set(options) == set(params), kind
         for name, p in params.items():
             if options[name].multiple:  # KEY=VALUE pairs: none given reads as None
                 assert p.default is None and options[name].callback is not None
@@ -215,9 +215,9 @@ def test_command_options_are_the_functions_arguments():
                 assert options[name].required, name
             else:
                 assert options[name].default == p.default, name
-        assert set(params) - set(SETTINGS) <= {"data", "out", "init", "dataset", "preset", "resume", "force",
-                                               "device", "progress", "blocks"}
-    assert set(PRETRAIN_DEFAULTS) <= set(SETTINGS)
+        assert set(params) - set(BY_NAME) <= {"data", "out", "init", "dataset", "preset", "resume", "force",
+                                              "device", "progress", "blocks"}
+        assert set(params) & set(BY_NAME) <= set(defaults(kind)), kind
 
 
 @pytest.mark.parametrize("setup,args,message", [
@@ -265,9 +265,8 @@ def test_labels_beyond_the_class_count_stop_the_run_with_one_line(tiny, tmp_path
 
 
 def test_the_paper_preset_is_the_reference_recipe():
+    from trainer.optim import plan_run
     from trainer.presets import resolve
-    from trainer.pretraining import plan
-    from trainer.sources import ShardSource
 
     config = resolve("pretrain", "paper")
     assert (config["model"], config["img_size"], config["drop_path"], config["batch_size"]) == (
@@ -277,8 +276,7 @@ def test_the_paper_preset_is_the_reference_recipe():
     assert (config["scale"], config["hflip"], config["vflip"], config["auto_augment"], config["re_prob"]) == (
         [0.08, 1.0], 0.5, 0.5, "rand-m9-mstd0.5-inc1", 0.5)
     assert (config["mixup"], config["cutmix"], config["mixup_switch"], config["smoothing"]) == (0.8, 1.0, 0.5, 0.1)
-    source = ShardSource(("a.tar",), 1000, 1000, "1p-frac")
-    steps = plan(config, source, world=8)
+    steps = plan_run(config, 1000, world=8).as_dict()
     # 1000 images // 256 = 3 steps per epoch (the last partial batch dropped): 240,000 steps, ~61M samples.
     assert steps["steps_per_epoch"] == 3 and steps["total_steps"] == 240_000 and steps["warmup_steps"] == 15
     assert steps["batch_per_process"] == 32 and steps["lr"] == pytest.approx(5e-4)
@@ -306,7 +304,7 @@ def decay_of(optimizer) -> dict[int, float]:
 
 @pytest.mark.parametrize("opt,wd", [("adamw", 0.05), ("sgd", 1e-4)])
 def test_pos_embed_and_cls_token_are_decayed_only_with_embed_decay(opt, wd):
-    from trainer.engine import create_optimizer
+    from trainer.optim import create_optimizer
 
     net = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=5)
     for embed_decay in (False, True):
@@ -320,7 +318,7 @@ def test_pos_embed_and_cls_token_are_decayed_only_with_embed_decay(opt, wd):
 
 
 def test_mixing_draws_one_lambda_per_chunk_and_pairs_within_it():
-    from trainer.engine import create_criterion
+    from trainer.loss import create_criterion
 
     config = dict(mixup=0.8, cutmix=0.0, mixup_switch=0.5, smoothing=0.0)
     labels = torch.arange(16)
@@ -344,7 +342,7 @@ def test_mixing_draws_one_lambda_per_chunk_and_pairs_within_it():
 
 
 def test_cutmix_or_mixup_is_chosen_per_chunk():
-    from trainer.engine import create_criterion
+    from trainer.loss import create_criterion
 
     mixup, _ = create_criterion(dict(mixup=0.8, cutmix=1.0, mixup_switch=0.5, smoothing=0.0, mix_chunk=2),
                                 num_classes=64)

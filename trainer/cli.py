@@ -1,11 +1,12 @@
 """``python -m trainer``: a thin click layer over ``trainer.pretrain``, ``finetune``, ``probe``, ``experiment``.
 
 The options of each command are made from its library function's keyword arguments (names,
-defaults) and ``presets.SETTINGS`` (types, help), so the command line and the functions agree.
+defaults) and ``trainer.settings`` (types, choices, help), so the command line and the functions agree.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import sys
@@ -14,12 +15,14 @@ from typing import Any
 
 import click
 
+from .data.downstream import SPECS
 from .errors import TrainerError
 from .finetuning import finetune as finetune_run
 from .finetuning import probe as probe_run
-from .presets import PRESET_NAMES, SETTINGS
+from .presets import PRESET_NAMES
 from .pretraining import pretrain as pretrain_run
 from .runs import no_debris
+from .settings import BY_NAME, KV, PAIR, RENAMED
 
 # Options that are not run settings: (type or "flag", help).
 EXTRA = {
@@ -29,7 +32,7 @@ EXTRA = {
     "device": (str, "Device, e.g. cpu, cuda, cuda:1 (default: this rank's GPU if any, else cpu)."),
     "progress": (bool, "Show a progress bar (default: on a terminal)."),
     "init": (str, "A pre-training checkpoint, or 'scratch' for random weights."),
-    "dataset": (str, "digits, mnist5k, folder:PATH, wds:DATA or torch/NAME (cifar10, cifar100, ...)."),
+    "dataset": (str, f"One of {SPECS}; options after '?' (README: the --dataset table)."),
     "blocks": (int, "Frozen transformer blocks K; the classifier reads block K's output."),
     "report": (str, "Where REPORT.md and the chart go."),
 }
@@ -51,32 +54,71 @@ def _kv(ctx, param, values: tuple[str, ...]) -> dict[str, Any] | None:
     return out
 
 
+def _setting_option(name: str) -> Callable:
+    setting = BY_NAME[name]
+    flag, text = setting.flag, setting.help
+    if setting.type is bool:
+        return click.option(f"{flag}/--no-{flag[2:]}", default=None, help=text)
+    if setting.type == KV:
+        return click.option(flag, multiple=True, callback=_kv, metavar="KEY=VALUE", help=text)
+    return click.option(flag, type=_click_type(setting), default=None, help=text)
+
+
+def _click_type(setting) -> Any:
+    if setting.type == PAIR:
+        return (float, float)
+    return click.Choice(setting.choices) if setting.choices else setting.type
+
+
+def _renamed(old: str, new: str) -> Callable:
+    """A hidden option under a setting's old name: taken, with a one-line warning, as the new one."""
+
+    def take(ctx, param, value):
+        if value is not None:
+            click.echo(f"Warning: {param.opts[0]} is deprecated; use {BY_NAME[new].flag}", err=True)
+        return value
+
+    return click.option("--" + old.replace("_", "-"), type=_click_type(BY_NAME[new]), default=None, hidden=True,
+                        callback=take)
+
+
 def _click_option(name: str, default: Any) -> Callable:
+    if name in BY_NAME:
+        return _setting_option(name)
     flag = "--" + name.replace("_", "-")
-    kind, text = SETTINGS.get(name) or EXTRA[name]
+    kind, text = EXTRA[name]
     if kind == "flag":
         return click.option(flag, is_flag=True, default=default, help=text)
     if kind is bool:
         return click.option(f"{flag}/--no-{flag[2:]}", default=default, help=text)
-    if kind == "kv":
-        return click.option(flag, multiple=True, callback=_kv, metavar="KEY=VALUE", help=text)
-    if isinstance(kind, tuple):
-        return click.option(flag, type=kind, default=default, help=text)
     if default is inspect.Parameter.empty:
         return click.option(flag, type=kind, required=True, help=text)
-    shown = default is not None and name in EXTRA
-    return click.option(flag, type=kind, default=default, show_default=shown, help=text)
+    return click.option(flag, type=kind, default=default, show_default=default is not None, help=text)
 
 
 def options_of(func: Callable, *, skip: tuple[str, ...] = ()) -> Callable:
-    """Decorate a click command with one option per keyword-only argument of ``func``."""
+    """Decorate a click command with one option per keyword-only argument of ``func`` (and a hidden one per
+    old name of a setting it takes)."""
     params = [p for p in inspect.signature(func).parameters.values()
               if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in skip]
+    names = {p.name for p in params}
+
+    renamed = {old: new for old, new in RENAMED.items() if new in names}
 
     def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)
+        def take_old_names(*args, **kwargs):
+            for old, new in renamed.items():
+                value = kwargs.pop(old)
+                if kwargs.get(new) is None:
+                    kwargs[new] = value
+            return command(*args, **kwargs)
+
         for p in reversed(params):
-            command = _click_option(p.name, p.default)(command)
-        return command
+            take_old_names = _click_option(p.name, p.default)(take_old_names)
+        for old, new in renamed.items():
+            take_old_names = _renamed(old, new)(take_old_names)
+        return take_old_names
 
     return decorate
 
@@ -248,19 +290,19 @@ def inspect_command(inits, dataset, images, preset, img_size, json_out, plot):
 
     INITS: checkpoints, 'scratch', or 'init:CHECKPOINT' (the weights that pre-training run started from).
     """
-    from . import analysis
+    from . import inspection
 
-    result = analysis.inspect(list(inits), dataset=dataset, images=images, preset=preset, img_size=img_size)
+    result = inspection.inspect(list(inits), dataset=dataset, images=images, preset=preset, img_size=img_size)
     for name, m in result["models"].items():
         if "keys" in m:
             k = m["keys"]
             click.echo(f"{name}: {len(k['loaded'])} keys loaded unchanged, {len(k['resampled'])} resampled "
                        f"({', '.join(k['resampled']) or '-'}), fresh: {', '.join(k['fresh']) or '-'}; "
                        f"dropped: {', '.join(k['dropped']) or '-'}")
-    click.echo(analysis.markdown_table(result))
+    click.echo(inspection.markdown_table(result))
     if json_out:
         from .runs import write_json
 
         write_json(json_out, result)
     if plot:
-        analysis.plot(result, plot)
+        inspection.plot(result, plot)

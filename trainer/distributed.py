@@ -53,32 +53,24 @@ def usable_cores() -> int:
     return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
-def set_cpu_threads(d: Dist, workers: int) -> int:
-    """Intra-op threads for training on the CPU: the cores left after the loader workers (at least one
-    core is left). Oversubscribed OpenMP threads spin against each other, and on a shared 2-core
-    machine 2 threads ran 2.5x slower than 1. OMP_NUM_THREADS, if set, is respected."""
-    if d.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, usable_cores() - max(1, workers)))
-    return torch.get_num_threads()
+def plan_cores(device_type: str, *, loader: bool, workers: int | None = None, cores: int | None = None
+               ) -> tuple[int, int]:
+    """``(loader workers, torch threads)`` of one process, from its cores and whether its input has loader workers.
 
-
-def loader_plan(device_type: str, data_path: str, workers: int | None = None,
-                cores: int | None = None) -> tuple[int, int]:
-    """``(loader workers, torch threads)`` of one process, from its cores and the input path.
-
-    The memory path has no loader: torch gets every core but one (OpenMP threads spin against whatever
-    else runs: on this project's shared 2-core machine the cpu preset through memory ran at 7.6 samples/s
-    with 2 threads, while the stream path's 1 worker + 1 thread made 28-31). The stream path gives the loader all cores
-    but one on a GPU host (the training loop only launches kernels there, and 8 workers beside 16 threads
-    oversubscribed a 16-core host) and up to 4 on a CPU run, which needs cores for the model; torch gets the rest,
-    never fewer than one thread. ``workers`` (the setting) wins where given.
+    An input without a loader (the memory input) leaves torch every core but one (OpenMP threads spin against
+    whatever else runs: on this project's shared 2-core machine the cpu preset through memory ran at 7.6
+    samples/s with 2 threads, while the stream input's 1 worker + 1 thread made 28-31). With a loader, the
+    workers get all cores but one on a GPU host (the training loop only launches kernels there, and 8 workers
+    beside 16 threads oversubscribed a 16-core host) and up to 4 on a CPU run, which needs cores for the model;
+    torch gets the rest, never fewer than one thread (with no workers the loader runs in this process).
+    ``workers`` (the setting) wins where given.
     """
     cores = cores or usable_cores()
-    if data_path == "memory":
+    if not loader:
         return 0, max(1, cores - 1)
     if workers is None:
         workers = max(1, cores - 1 if device_type == "cuda" else min(4, cores - 1))
-    return workers, max(1, cores - max(1, workers))  # with no workers the loader runs in this process
+    return workers, max(1, cores - max(1, workers))
 
 
 def set_threads(threads: int) -> int:
@@ -95,7 +87,7 @@ def teardown(d: Dist) -> None:
 
 @contextlib.contextmanager
 def session(device: str | None = None) -> Iterator[Dist]:
-    """``setup`` for a run; on leaving, torch's thread count (``set_cpu_threads`` may change it) is
+    """``setup`` for a run; on leaving, torch's thread count (``set_threads`` may change it) is
     restored and ``teardown`` done."""
     d = setup(device)
     threads = torch.get_num_threads()

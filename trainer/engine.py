@@ -1,100 +1,28 @@
-"""Pieces shared by pre-training and fine-tuning, all from timm: optimizer, schedule, mixup, losses,
-mixed precision, EMA; and the step that uses them."""
+"""The training loop that pre-training and fine-tuning share: the pieces a run trains with (timm's model,
+optimizer, schedule, Mixup and loss, EMA, mixed precision), one optimisation step, the loop over a run's
+steps (logging, checkpoints, evaluations, stopping on a signal) and the evaluation."""
 
 from __future__ import annotations
 
 import contextlib
 import math
-import random
-import signal
-from collections.abc import Iterable, Iterator
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-from timm.data import Mixup
-from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-from timm.optim import create_optimizer_v2, param_groups_layer_decay, param_groups_weight_decay
-from timm.scheduler import CosineLRScheduler
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from . import distributed
 from .distributed import Dist
 from .errors import TrainerError
-
-
-def learning_rates(config: dict[str, Any], global_batch: int) -> dict[str, float]:
-    """Peak, warm-up start and final lr: the recipe's per-512 rates scaled to the global batch.
-
-    An explicit ``lr`` sets the peak; warm-up start and floor keep their ratios to it.
-    """
-    scale = global_batch / 512
-    base = config["lr_base"] * scale
-    peak = config["lr"] if config.get("lr") is not None else base
-    ratio = peak / base
-    return {"lr": peak, "warmup_lr": config["warmup_lr_base"] * scale * ratio,
-            "min_lr": config["min_lr_base"] * scale * ratio}
-
-
-def create_optimizer(model: nn.Module, config: dict[str, Any], lr: float) -> torch.optim.Optimizer:
-    """timm's optimizer; biases and norm weights get no weight decay (timm's default grouping), and with
-    ``layer_decay`` each layer group its lr scale (timm's ``param_groups_layer_decay``; the scheduler applies it).
-
-    The model's no-weight-decay list (a ViT's ``pos_embed`` and ``cls_token``) is honoured unless
-    ``embed_decay``: the reference handed the DDP-wrapped model to timm, which then found no such list.
-    """
-    groups, layer_decay = None, config.get("layer_decay")
-    if config.get("embed_decay") and config["weight_decay"]:
-        def groups(m: nn.Module):
-            if layer_decay is not None:
-                return param_groups_layer_decay(m, weight_decay=config["weight_decay"], no_weight_decay_list=(),
-                                                layer_decay=layer_decay)
-            return param_groups_weight_decay(m, config["weight_decay"], no_weight_decay_list=())
-    try:
-        return create_optimizer_v2(model, opt=config["opt"], lr=lr, weight_decay=config["weight_decay"],
-                                   momentum=config["momentum"], param_group_fn=groups, layer_decay=layer_decay)
-    except (ValueError, AssertionError, KeyError) as e:
-        raise TrainerError(f"cannot create optimizer {config['opt']!r}: {e}") from None
-
-
-def create_scheduler(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int,
-                     rates: dict[str, float]) -> CosineLRScheduler:
-    """Cosine decay per step from the peak to ``min_lr`` over the run, after a linear warm-up."""
-    return CosineLRScheduler(optimizer, t_initial=max(1, total_steps), lr_min=rates["min_lr"],
-                             warmup_t=warmup_steps, warmup_lr_init=rates["warmup_lr"], t_in_epochs=False)
-
-
-class ChunkedMixup(Mixup):
-    """timm's Mixup/CutMix applied to every ``chunk`` samples of a batch on its own: one lambda and one
-    Mixup-or-CutMix choice per chunk, samples paired within it. The reference mixes each GPU's batch
-    (32 of the 256) on its own; ``chunk`` 0 mixes the whole batch at once."""
-
-    def __init__(self, *, chunk: int = 0, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.chunk = chunk
-
-    def __call__(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mix = super().__call__
-        if not self.chunk or len(x) <= self.chunk:
-            return mix(x, target)
-        parts = [mix(xs, ts) for xs, ts in zip(x.split(self.chunk), target.split(self.chunk), strict=True)]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-
-def create_criterion(config: dict[str, Any], num_classes: int) -> tuple[ChunkedMixup | None, nn.Module]:
-    """timm's Mixup/CutMix (which also smooths the labels) and the matching training loss.
-
-    With mixing on, the targets are soft and the loss is soft-target cross-entropy: over the
-    perturbation classes this is the paper's LPCE loss.
-    """
-    if config["mixup"] > 0 or config["cutmix"] > 0:
-        mixup = ChunkedMixup(chunk=config.get("mix_chunk", 0), mixup_alpha=config["mixup"],
-                             cutmix_alpha=config["cutmix"], prob=1.0, switch_prob=config["mixup_switch"], mode="batch",
-                             label_smoothing=config["smoothing"], num_classes=num_classes)
-        return mixup, SoftTargetCrossEntropy()
-    if config["smoothing"] > 0:
-        return None, LabelSmoothingCrossEntropy(smoothing=config["smoothing"])
-    return None, nn.CrossEntropyLoss()
+from .loss import ChunkedMixup, create_criterion
+from .optim import RunPlan, create_optimizer, create_scheduler
+from .signals import stop_requests
 
 
 class Precision:
@@ -136,115 +64,6 @@ def train_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, cr
     return loss.detach()
 
 
-def check_finite(loss: float) -> None:
-    if not math.isfinite(loss):
-        raise TrainerError(f"the loss is {loss}: training diverged (try a lower --lr or --clip-grad)")
-
-
-@contextlib.contextmanager
-def stop_requests() -> Iterator[list[bool]]:
-    """SIGINT/SIGTERM set a flag instead of raising, so that the loop can finish its step and save.
-
-    A second Ctrl-C raises KeyboardInterrupt at once; a second SIGTERM does not (a scheduler or
-    torchrun may send more than one, and kills outright when it stops waiting). Once a stop is
-    asked for, a loader worker's death no longer raises inside the step (torch's SIGCHLD handler
-    would): the loader reports it at the next batch instead, where the loop can still save.
-    """
-    flag = [False]
-    previous = {}
-
-    def handler(signum, frame):
-        if flag[0] and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        if not flag[0]:
-            with contextlib.suppress(ValueError, AttributeError):  # no SIGCHLD off POSIX
-                previous.setdefault(signal.SIGCHLD, signal.signal(signal.SIGCHLD, _ignore))
-        flag[0] = True
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-            previous[sig] = signal.signal(sig, handler)
-    try:
-        yield flag
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def _ignore(signum, frame) -> None:
-    """A Python-level no-op handler (SIG_DFL set while a signal is pending makes CPython warn)."""
-
-
-def _leave_to_parent(signum, frame) -> None:
-    # The next signal acts as usual: multiprocessing stops a worker with SIGTERM when it must.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def leave_stops_to_parent(worker_id: int) -> None:
-    """A DataLoader ``worker_init_fn``: the worker outlives the first SIGINT/SIGTERM.
-
-    Ctrl-C, ``timeout``, Slurm and torchrun signal the whole process group; the main process
-    answers by finishing its step and saving, and it needs its workers' batches to get there.
-    It then stops them itself.
-    """
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _leave_to_parent)
-
-
-class _Batches:
-    """An iterator over a loader that can be let go of while its name is still bound."""
-
-    def __init__(self, loader: Iterable):
-        self.it: Iterator | None = iter(loader)
-
-    def __iter__(self) -> Iterator:
-        return self
-
-    def __next__(self) -> Any:
-        return next(self.it)
-
-
-@contextlib.contextmanager
-def loader_batches(loader: Iterable) -> Iterator[Iterator]:
-    """The loader's batches; on leaving, its workers are stopped at once (not when a traceback that
-    holds the loop's frame is dropped: workers outlive the first stop signal, so the interpreter's
-    exit, which sends them only that, could not stop them)."""
-    batches = _Batches(loader)
-    try:
-        yield batches
-    finally:
-        batches.it = None
-
-
-def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
-    """Every random state a training step draws from (torch, CUDA, numpy for Mixup, random, and the
-    memory path's ``generator``), as tensors and numbers that a ``weights_only`` checkpoint holds."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    state = {"torch": torch.get_rng_state(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos,
-                                                       has_gauss, gauss],
-             "random": [version, torch.tensor(internal, dtype=torch.int64), gauss_next]}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    if generator is not None:
-        state["generator"] = generator.get_state()
-    return state
-
-
-def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = None) -> None:
-    """Put back what ``rng_state`` saved, so that a resumed run draws what the uninterrupted run drew."""
-    torch.set_rng_state(state["torch"])
-    name, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = state["random"]
-    random.setstate((version, tuple(internal.tolist()), gauss_next))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if generator is not None and "generator" in state:
-        generator.set_state(state["generator"])
-
-
 def wrap(net: nn.Module, compile: bool, d: Dist) -> nn.Module:
     """``net`` compiled if ``compile``, and in DDP when there are several processes."""
     model = torch.compile(net) if compile else net
@@ -257,3 +76,233 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The plain model inside DDP and torch.compile wrappers."""
     model = getattr(model, "module", model)
     return getattr(model, "_orig_mod", model)
+
+
+@dataclass
+class Training:
+    """What a run trains with: the model as it is stepped (compiled, in DDP), the optimizer and its lr
+    schedule, mixed precision, Mixup/CutMix and the loss, the weights' EMA and gradient clipping."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    precision: Precision
+    criterion: nn.Module
+    mixup: ChunkedMixup | None = None
+    ema: ModelEmaV3 | None = None
+    clip_grad: float | None = None
+
+    @property
+    def net(self) -> nn.Module:
+        return unwrap(self.model)
+
+    def step(self, batch: dict[str, torch.Tensor], step: int) -> torch.Tensor:
+        """One optimisation step on a batch, then the schedule and the EMA at step ``step`` (counted from 1)."""
+        images, targets = batch["image"], batch["label"]
+        if self.mixup is not None:
+            images, targets = self.mixup(images, targets)
+        loss = train_step(self.model, images, targets, self.criterion, self.optimizer, self.precision, self.clip_grad)
+        self.scheduler.step_update(step)
+        if self.ema is not None:
+            self.ema.update(self.model, step=step)
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"state_dict": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.precision.scaler.state_dict()}
+        if self.ema is not None:
+            state["state_dict_ema"] = self.ema.module.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.precision.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["state_dict_ema"])
+
+
+def create_training(net: nn.Module, config: dict[str, Any], plan: RunPlan, *, num_classes: int, d: Dist,
+                    state: dict[str, Any] | None = None) -> Training:
+    """The pieces to train ``net`` with a run's settings and plan; ``state`` (a checkpoint) restores them
+    before the model is compiled or put in DDP."""
+    ema = ModelEmaV3(net, decay=config["ema"]) if config.get("ema", 0) > 0 else None
+    optimizer = create_optimizer(net, config, plan.lr)
+    mixup, criterion = create_criterion(config, num_classes)
+    training = Training(net, optimizer, create_scheduler(optimizer, plan), Precision(d.device, config["amp"]),
+                        criterion, mixup, ema, config["clip_grad"])
+    if state is not None:
+        training.load_state_dict(state)
+    training.model = wrap(net, config["compile"], d)
+    return training
+
+
+@dataclass(frozen=True)
+class Steps:
+    """The steps a loop runs, from ``start`` (done already) to ``total``, and what it does along them."""
+
+    total: int
+    start: int = 0
+    per_epoch: int | None = None
+    log_every: int = 50
+    save_every: int | None = None  # steps between checkpoints (None: only a stop saves, if the loop can)
+    eval_every: int | None = None  # epochs between evaluations (None: none); the last step evaluates too
+
+    def evaluates_after(self, step: int) -> bool:
+        if self.eval_every is None:
+            return False
+        ends_epoch = bool(self.per_epoch) and step % self.per_epoch == 0
+        return step == self.total or (ends_epoch and (step // self.per_epoch) % self.eval_every == 0)
+
+    def epoch(self, step: int) -> float | None:
+        return round(step / self.per_epoch, 4) if self.per_epoch else None
+
+
+def check_finite(loss: float) -> None:
+    if not math.isfinite(loss):
+        raise TrainerError(f"the loss is {loss}: training diverged (try a lower --lr or --clip-grad)")
+
+
+def train(training: Training, batches: Iterable[dict[str, Any]], steps: Steps, *, d: Dist, global_batch: int,
+          log: Callable[[dict[str, Any]], None], problems: Callable[[], tuple[set[str], int]] = lambda: (set(), 0),
+          save: Callable[[int], None] | None = None, evaluate: Callable[[], dict[str, float]] | None = None,
+          progress: bool | None = None, desc: str = "train") -> dict[str, Any]:
+    """Train from ``steps.start`` to ``steps.total`` on ``batches`` (dicts with ``image`` and ``label`` on the
+    device), in the style of timm's ``train_one_epoch`` but counted in steps.
+
+    Every ``log_every`` steps (and at the end) ``log`` gets a record: step, epoch, mean loss, lr, samples/s,
+    the share of time spent waiting for data, the damaged shards and skipped samples ``problems`` reports,
+    seconds since the loop began. ``save(step)`` runs every ``save_every`` steps and at the end, on rank 0;
+    ``evaluate()`` after every ``eval_every`` epochs and at the end, its figures logged with the step and epoch.
+    SIGINT/SIGTERM end the loop after the current step (under DDP at the next logging step, where the ranks
+    agree), saving first if it can, with KeyboardInterrupt. Returns steps, last loss, samples/s, damaged shards.
+    """
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=steps.total, initial=steps.start, unit="step", desc=desc, dynamic_ncols=True,
+               disable=(not d.main) or (None if progress is None else not progress))
+    training.model.train()
+    step, last, count, waited = steps.start, None, 0, 0.0
+    losses = torch.zeros((), device=d.device)
+    tick = first_tick = time.perf_counter()
+    with stop_requests() as stop, bar, _released(batches) as it:
+        while step < steps.total:
+            t0 = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                raise TrainerError("the data stream ended early: every shard is unreadable") from None
+            except RuntimeError:  # a loader worker died: after a stop request, a signal that came before it could
+                if not stop[0]:   # ignore it
+                    raise
+                _interrupted(step, steps.total, d, save)
+            waited += time.perf_counter() - t0
+            step += 1
+            losses += training.step(batch, step)
+            count += 1
+            bar.update(1)
+            # Under DDP the ranks agree on stopping at logging steps only: an all-reduce every step would
+            # make the host wait for the GPU every step.
+            stopping = stop[0] if d.world == 1 else step % steps.log_every == 0 and _any(stop[0], d)
+            if step % steps.log_every == 0 or step == steps.total or stopping:
+                now = time.perf_counter()
+                loss = distributed.mean(losses.item() / count, d)
+                check_finite(loss)
+                shards, skipped = problems()
+                last = {"step": step, "epoch": steps.epoch(step), "loss": round(loss, 5),
+                        # the top layer's lr, under layer decay
+                        "lr": max(g["lr"] for g in training.optimizer.param_groups),
+                        "samples_per_s": round(count * global_batch / (now - tick), 2),
+                        "data_wait": round(distributed.mean(waited / (now - tick), d), 4),
+                        "corrupt_shards": len(set().union(*distributed.gather(sorted(shards), d))),
+                        "skipped_samples": int(distributed.total([float(skipped)], d)[0]),
+                        "time": round(now - first_tick, 2)}
+                log(last)
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{last['lr']:.2e}", sps=f"{last['samples_per_s']:.0f}")
+                losses.zero_()
+                count, waited, tick = 0, 0.0, time.perf_counter()
+            if stopping and step < steps.total:
+                _interrupted(step, steps.total, d, save)
+            if save is not None and d.main and (step == steps.total or (steps.save_every
+                                                                       and step % steps.save_every == 0)):
+                save(step)
+            if evaluate is not None and steps.evaluates_after(step):
+                result = evaluate()
+                epoch = -(-step // steps.per_epoch) if steps.per_epoch else None
+                log({"step": step, "epoch": epoch, **{k: round(v, 4) for k, v in result.items()}})
+                bar.set_postfix(top1=f"{result['top1']:.2f}")
+                training.model.train()
+                tick = time.perf_counter()
+    return {"steps": step, "loss": last["loss"] if last else None,
+            "samples_per_s": (step - steps.start) * global_batch / max(1e-9, time.perf_counter() - first_tick),
+            "corrupt_shards": last["corrupt_shards"] if last else 0}
+
+
+def _interrupted(step: int, total: int, d: Dist, save: Callable[[int], None] | None) -> None:
+    """Save at ``step`` (where the loop can) and stop with KeyboardInterrupt (the command line's exit code 130)."""
+    if d.main:
+        if save is not None:
+            save(step)
+            print(f"Interrupted at step {step} of {total}: checkpoint saved; --resume continues the run.",
+                  file=sys.stderr)
+        else:
+            print(f"Interrupted at step {step} of {total}.", file=sys.stderr)
+    raise KeyboardInterrupt
+
+
+def _any(flag: bool, d: Dist) -> bool:
+    """Whether any rank was asked to stop (so that all ranks stop at the same step)."""
+    return bool(distributed.total([float(flag)], d)[0])
+
+
+class _Batches:
+    """An iterator over a loader that can be let go of while its name is still bound."""
+
+    def __init__(self, batches: Iterable):
+        self.it: Iterator | None = iter(batches)
+
+    def __iter__(self) -> Iterator:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self.it)
+
+
+@contextlib.contextmanager
+def _released(batches: Iterable) -> Iterator[Iterator]:
+    """The batches; on leaving, their loader's workers are stopped at once (not when a traceback that holds
+    the loop's frame is dropped: workers outlive the first stop signal, so the interpreter's exit, which sends
+    them only that, could not stop them)."""
+    it = _Batches(batches)
+    try:
+        yield it
+    finally:
+        it.it = None
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, d: Dist,
+             num_classes: int) -> dict[str, float]:
+    """Top-1 and top-5 accuracy (%) and mean cross-entropy over ``batches`` (this rank's share of the test split;
+    the counts are summed over ranks), as timm's ``validate``."""
+    model.eval()
+    k = min(5, num_classes)
+    # Top-1 hits, top-k hits and loss sum, added up on the device in float64 (exact for the counts, and
+    # the same additions as in Python floats for the loss); read once, at the end.
+    sums = torch.zeros(3, dtype=torch.float64, device=d.device)
+    count = 0
+    for batch in batches:
+        images, labels = batch["image"], batch["label"]
+        with precision.autocast():
+            logits = model(images)
+        top = logits.topk(k, dim=1).indices
+        hits = top == labels[:, None]
+        ce = nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
+        sums += torch.stack([hits[:, 0].sum().double(), hits.any(dim=1).sum().double(), ce.double()])
+        count += len(labels)
+    top1, topk, loss, n = distributed.total([*sums.tolist(), float(count)], d)
+    result = {"top1": 100 * top1 / n, "test_loss": loss / n}
+    if num_classes > 5:  # top-5 says nothing with five classes or fewer
+        result["top5"] = 100 * topk / n
+    return result

@@ -1,4 +1,5 @@
-"""Models from timm: creation, pre-trained bodies with a new head, and the linear probe."""
+"""Models from timm: creation, pre-trained bodies with a new head, the linear probe, and the model a
+fine-tuning or probe builds from its ``--init``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import timm
 import torch
 from torch import nn
 
+from .checkpoints import read_checkpoint
 from .errors import TrainerError
 
 
@@ -36,19 +38,6 @@ def create_model(name: str, *, num_classes: int, img_size: int | None = None, dr
     """A randomly initialised timm model."""
     return _timm_model(name, img_size=img_size, num_classes=num_classes, drop_path_rate=drop_path,
                        **(model_kwargs or {}))
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint file's contents (tensors on the CPU); one clear line if it is not one."""
-    if not os.path.isfile(path):
-        raise TrainerError(f"checkpoint {path} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load raises many types for a file that is not a checkpoint
-        raise TrainerError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
-    if not isinstance(checkpoint, dict):
-        raise TrainerError(f"{path} holds no state dict")
-    return checkpoint
 
 
 def classifier_names(model: nn.Module) -> tuple[str, ...]:
@@ -134,3 +123,33 @@ class LinearProbe(nn.Module):
                                                         intermediates_only=True)
             cells = nn.functional.adaptive_avg_pool2d(tokens, self.grid).flatten(1)
         return self.head(self.norm(cells))
+
+
+DEFAULT_MODEL = "vit_tiny_patch16_224"
+
+
+def architecture(init: str, config: dict[str, Any], overrides: dict[str, Any] | None = None
+                 ) -> tuple[str, dict[str, Any]]:
+    """Model name and arguments of a run from ``init``: a checkpoint's own (none for another ``--model``), with
+    ``--model-kwargs`` added to them; for ``scratch``, the settings' (default ``DEFAULT_MODEL``)."""
+    overrides = overrides or {}
+    if init == "scratch":
+        return config["model"] or DEFAULT_MODEL, dict(config["model_kwargs"] or {})
+    saved = read_checkpoint(init).get("config") or {}
+    name = overrides.get("model") or saved.get("model")
+    if name is None:
+        raise TrainerError(f"{init} records no model name: give --model")
+    same = overrides.get("model") is None or overrides["model"] == saved.get("model")
+    kwargs = (saved.get("model_kwargs") or {}) if same else {}
+    return name, {**kwargs, **(overrides.get("model_kwargs") or {})}
+
+
+def create_downstream_model(kind: str, init: str, name: str, kwargs: dict[str, Any], *, num_classes: int,
+                            img_size: int, drop_path: float, blocks: int | None) -> nn.Module:
+    """The model a ``finetune`` (pre-trained body, or random, with a new head) or a ``probe`` trains."""
+    args = dict(img_size=img_size, drop_path=0.0 if kind == "probe" else drop_path, model_kwargs=kwargs)
+    if init == "scratch":
+        net = create_model(name, num_classes=num_classes, **args)
+    else:
+        net = create_pretrained(init, name, num_classes=num_classes, **args)
+    return LinearProbe(net, blocks, num_classes) if kind == "probe" else net

@@ -12,77 +12,7 @@ import copy
 from typing import Any
 
 from .errors import TrainerError
-
-# --normalize: the names of the input mean/std pairs (trainer.transforms.MEAN_STD).
-NORMALIZE = ("0.5", "imagenet")
-# --data-path: the input paths (trainer.memory holds the device-resident one).
-DATA_PATHS = ("stream", "memory", "auto")
-
-# Setting -> (type, help). The command line options and the library functions' keyword arguments
-# are made from these names, so the two always agree (a test checks it). "kv" is KEY=VALUE pairs.
-SETTINGS: dict[str, tuple[Any, str]] = {
-    "model": (str, "timm model name."),
-    "model_kwargs": ("kv", "timm model argument KEY=VALUE, added to the preset's (or the checkpoint's) model "
-                           "arguments, replacing one of the same KEY; repeat the option for more: "
-                           "--model-kwargs patch_size=4 --model-kwargs depth=6."),
-    "img_size": (int, "Input resolution in pixels."),
-    "drop_path": (float, "Stochastic depth rate."),
-    "batch_size": (int, "Global batch size (split over processes)."),
-    "epochs": (float, "Training length in passes over the data."),
-    "samples": (int, "Training length in samples seen (instead of epochs)."),
-    "warmup_epochs": (float, "Linear warm-up length in epochs (default: 5% of the run)."),
-    "lr": (float, "Peak learning rate (default: lr_base x batch_size / 512)."),
-    "lr_base": (float, "Learning rate per 512 samples of global batch."),
-    "warmup_lr_base": (float, "Warm-up start learning rate per 512 samples of batch."),
-    "min_lr_base": (float, "Final cosine learning rate per 512 samples of batch."),
-    "opt": (str, "timm optimizer name."),
-    "weight_decay": (float, "Weight decay."),
-    "layer_decay": (float, "Layer-wise lr decay: layer i at lr x LAYER_DECAY^(D+1-i) (0: embeddings, D+1: head)."),
-    "momentum": (float, "Momentum (SGD-like optimizers)."),
-    "clip_grad": (float, "Clip the gradient norm to this value (default: no clipping)."),
-    "amp": (bool, "Automatic mixed precision: bf16 where the GPU has it, else fp16 (default: on with CUDA)."),
-    "compile": (bool, "torch.compile the model."),
-    "ema": (float, "EMA decay of the weights (0: no EMA)."),
-    "scale": ((float, float), "RandomResizedCrop area range MIN MAX."),
-    "ratio": ((float, float), "RandomResizedCrop aspect ratio range MIN MAX."),
-    "hflip": (float, "Horizontal flip probability."),
-    "vflip": (float, "Vertical flip probability."),
-    "auto_augment": (str, "timm RandAugment spec ('none': off)."),
-    "re_prob": (float, "Random erasing probability."),
-    "mixup": (float, "Mixup alpha (0: off)."),
-    "cutmix": (float, "CutMix alpha (0: off)."),
-    "mixup_switch": (float, "Probability of CutMix instead of Mixup when both are on."),
-    "smoothing": (float, "Label smoothing."),
-    "data_path": (str, "Input path: stream (shards through loader workers), memory (decoded once into the "
-                       "training device's memory and augmented there in batches), auto (memory when it fits)."),
-    "workers": (int, "DataLoader workers per process (default: from the CPU count)."),
-    "shuffle_buffer": (int, "Samples in each worker's shuffle buffer."),
-    "seed": (int, "Seed of every random draw."),
-    "log_every": (int, "Steps between metrics lines."),
-    "save_every": (int, "Steps between checkpoints."),
-    "classes": (int, "Class count; must match the data's."),
-    "shots": (int, "Keep the first N training images of each class."),
-    "eval_every": (int, "Epochs between evaluations."),
-    # The reference's effective recipe where it differs from its stated one (README: recipe table).
-    "embed_decay": (bool, "Weight decay on pos_embed and cls_token too (the reference's: its optimizer saw the "
-                          "DDP wrapper, which hides the model's no-weight-decay list)."),
-    "mix_chunk": (int, "Samples per Mixup/CutMix draw: one lambda and one Mixup-or-CutMix choice per chunk of the "
-                       "batch, pairs within it (0: one per batch)."),
-    "normalize": (str, "Input mean/std: 'imagenet' or '0.5'."),
-    "crop_pct": (float, "Evaluation: resize to img_size / crop_pct, then centre-crop img_size (1: resize only)."),
-}
-
-RECIPE_AUG = dict(scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5, vflip=0.5,
-                  auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.5, mixup=0.8, cutmix=1.0, mixup_switch=0.5,
-                  smoothing=0.1)
-
-PRETRAIN_DEFAULTS: dict[str, Any] = dict(
-    model="vit_tiny_patch16_224", model_kwargs={}, img_size=224, drop_path=0.1, batch_size=256,
-    epochs=None, samples=None, warmup_epochs=None, lr=None, lr_base=1e-3, warmup_lr_base=1e-6,
-    min_lr_base=1e-5, opt="adamw", weight_decay=0.05, momentum=0.9, clip_grad=None, amp=None, compile=False,
-    ema=0.0, **RECIPE_AUG, data_path="auto", workers=None, shuffle_buffer=1000, seed=0, log_every=50,
-    save_every=1000, classes=None, embed_decay=False, mix_chunk=0,
-)
+from .settings import check_types, check_values, defaults
 
 # A small ViT for 2 CPU cores: ViT-Tiny's width (192) and heads, 6 blocks, 4-px patches at 32 px
 # (64 tokens): 2.71M parameters with a 100-class head, 2.88M with 1000.
@@ -109,14 +39,6 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(**SMOKE_MODEL, batch_size=16, samples=800, lr=2e-3, warmup_lr_base=1e-5, min_lr_base=1e-4,
                   drop_path=0.0, shuffle_buffer=100, workers=0, log_every=5, save_every=25),
 }
-
-FINETUNE_DEFAULTS: dict[str, Any] = dict(
-    model=None, model_kwargs=None, img_size=224, drop_path=0.1, batch_size=256, epochs=1000, warmup_epochs=10,
-    lr=None, lr_base=0.01, warmup_lr_base=1e-6, min_lr_base=1e-5, opt="sgd", weight_decay=1e-4, layer_decay=None,
-    momentum=0.9, clip_grad=None, amp=None, compile=False, **{**RECIPE_AUG, "vflip": 0.0, "re_prob": 0.25},
-    workers=None, seed=0, shots=None, eval_every=1, log_every=10, embed_decay=False, mix_chunk=0, normalize="0.5",
-    crop_pct=1.0,
-)
 
 FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
     # REFERENCE.md: SGD, lr 0.01 x batch / 512, wd 1e-4, 10 warm-up epochs, cosine, "up to 1000 epochs";
@@ -147,18 +69,14 @@ PROBE_PRESETS: dict[str, dict[str, Any]] = {
 # preset's choices, which the paper's 1000-epoch SGD recipe cannot follow in minutes), and the cpu probe's
 # batch and lr (the paper's batch 256 would give a probe of 500 images two steps per epoch).
 GPU_EXPERIMENT: dict[str, Any] = dict(
-    # The paper's 1000 images held on the device and augmented there (the memory data path).
-    pretrain=dict(samples=192_000, data_path="memory"),
+    # The paper's 1000 images held on the device and augmented there (the memory input).
+    pretrain=dict(samples=192_000, input="memory"),
     finetune=dict(batch_size=64, opt="adamw", lr=1e-3, weight_decay=0.05, warmup_epochs=2, scale=(0.6, 1.0),
                   hflip=0.0, auto_augment="none", re_prob=0.0, mixup=0.0, cutmix=0.0),
     probe=dict(batch_size=32, lr_base=1.0),
 )
 
-KINDS = {
-    "pretrain": (PRETRAIN_DEFAULTS, PRETRAIN_PRESETS),
-    "finetune": (FINETUNE_DEFAULTS, FINETUNE_PRESETS),
-    "probe": (FINETUNE_DEFAULTS, PROBE_PRESETS),
-}
+PRESETS = {"pretrain": PRETRAIN_PRESETS, "finetune": FINETUNE_PRESETS, "probe": PROBE_PRESETS}
 PRESET_NAMES = ("auto", "paper", "cpu", "smoke")
 
 
@@ -174,53 +92,22 @@ def preset_name(preset: str) -> str:
 
 
 def resolve(kind: str, preset: str, **overrides: Any) -> dict[str, Any]:
-    """The settings of a ``kind`` run: its defaults, the preset over them, then every non-None override."""
-    defaults, presets = KINDS[kind]
+    """The settings of a ``kind`` run: its defaults, the preset over them, then every non-None override;
+    typed and checked (``trainer.settings``)."""
     name = preset_name(preset)
-    config = copy.deepcopy({**defaults, **presets[name], "preset": name})
-    unknown = set(overrides) - set(defaults)
-    if unknown:
-        raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    config = copy.deepcopy({**defaults(kind), **check_types(kind, PRESETS[kind][name]), "preset": name})
+    given = {k: v for k, v in check_types(kind, overrides).items() if v is not None}
     model_kwargs = config["model_kwargs"]
-    config.update({k: copy.deepcopy(v) for k, v in overrides.items() if v is not None})
-    if overrides.get("model_kwargs") is not None:  # added to the preset's model arguments, not instead of them
+    config.update(copy.deepcopy(given))
+    if given.get("model_kwargs") is not None:  # added to the preset's model arguments, not instead of them
         config["model_kwargs"] = {**(model_kwargs or {}), **config["model_kwargs"]}
+    if "samples" in given:  # one budget at a time: the one given wins over the preset's
+        config["epochs"] = None
+    elif "epochs" in given and "samples" in config:
+        config["samples"] = None
     for key in ("scale", "ratio"):
         config[key] = [float(x) for x in config[key]]
     if config.get("auto_augment") in ("", "none", "None"):
         config["auto_augment"] = None
+    check_values(config)
     return config
-
-
-def check_config(config: dict[str, Any]) -> None:
-    """One clear line for a setting that cannot work."""
-    positive = ["img_size", "batch_size"] + [k for k in ("epochs", "samples", "shots", "eval_every", "log_every",
-                                                          "save_every", "classes") if config.get(k) is not None]
-    for key in positive:
-        if not config[key] > 0:
-            raise TrainerError(f"--{key.replace('_', '-')} must be positive, got {config[key]}")
-    for key in ("lr", "clip_grad"):
-        if config.get(key) is not None and not config[key] > 0:
-            raise TrainerError(f"--{key.replace('_', '-')} must be positive, got {config[key]}")
-    for key in ("hflip", "vflip", "re_prob", "mixup_switch", "smoothing", "drop_path"):
-        if not 0 <= config[key] <= 1:
-            raise TrainerError(f"--{key.replace('_', '-')} must lie in [0, 1], got {config[key]}")
-    if config.get("layer_decay") is not None and not 0 < config["layer_decay"] <= 1:
-        raise TrainerError(f"--layer-decay must lie in (0, 1], got {config['layer_decay']}")
-    if not 0 <= config.get("ema", 0) < 1:
-        raise TrainerError(f"--ema must lie in [0, 1), got {config['ema']}")
-    lo, hi = config["scale"]
-    if not 0 < lo <= hi <= 1:
-        raise TrainerError(f"--scale must satisfy 0 < MIN <= MAX <= 1, got {lo} {hi}")
-    if config.get("data_path", "auto") not in DATA_PATHS:
-        raise TrainerError(f"--data-path must be stream, memory or auto, got {config['data_path']}")
-    if config.get("workers") is not None and config["workers"] < 0:
-        raise TrainerError(f"--workers must be >= 0, got {config['workers']}")
-    if (config["mixup"] > 0 or config["cutmix"] > 0) and config["batch_size"] % 2:
-        raise TrainerError(f"mixup/cutmix need an even batch size, got {config['batch_size']}")
-    if config.get("mix_chunk", 0) < 0 or config.get("mix_chunk", 0) % 2:
-        raise TrainerError(f"--mix-chunk must be even and >= 0 (mixing pairs samples up), got {config['mix_chunk']}")
-    if config.get("normalize", "0.5") not in NORMALIZE:
-        raise TrainerError(f"--normalize must be one of {', '.join(NORMALIZE)}, got {config['normalize']!r}")
-    if not 0 < config.get("crop_pct", 1.0) <= 1:
-        raise TrainerError(f"--crop-pct must lie in (0, 1], got {config['crop_pct']}")

@@ -7,83 +7,84 @@ epochs over 1000 images at batch 256 are 240,000 steps).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from timm.utils import ModelEmaV3, random_seed
+from timm.utils import random_seed
 
-from . import distributed, memory, runs
-from .data import ProblemLog, create_loader
-from .engine import (
-    Precision,
-    check_finite,
-    create_criterion,
-    create_optimizer,
-    create_scheduler,
-    learning_rates,
-    leave_stops_to_parent,
-    loader_batches,
-    rng_state,
-    set_rng_state,
-    stop_requests,
-    train_step,
-    unwrap,
-    wrap,
-)
+from . import distributed, runs
+from .checkpoints import random_state, read_checkpoint, save_checkpoint, set_random_state
+from .data.inputs import create_train_input
+from .data.shardlists import resolve_data
+from .engine import Steps, create_training, train
 from .errors import TrainerError
-from .models import create_model, read_checkpoint
-from .presets import PRETRAIN_DEFAULTS, check_config, preset_name, resolve
-from .sources import ShardSource, resolve_data
-from .transforms import train_transform
+from .models import create_model
+from .optim import plan_run
+from .presets import preset_name, resolve
+from .settings import BY_NAME, RENAMED, runtime, takes_settings
 
 # Settings that may change when a run is resumed: they do not change what is learned.
-RUNTIME = {"workers", "log_every", "save_every", "compile", "shuffle_buffer", "data_path"}
+RUNTIME = runtime("pretrain")
 FORMAT = "trainer-checkpoint/1"
+# A run whose loss is still within CHANCE_MARGIN of a uniform guess's, ln(classes), once CHANCE_SHARE of its
+# steps are done, has likely learnt nothing (label smoothing keeps a learnt model's loss far below that).
+# Halfway, not sooner: `make pretrain` on a CPU sits at chance for its first ~400 of 938 steps, then learns
+# (its loss 6.80 at step 420, 5.97 at 520, 3.96 at the end).
+CHANCE_SHARE, CHANCE_MARGIN = 0.5, 0.02
+# A run shorter than this is a check, not training: its loss has had no time to leave chance.
+CHANCE_MIN_STEPS = 50
 
 
-def plan(config: dict[str, Any], source: ShardSource, world: int) -> dict[str, Any]:
-    """Steps, batch per rank, warm-up and learning rates of a run: everything derived from the settings."""
-    batch = config["batch_size"]
-    if batch % world:
-        raise TrainerError(f"--batch-size {batch} does not split over {world} processes")
-    per_rank = batch // world
-    if (config["mixup"] > 0 or config["cutmix"] > 0) and per_rank % 2:
-        raise TrainerError(f"mixup/cutmix need an even batch per process, got {per_rank}")
-    per_epoch = max(1, source.samples // batch) if source.samples else None
-    if config["samples"] is not None:
-        total = math.ceil(config["samples"] / batch)
-    elif config["epochs"] is not None:
-        if per_epoch is None:
-            raise TrainerError("the data's sample count is unknown (no manifest.json): give --samples, not --epochs")
-        total = max(1, round(config["epochs"] * per_epoch))
-    else:
-        raise TrainerError("give --epochs or --samples")
-    if config["warmup_epochs"] is not None:
-        if per_epoch is None:
-            raise TrainerError("--warmup-epochs needs the data's sample count (no manifest.json)")
-        warmup = round(config["warmup_epochs"] * per_epoch)
-    else:
-        warmup = round(0.05 * total)
-    return {"total_steps": total, "steps_per_epoch": per_epoch, "warmup_steps": min(warmup, total),
-            "batch_per_process": per_rank, "processes": world, **learning_rates(config, batch)}
+def at_chance(loss: float, classes: int) -> bool:
+    """Whether a loss is within ``CHANCE_MARGIN`` of the loss of a uniform guess over ``classes``."""
+    return loss > (1 - CHANCE_MARGIN) * math.log(classes)
+
+
+def chance_causes(config: dict[str, Any], render: dict[str, Any] | None, total_steps: int) -> list[str]:
+    """What in a run's settings and data commonly keeps its loss at chance, of what can be checked."""
+    causes = []
+    size = (render or {}).get("size")
+    if size and size >= 4 * config["img_size"] and str((render or {}).get("draw", "")).startswith("patch"):
+        causes.append(f"the images are {size} px and the model sees {config['img_size']} px: shrinking the patch "
+                      f"drawing's speckle averages its classes apart (render the recipe at --size "
+                      f"{config['img_size']}, as make pretrain does on a CPU)")
+    heavy = [name for name, on in (("RandAugment", config["auto_augment"]), ("Mixup/CutMix", config["mixup"] > 0
+             or config["cutmix"] > 0), ("random erasing", config["re_prob"] > 0),
+             (f"crops down to {config['scale'][0]:g} of the area", config["scale"][0] < 0.5)) if on]
+    if heavy and total_steps < 20_000:
+        causes.append(f"{', '.join(heavy)}, made for the paper's 240,000 steps, in a run of {total_steps} (the cpu "
+                      "preset leaves them out)")
+    return causes or ["none of the usual ones: try another --lr"]
+
+
+class ChanceWatch:
+    """Says once, on rank 0, when a run's loss is still at chance after ``CHANCE_SHARE`` of its steps."""
+
+    def __init__(self, classes: int, total_steps: int, causes: list[str], main: bool):
+        self.classes, self.total, self.causes, self.main = classes, total_steps, causes, main
+        self.said = total_steps < CHANCE_MIN_STEPS
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if self.said or "loss" not in record or record["step"] < CHANCE_SHARE * self.total:
+            return
+        self.said = True  # asked once, at the first record past the share: a later dip does not reopen it
+        if at_chance(record["loss"], self.classes) and self.main:
+            print(f"Warning: after {record['step']} of {self.total} steps the loss {record['loss']:.3f} is still at "
+                  f"chance (ln {self.classes} = {math.log(self.classes):.3f}); likely: {'; '.join(self.causes)}. "
+                  "The run goes on.", file=sys.stderr)
 
 
 def _settings(overrides: dict[str, Any], preset: str, checkpoint: dict | None) -> dict[str, Any]:
     if checkpoint is None:
-        config = resolve("pretrain", preset, **overrides)
-        if overrides.get("samples") is not None:  # one budget at a time: the one given wins over the preset's
-            config["epochs"] = None
-        elif overrides.get("epochs") is not None:
-            config["samples"] = None
-        check_config(config)
-        return config
+        return resolve("pretrain", preset, **overrides)
     config = dict(checkpoint["config"])
+    for old, new in RENAMED.items():  # a checkpoint written before a setting was renamed
+        if old in config:
+            config.setdefault(new, config.pop(old))
     if preset_name(preset) != config["preset"] and preset != "auto":
         raise TrainerError(f"--preset {preset} differs from the run's {config['preset']}; a resumed run keeps its "
                            "settings")
@@ -92,70 +93,33 @@ def _settings(overrides: dict[str, Any], preset: str, checkpoint: dict | None) -
         if value is None or given[key] == config.get(key):
             continue
         if key not in RUNTIME:
-            raise TrainerError(f"--{key.replace('_', '-')} {value} differs from the run's {config.get(key)}; "
+            raise TrainerError(f"{BY_NAME[key].flag} {value} differs from the run's {config.get(key)}; "
                                "a resumed run keeps its settings")
         config[key] = given[key]
     return config
 
 
+@takes_settings("pretrain")
 def pretrain(
     data: str,
     out: str | os.PathLike,
     *,
     preset: str = "auto",
-    model: str | None = None,
-    model_kwargs: dict[str, Any] | None = None,
-    img_size: int | None = None,
-    drop_path: float | None = None,
-    batch_size: int | None = None,
-    epochs: float | None = None,
-    samples: int | None = None,
-    warmup_epochs: float | None = None,
-    lr: float | None = None,
-    lr_base: float | None = None,
-    warmup_lr_base: float | None = None,
-    min_lr_base: float | None = None,
-    opt: str | None = None,
-    weight_decay: float | None = None,
-    momentum: float | None = None,
-    clip_grad: float | None = None,
-    amp: bool | None = None,
-    compile: bool | None = None,
-    ema: float | None = None,
-    scale: tuple[float, float] | None = None,
-    ratio: tuple[float, float] | None = None,
-    hflip: float | None = None,
-    vflip: float | None = None,
-    auto_augment: str | None = None,
-    re_prob: float | None = None,
-    mixup: float | None = None,
-    cutmix: float | None = None,
-    mixup_switch: float | None = None,
-    smoothing: float | None = None,
-    data_path: str | None = None,
-    workers: int | None = None,
-    shuffle_buffer: int | None = None,
-    seed: int | None = None,
-    log_every: int | None = None,
-    save_every: int | None = None,
-    classes: int | None = None,
-    embed_decay: bool | None = None,
-    mix_chunk: int | None = None,
     resume: bool = False,
     force: bool = False,
     device: str | None = None,
     progress: bool | None = None,
+    **settings: Any,
 ) -> dict[str, Any]:
     """Pre-train a timm model on rendered shards (``data``: a dataset directory, shard pattern or URL).
 
     Settings left as None come from ``preset`` (``auto``: ``paper`` with a GPU, else ``cpu``); see
-    ``trainer.presets``. Writes ``config.json``, ``metrics.jsonl``, ``checkpoint.pt`` (every
+    ``trainer.settings`` and ``trainer.presets``. Writes ``config.json``, ``metrics.jsonl``, ``checkpoint.pt`` (every
     ``save_every`` steps and at the end) and ``curves.png`` to ``out``. ``resume`` continues the run
     in ``out`` from its checkpoint. Returns a summary (steps, final loss, samples/s, paths).
     """
-    overrides = {k: v for k, v in locals().items() if k in PRETRAIN_DEFAULTS}
     with distributed.session(device) as d:
-        return _pretrain(data, Path(out), preset, overrides, resume, force, progress, d)
+        return _pretrain(data, Path(out), preset, settings, resume, force, progress, d)
 
 
 def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: distributed.Dist) -> dict[str, Any]:
@@ -173,180 +137,56 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
     if checkpoint is not None and checkpoint["num_classes"] != num_classes:
         raise TrainerError(f"the data has {num_classes} classes but the checkpoint's model has "
                            f"{checkpoint['num_classes']}")
-    path = memory.choose_data_path(config.get("data_path", "auto"), source, img_size=config["img_size"],
-                                   device=d.device, processes_per_device=_processes_per_device(d))
-    held = None
-    if path == "memory":
-        held = memory.decode_source(source, img_size=config["img_size"], device=d.device)
-        source = dataclasses.replace(source, samples=held.samples)  # what was read, corrupt samples left out
-    steps = plan(config, source, d.world)
-    workers, threads = distributed.loader_plan(d.device.type, path, config["workers"])
-    precision = Precision(d.device, config["amp"])
-    effective = {**config, "data": str(data), "num_classes": num_classes, "dataset": {
-        "name": source.name, "samples": source.samples, "shards": len(source.urls)}, **steps,
-        "data_path_used": path, "held_in_memory": memory.summary(held) if held is not None else None,
-        "workers_per_process": workers, "threads": distributed.set_threads(threads),
-        "cores": distributed.usable_cores(), "precision": precision.name, "device": str(d.device)}
+    data_input = create_train_input(source, config, d, num_classes=num_classes)
+    plan = plan_run(config, data_input.samples, d.world)
 
     torch.manual_seed(config["seed"])  # the same initial weights on every rank
     net = create_model(config["model"], num_classes=num_classes, img_size=config["img_size"],
                        drop_path=config["drop_path"], model_kwargs=config["model_kwargs"]).to(d.device)
-    ema = ModelEmaV3(net, decay=config["ema"]) if config["ema"] > 0 else None
-    optimizer = create_optimizer(net, config, steps["lr"])
-    scheduler = create_scheduler(optimizer, total_steps=steps["total_steps"], warmup_steps=steps["warmup_steps"],
-                                 rates=steps)
-    start = 0
-    if checkpoint is not None:
-        net.load_state_dict(checkpoint["state_dict"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        precision.scaler.load_state_dict(checkpoint["scaler"])
-        if ema is not None:
-            ema.load_state_dict(checkpoint["state_dict_ema"])
-        start = checkpoint["step"]
-    model = wrap(net, config["compile"], d)
-    mixup, criterion = create_criterion(config, num_classes)
-
+    training = create_training(net, config, plan, num_classes=num_classes, d=d, state=checkpoint)
+    start = checkpoint["step"] if checkpoint is not None else 0
     # torch, numpy and random (timm's crops and RandAugment use random, Mixup numpy): differ across ranks
-    # and after a resume, but are the same from run to run.
+    # and after a resume, but are the same from run to run. A checkpoint that holds the states the run drew
+    # from (an input that can continue its draws) puts them back: the run then continues exactly.
     random_seed(config["seed"] + start, d.rank)
-    per_epoch = steps["steps_per_epoch"]
-    if held is not None:
-        loader = memory.create_memory_loader(held, config, batch_size=steps["batch_per_process"],
-                                             steps=steps["total_steps"] - start, start=start, rank=d.rank,
-                                             world=d.world, num_classes=num_classes)
-    else:
-        loader = create_loader(source, transform=train_transform(config), batch_size=steps["batch_per_process"],
-                               steps=steps["total_steps"] - start, workers=workers, seed=config["seed"],
-                               start_pass=start // per_epoch if per_epoch else start, rank=d.rank, world=d.world,
-                               shuffle_buffer=config["shuffle_buffer"], pin_memory=d.device.type == "cuda",
-                               worker_init_fn=leave_stops_to_parent)
+    input_state = set_random_state(checkpoint["rng"]) if checkpoint is not None and "rng" in checkpoint else None
+    batches = data_input.batches(batch_size=plan.batch_per_process, steps=plan.total_steps - start, start=start,
+                                 steps_per_epoch=plan.steps_per_epoch, state=input_state)
+    per_epoch = plan.steps_per_epoch
+    effective = {**config, "data": str(data), "num_classes": num_classes, "dataset": {
+        "name": source.name, "samples": data_input.samples, "shards": len(source.urls)}, **plan.as_dict(),
+        **data_input.describe(), "threads": distributed.set_threads(data_input.threads),
+        "cores": distributed.usable_cores(), "precision": training.precision.name, "device": str(d.device)}
 
-    # One process on the memory path draws everything from states a checkpoint can hold: a resumed run then
-    # continues exactly as the uninterrupted run would have (the stream's loader workers hold theirs).
-    generator = loader.generator if held is not None else None
-    exact = held is not None and d.world == 1
-    if exact and checkpoint is not None and "rng" in checkpoint:
-        set_rng_state(checkpoint["rng"], generator)
-
-    def state(step: int) -> dict[str, Any]:
-        s = {"format": FORMAT, "state_dict": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "scaler": precision.scaler.state_dict(), "step": step,
-             "epoch": step / per_epoch if per_epoch else None, "num_classes": num_classes, "config": config}
-        if exact:
-            s["rng"] = rng_state(generator)
-        if ema is not None:
-            s["state_dict_ema"] = ema.module.state_dict()
-        return s
+    def save(step: int) -> None:
+        state = {"format": FORMAT, **training.state_dict(), "step": step,
+                 "epoch": step / per_epoch if per_epoch else None, "num_classes": num_classes, "config": config}
+        if (saved := data_input.state()) is not None:
+            state["rng"] = random_state(saved)
+        save_checkpoint(out / runs.CHECKPOINT, state)
 
     metrics = None
     runs.prepare_out(out, resume, force, d)
     if d.main:
         runs.write_json(out / runs.CONFIG, effective)
         metrics = runs.MetricsLog(out / runs.METRICS, keep_until_step=start if resume else None)
+    steps = Steps(plan.total_steps, start, per_epoch, config["log_every"], config["save_every"])
+    watch = ChanceWatch(num_classes, plan.total_steps, chance_causes(config, source.render, plan.total_steps), d.main)
+
+    def log(record: dict[str, Any]) -> None:
+        if metrics is not None:
+            metrics.write(record)
+        watch(record)
+
     try:
-        summary = _loop(model, ema, loader, mixup, criterion, optimizer, scheduler, precision, config, steps,
-                        start, num_classes, d, metrics, lambda step: runs.save_checkpoint(out / runs.CHECKPOINT,
-                                                                                          state(step)), progress)
+        summary = train(training, batches, steps, d=d, global_batch=plan.global_batch, log=log,
+                        problems=data_input.problems, save=save, progress=progress, desc="pretrain")
     finally:
         if metrics is not None:
             metrics.close()
     if d.main:
         runs.plot_curves(runs.read_metrics(out / runs.METRICS), out / runs.CURVES,
-                         title=f"pretrain {config['model']} on {source.name} ({config['preset']})")
+                         title=f"pretrain {config['model']} on {source.name} ({config['preset']})",
+                         chance=math.log(num_classes))
     distributed.barrier(d)
     return {**summary, "out": str(out), "checkpoint": str(out / runs.CHECKPOINT), "config": effective}
-
-
-def _loop(model, ema, loader, mixup, criterion, optimizer, scheduler, precision, config, steps, start, num_classes,
-          d: distributed.Dist, metrics, save, progress) -> dict[str, Any]:
-    from tqdm.auto import tqdm
-
-    total, per_epoch = steps["total_steps"], steps["steps_per_epoch"]
-    problems = ProblemLog()
-    bar = tqdm(total=total, initial=start, unit="step", desc="pretrain", dynamic_ncols=True,
-               disable=(not d.main) or (None if progress is None else not progress))
-    model.train()
-    step, last, running, count, waited = start, None, 0.0, 0, 0.0
-    losses = torch.zeros((), device=d.device)
-    tick = time.perf_counter()
-    first_tick = tick
-    with stop_requests() as stop, bar, loader_batches(loader) as batches:
-        while step < total:
-            t0 = time.perf_counter()
-            try:
-                batch = next(batches)
-            except StopIteration:
-                raise TrainerError("the data stream ended early: every shard is unreadable") from None
-            except RuntimeError:  # a loader worker died: after a stop request, a signal that came before it could
-                if not stop[0]:   # ignore it
-                    raise
-                _interrupted(step, total, d, save)
-            waited += time.perf_counter() - t0
-            problems.update(batch["problems"])
-            labels = batch["label"]
-            # Batches from the stream are checked here, on the host; the memory path checked its labels once.
-            if labels.device.type == "cpu" and (labels.max().item() >= num_classes or labels.min().item() < 0):
-                bad = labels[(labels >= num_classes) | (labels < 0)][0].item()
-                raise TrainerError(f"label {bad} in the data is outside [0, {num_classes}): the class count "
-                                   "does not match the data")
-            images = batch["image"].to(d.device, non_blocking=True)
-            labels = labels.to(d.device, non_blocking=True)
-            targets = labels
-            if mixup is not None:
-                images, targets = mixup(images, labels)
-            losses += train_step(model, images, targets, criterion, optimizer, precision, config["clip_grad"])
-            step += 1
-            count += 1
-            scheduler.step_update(step)
-            if ema is not None:
-                ema.update(model, step=step)
-            bar.update(1)
-            # Under DDP the ranks agree on stopping at logging steps only: an all-reduce every step would
-            # make the host wait for the GPU every step.
-            stopping = stop[0] if d.world == 1 else step % config["log_every"] == 0 and _any(stop[0], d)
-            if step % config["log_every"] == 0 or step == total or stopping:
-                now = time.perf_counter()
-                running = distributed.mean(losses.item() / count, d)
-                check_finite(running)
-                last = _record(step, per_epoch, running, optimizer, count * config["batch_size"] / (now - tick),
-                               distributed.mean(waited / (now - tick), d), problems, d, now - first_tick)
-                bar.set_postfix(loss=f"{running:.4f}", lr=f"{last['lr']:.2e}", sps=f"{last['samples_per_s']:.0f}")
-                if metrics is not None:
-                    metrics.write(last)
-                losses.zero_()
-                count, waited, tick = 0, 0.0, time.perf_counter()
-            if stopping and step < total:
-                _interrupted(step, total, d, save)
-            if (step % config["save_every"] == 0 or step == total) and d.main:
-                save(step)
-    return {"steps": step, "loss": last["loss"] if last else None,
-            "samples_per_s": (step - start) * config["batch_size"] / max(1e-9, time.perf_counter() - first_tick),
-            "corrupt_shards": last["corrupt_shards"] if last else 0}
-
-
-def _processes_per_device(d: distributed.Dist) -> int:
-    """Processes that share this rank's memory: one per GPU, every local rank on a CPU host."""
-    return 1 if d.device.type == "cuda" else int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-
-
-def _interrupted(step: int, total: int, d: distributed.Dist, save) -> None:
-    """Save at ``step`` and stop with KeyboardInterrupt (the command line's exit code 130)."""
-    if d.main:
-        save(step)
-        print(f"Interrupted at step {step} of {total}: checkpoint saved; --resume continues the run.", file=sys.stderr)
-    raise KeyboardInterrupt
-
-
-def _any(flag: bool, d: distributed.Dist) -> bool:
-    """Whether any rank was asked to stop (so that all ranks stop at the same step)."""
-    return bool(distributed.total([float(flag)], d)[0])
-
-
-def _record(step, per_epoch, loss, optimizer, samples_per_s, data_wait, problems: ProblemLog, d, elapsed):
-    shards = set().union(*distributed.gather(sorted(problems.shards), d))
-    skipped = distributed.total([float(problems.samples)], d)[0]
-    return {"step": step, "epoch": round(step / per_epoch, 4) if per_epoch else None, "loss": round(loss, 5),
-            "lr": optimizer.param_groups[0]["lr"], "samples_per_s": round(samples_per_s, 2),
-            "data_wait": round(data_wait, 4), "corrupt_shards": len(shards), "skipped_samples": int(skipped),
-            "time": round(elapsed, 2)}

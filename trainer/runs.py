@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from . import distributed
 from .errors import TrainerError
 
@@ -88,7 +86,8 @@ def prepare_out(out: str | os.PathLike, resume: bool, force: bool, d: distribute
         raise TrainerError(error)
 
 
-def _replace(tmp: Path, path: Path) -> None:
+def replace_synced(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` over ``path`` once its bytes are on disk (fsync), so that a crash leaves one or the other."""
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -98,20 +97,7 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    _replace(tmp, path)
-
-
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file, fsync, then rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        torch.save(state, tmp)
-        _replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    replace_synced(tmp, path)
 
 
 class MetricsLog:
@@ -125,7 +111,7 @@ class MetricsLog:
                     if line.strip() and _step_of(line) <= keep_until_step]
             tmp = self.path.with_name(f".{self.path.name}.tmp")
             tmp.write_text("".join(line + "\n" for line in kept))
-            _replace(tmp, self.path)
+            replace_synced(tmp, self.path)
         self.file = open(self.path, "a")  # noqa: SIM115 (closed in close())
 
     def write(self, record: dict[str, Any]) -> None:
@@ -152,8 +138,10 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     return records
 
 
-def plot_curves(metrics: list[dict[str, Any]], path: str | os.PathLike, *, title: str = "") -> None:
-    """Loss and learning rate against step (and top-1 against step where evaluations were logged)."""
+def plot_curves(metrics: list[dict[str, Any]], path: str | os.PathLike, *, title: str = "",
+                chance: float | None = None) -> None:
+    """Loss and learning rate against step (and top-1 against step where evaluations were logged); ``chance``,
+    the loss of a uniform guess, as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,6 +152,9 @@ def plot_curves(metrics: list[dict[str, Any]], path: str | os.PathLike, *, title
     panels = 3 if evals else 2
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4))
     axes[0].plot([m["step"] for m in train], [m["loss"] for m in train], lw=1)
+    if chance is not None:
+        axes[0].axhline(chance, ls="--", lw=1, color="gray", label=f"chance ({chance:.2f})")
+        axes[0].legend(fontsize=7)
     axes[0].set(xlabel="step", ylabel="loss", title="training loss")
     axes[1].plot([m["step"] for m in train], [m["lr"] for m in train], lw=1, color="tab:orange")
     axes[1].set(xlabel="step", ylabel="learning rate", title="learning rate")

@@ -66,9 +66,10 @@ def test_verify_catches_every_damage(tiny, tmp_path, tally, kind):  # noqa: F811
 
 def read_all(urls):
     """One pass of the trainer's reader over ``urls``: (key, label) of every sample it yields, and its problem log."""
-    import trainer.data as D
+    import trainer.data.stream as D
+    from trainer.data.shards import Problems
 
-    problems = D.Problems()
+    problems = Problems()
     shards = ({"url": u, "pass": 0, "share": None, "shards": len(urls)} for u in urls)
     samples = D.decode_samples(problems)(D.read_samples(problems)(shards))
     return [(key, label) for _, label, key, _ in samples], problems

@@ -3,7 +3,7 @@
 Pre-trains for each length (and Δ = 0.001 once) for every pre-training seed, fine-tunes each body and scratch
 on ``digits`` with the preset's budget for every fine-tuning seed, sweeps that budget (lr, warm-up, layer
 decay) for the body of one length and scratch, and measures the bodies of the first seed
-(``trainer.analysis``). ``diagnosis_report`` writes the figures.
+(``trainer.inspection``). ``diagnosis_report`` writes the figures.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ def diagnose(
     pre-training seeds ``seed .. seed + seeds - 1``, fine-tune each and scratch on ``digits`` with the preset's
     budget and fine-tuning seeds ``seed .. seed + finetune_seeds - 1``, sweep that budget (lr, warm-up, layer
     decay) for the bodies of ``body_samples`` (default the shortest) and scratch, measure the first seed's
-    bodies (``trainer.analysis``), and write the figures to ``diagnosis-runs.md`` (with
+    bodies (``trainer.inspection``), and write the figures to ``diagnosis-runs.md`` (with
     ``diagnosis-length.png``, ``diagnosis-bodies.png`` and ``.json``)."""
-    from .. import analysis
+    from .. import inspection
     from .diagnosis_report import write_diagnosis
 
     pretrain_seeds = seed_range(seed, seeds, "seeds")
@@ -96,10 +96,10 @@ def diagnose(
             r for row in sweep.values() for group in row.values() for r in group]:
         execute(run, out, progress)
     models = [init(n, first) for n in pre] + [f"init:{init(body, first)}", "scratch"]
-    measured = analysis.inspect(models, dataset="digits", images=images, preset=preset)
+    measured = inspection.inspect(models, dataset="digits", images=images, preset=preset)
     names = {init(n, first): n for n in pre} | {f"init:{init(body, first)}": "initialisation", "scratch": "scratch"}
     runs.write_json(report / "diagnosis-bodies.json", measured)
-    analysis.plot(measured, str(report / "diagnosis-bodies.png"), labels=names)
+    inspection.plot(measured, str(report / "diagnosis-bodies.png"), labels=names)
     summary = {"pretrain": pre, "plain": plain, "sweep": sweep, "body": body, "render": rendered,
                "bodies": measured, "names": names, "lengths": lengths, "seeds": pretrain_seeds,
                "finetune_seeds": tune_seeds}

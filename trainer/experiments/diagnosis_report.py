@@ -51,7 +51,7 @@ def compare(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_diagnosis(summary: dict[str, Any], report: Path) -> dict[str, dict[str, Any]]:
-    from .. import analysis
+    from .. import inspection
 
     found = compare(summary)
     plain, pre, body = summary["plain"], summary["pretrain"], summary["body"]
@@ -87,7 +87,7 @@ def write_diagnosis(summary: dict[str, Any], report: Path) -> dict[str, dict[str
               f"{means[best[1]][1]:.1f} ({best[1]}).", "", "## What pre-training leaves in the body", "",
               f"On {summary['bodies']['images']} digits test images at {summary['bodies']['img_size']} px, the bodies "
               f"of pre-training seed {seeds[0]}; 'initialisation' is the weights the pre-training runs started from "
-              "(same seed).", "", analysis.markdown_table(summary["bodies"], summary["names"]), "",
+              "(same seed).", "", inspection.markdown_table(summary["bodies"], summary["names"]), "",
               "![bodies](diagnosis-bodies.png)", "", "## Commands", "", "```sh", *summary["render"]]
     lines += [r.command() for by_seed in pre.values() for r in by_seed.values()]
     lines += [r.command() for group in plain.values() for r in group]

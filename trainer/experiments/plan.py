@@ -210,7 +210,7 @@ def experiment(
 
 def _available(tasks: list[Task]) -> tuple[list[Task], dict[str, str]]:
     """The tasks whose data can be loaded; an optional one that cannot (no download) is left out with its reason."""
-    from ..datasets import load_dataset
+    from ..data.downstream import load_dataset
 
     kept, skipped = [], {}
     for task in tasks:

@@ -292,7 +292,7 @@ def _settings(summary: dict[str, Any], c: dict[str, Any]) -> list[str]:
              f"batch {c['batch_size']}, {c['opt']} lr {c['lr']:g} (cosine, {c['warmup_steps']} warm-up steps), "
              f"weight decay {c['weight_decay']}, RandomResizedCrop {c['scale']}, flips h {c['hflip']} v {c['vflip']}, "
              f"RandAugment {c['auto_augment']}, mixup {c['mixup']} / cutmix {c['cutmix']}, smoothing {c['smoothing']}"
-             + (f", input path {c['data_path']}." if c.get("data_path") else ".")]
+             + (f", input {c.get('input') or c['data_path']}." if c.get("input") or c.get("data_path") else ".")]
     if "1p-frac + RandAugment" in summary["pretrain"]:
         spec = next(iter(summary["pretrain"]["1p-frac + RandAugment"].values())).result["config"]["auto_augment"]
         lines.append(f"- `1p-frac + RandAugment`: the same on the same data with the recipe's RandAugment "

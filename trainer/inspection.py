@@ -118,7 +118,8 @@ def key_report(source: dict[str, torch.Tensor], model: nn.Module) -> dict[str, l
 
 def initial_model(checkpoint: str) -> nn.Module:
     """The model a pre-training checkpoint's run started from: same architecture, same seed."""
-    from .models import create_model, read_checkpoint
+    from .checkpoints import read_checkpoint
+    from .models import create_model
 
     saved = read_checkpoint(checkpoint)
     config = saved.get("config") or {}
@@ -134,20 +135,20 @@ def downstream_model(init: str, *, num_classes: int, preset: str = "cpu", img_si
     """``init`` built as ``finetune`` builds it: the checkpoint's architecture and body, a new head."""
     from timm.utils import random_seed
 
-    from .finetuning import _architecture, build_model
+    from .models import architecture, create_downstream_model
     from .presets import resolve
 
     config = resolve("finetune", preset, img_size=img_size, seed=seed)
-    name, kwargs = _architecture(init, config, {})
+    name, kwargs = architecture(init, config)
     random_seed(seed)
-    return build_model("finetune", init, name, kwargs, num_classes=num_classes, img_size=config["img_size"],
-                       drop_path=config["drop_path"], blocks=None)
+    return create_downstream_model("finetune", init, name, kwargs, num_classes=num_classes,
+                                   img_size=config["img_size"], drop_path=config["drop_path"], blocks=None)
 
 
 def downstream_images(dataset: str, img_size: int, count: int) -> tuple[torch.Tensor, int]:
     """The first ``count`` test images of ``dataset`` through the evaluation transform, and its class count."""
-    from .datasets import load_dataset
-    from .transforms import create_eval_transform
+    from .data.downstream import load_dataset
+    from .data.transforms import create_eval_transform
 
     data = load_dataset(dataset)
     transform = create_eval_transform(img_size=img_size)

@@ -1,8 +1,10 @@
 """What ``--data`` names: a rendered dataset directory, a brace pattern of shards, or a dataset URL.
 
-Every form resolves to a ``ShardSource``: the shard URLs plus the sample and class counts when a
+Every form resolves to a ``ShardList``: the shard URLs plus the sample and class counts when a
 ``manifest.json`` gives them. Remote manifests and shards are read with urllib, so streaming over
-HTTP needs no external tool and no download of the dataset first.
+HTTP needs no external tool and no download of the dataset first. A dataset repository on the Hugging
+Face Hub, ``hf://datasets/OWNER/NAME[@REVISION]``, is the URL of its files (``$HF_ENDPOINT``, default
+https://huggingface.co, ``/datasets/OWNER/NAME/resolve/REVISION/``).
 """
 
 from __future__ import annotations
@@ -15,35 +17,26 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import braceexpand
 
-from .errors import TrainerError
+from ..errors import TrainerError
+from .shards import TIMEOUT, is_url
 
 MANIFEST = "manifest.json"
-TIMEOUT = 60
+HUB = "hf://datasets/"
 
 
 @dataclass(frozen=True)
-class ShardSource:
-    """Shards to stream and what is known about them (``None`` where nothing says)."""
+class ShardList:
+    """Shards to read and what is known about them (``None`` where nothing says)."""
 
     urls: tuple[str, ...]
     samples: int | None
     classes: int | None
     name: str
-
-
-def is_url(path: str) -> bool:
-    return path.startswith(("http://", "https://"))
-
-
-def open_url(url: str) -> IO[bytes]:
-    """A binary stream of a local path or an http(s) URL."""
-    if is_url(url):
-        return urllib.request.urlopen(url, timeout=TIMEOUT)  # noqa: S310 (only http(s) reaches here)
-    return open(url, "rb")  # noqa: SIM115 (the caller closes it)
+    # How the images were drawn, where the manifest's recipe says (its "render" section: size, draw, ...).
+    render: dict | None = None
 
 
 def _fetch_json(url: str) -> dict | None:
@@ -111,20 +104,36 @@ def _scan(urls: list[str]) -> tuple[int, int]:
     return samples, top + 1
 
 
-def _from_manifest(base: str, manifest: dict, files: list[str] | None = None) -> ShardSource:
+def _from_manifest(base: str, manifest: dict, files: list[str] | None = None) -> ShardList:
     shards = manifest["shards"]
     if files is not None:  # a pattern picked some of the manifest's shards
         wanted = set(files)
         shards = [s for s in shards if s["file"] in wanted]
     join = (lambda f: base.rstrip("/") + "/" + f) if is_url(base) else (lambda f: str(Path(base) / f))
     urls = [join(s["file"]) for s in shards]
-    return ShardSource(tuple(urls), sum(int(s["samples"]) for s in shards), int(manifest["classes"]),
-                       str(manifest.get("name", Path(base.rstrip("/")).name)))
+    recipe = manifest.get("recipe")
+    render = recipe.get("render") if isinstance(recipe, dict) and isinstance(recipe.get("render"), dict) else None
+    return ShardList(tuple(urls), sum(int(s["samples"]) for s in shards), int(manifest["classes"]),
+                     str(manifest.get("name", Path(base.rstrip("/")).name)), render)
 
 
-def resolve_data(data: str) -> ShardSource:
-    """Resolve ``--data``: a dataset directory, a shard pattern (local or URL), or a dataset URL."""
-    data = str(data)
+def hub_url(data: str) -> str:
+    """The URL of the files of ``hf://datasets/OWNER/NAME[@REVISION][/PATH]`` (the repository's main branch
+    unless a revision is given); any other text as it is."""
+    if not data.startswith("hf://"):
+        return data
+    parts = data[len(HUB):].split("/") if data.startswith(HUB) else []
+    if len(parts) < 2 or not all(parts[:2]):
+        raise TrainerError(f"{data}: expected hf://datasets/OWNER/NAME[@REVISION] (a dataset repository)")
+    name, _, revision = parts[1].partition("@")
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    rest = "/".join(parts[2:])
+    return f"{endpoint}/datasets/{parts[0]}/{name}/resolve/{revision or 'main'}/{rest}"
+
+
+def resolve_data(data: str) -> ShardList:
+    """Resolve ``--data``: a dataset directory, a shard pattern (local or URL), a dataset URL, or a Hub dataset."""
+    data = hub_url(str(data))
     if not data:
         raise TrainerError("--data is empty")
     if not is_url(data) and Path(data).is_dir():
@@ -139,9 +148,9 @@ def resolve_data(data: str) -> ShardSource:
         if manifest is not None and set(names) <= {s["file"] for s in manifest["shards"]}:
             return _from_manifest(base, manifest, names)
         if is_url(data):  # remote shards with no manifest: counts are unknown until read
-            return ShardSource(tuple(urls), None, None, Path(names[0]).stem.rsplit("-", 1)[0])
+            return ShardList(tuple(urls), None, None, Path(names[0]).stem.rsplit("-", 1)[0])
         samples, classes = _scan(urls)
-        return ShardSource(tuple(urls), samples, classes, Path(names[0]).stem.rsplit("-", 1)[0])
+        return ShardList(tuple(urls), samples, classes, Path(names[0]).stem.rsplit("-", 1)[0])
     if is_url(data):
         manifest = _read_manifest(data)
         if manifest is None:
@@ -152,7 +161,7 @@ def resolve_data(data: str) -> ShardSource:
     raise TrainerError(f"{data} is neither a dataset directory nor a .tar shard pattern")
 
 
-def _from_directory(data: str) -> ShardSource:
+def _from_directory(data: str) -> ShardList:
     manifest = _read_manifest(data)
     if manifest is None:
         raise TrainerError(f"{data} has no {MANIFEST}: not a rendered dataset (or an unfinished render)")

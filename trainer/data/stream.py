@@ -37,14 +37,8 @@ with the seed, p and the consumer, never with where the stream started, so a str
 from __future__ import annotations
 
 import functools
-import http.client
-import io
 import itertools
-import json
 import random
-import sys
-import tarfile
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -52,39 +46,16 @@ import torch
 import webdataset as wds
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
-from webdataset.tariterators import base_plus_ext
 
-from .sources import ShardSource, open_url
-
-IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp")
-# What reading a damaged shard can raise: tar structure, truncation, network, compression, labels.
-SHARD_ERRORS = (tarfile.TarError, OSError, EOFError, http.client.HTTPException, zlib.error, ValueError)
+from .shardlists import ShardList
+from .shards import SAMPLE_ERRORS, SHARD_ERRORS, Problems, image_and_label, open_image, shard_samples
+from .transforms import stack_images
 
 
 def worker_slot() -> tuple[int, int]:
     """``(worker id, number of workers)`` of the DataLoader worker running this code; (0, 1) outside one."""
     info = get_worker_info()
     return (info.id, info.num_workers) if info is not None else (0, 1)
-
-
-class Problems:
-    """Corrupt shards and undecodable samples met by one consumer; warns once per shard."""
-
-    def __init__(self):
-        self.shards: dict[str, str] = {}
-        self.samples = 0
-
-    def bad_shard(self, url: str, error: BaseException) -> None:
-        if url not in self.shards:
-            self.shards[url] = f"{type(error).__name__}: {error}"
-            sys.stderr.write(f"Warning: skipping corrupt shard {url} ({self.shards[url]})\n")
-
-    def bad_sample(self, sample: dict, error: BaseException) -> None:
-        self.samples += 1
-        self.bad_shard(sample.get("__url__", "?"), ValueError(f"sample {sample.get('__key__')}: {error}"))
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"worker": worker_slot()[0], "shards": tuple(sorted(self.shards)), "samples": self.samples}
 
 
 class EpochShards(IterableDataset):
@@ -124,62 +95,6 @@ def sample_owner(seed: int, epoch: int, consumers: int, position: int) -> int:
     return _block_owners(seed, epoch, consumers, block)[at]
 
 
-def group_samples(files: Iterator[dict[str, Any]], url: str) -> Iterator[dict[str, Any]]:
-    """Consecutive tar members with the same key (the name up to the first dot) as one sample."""
-    sample: dict[str, Any] = {}
-    for f in files:
-        key, ext = base_plus_ext(f["fname"])
-        if key is None:
-            continue
-        if sample and key != sample["__key__"]:
-            yield sample
-            sample = {}
-        sample.setdefault("__key__", key)
-        sample["__url__"] = url
-        sample[ext.lower()] = f["data"]
-    if sample:
-        yield sample
-
-
-def tar_members(stream) -> Iterator[dict[str, Any]]:
-    """``{"fname", "data"}`` of each file in a tar stream. tarfile takes a damaged header for the end
-    of the archive and drops the rest unnoticed; here reading goes past it, and the gap it leaves
-    (or a stream with no member at all) is an error, so the shard is counted as damaged."""
-    end = 0
-    with tarfile.open(fileobj=stream, mode="r|", ignore_zeros=True) as tar:
-        for info in tar:
-            if info.offset != end:
-                raise tarfile.ReadError(f"damaged tar header at byte {end}")
-            end = info.offset_data + -(-info.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
-            if info.isreg():
-                yield {"fname": info.name, "data": tar.extractfile(info).read()}
-            tar.members = []  # a stream: keep no index
-    if end == 0:
-        raise tarfile.ReadError("no tar member: not a tar file")
-
-
-def shard_samples(url: str) -> Iterator[dict[str, Any]]:
-    """The samples of one shard (a path or an http(s) URL), as dicts of raw bytes by extension."""
-    with open_url(url) as stream:
-        yield from group_samples(tar_members(stream), url)
-
-
-def image_and_label(sample: dict[str, Any]) -> tuple[bytes, int]:
-    """A sample's encoded image and its ``cls`` label; ValueError if it lacks either."""
-    ext = next((e for e in IMAGE_EXTENSIONS if e in sample), None)
-    if ext is None:
-        raise ValueError(f"sample {sample.get('__key__')} has no image ({', '.join(IMAGE_EXTENSIONS)})")
-    if "cls" not in sample:
-        raise ValueError(f"sample {sample.get('__key__')} has no .cls label")
-    label = int(sample["cls"])
-    if "json" in sample:  # fracbuild's metadata repeats the class: a damaged label byte shows as a mismatch
-        meta = json.loads(sample["json"])
-        recorded = meta.get("class", label) if isinstance(meta, dict) else label
-        if recorded != label:
-            raise ValueError(f"sample {sample.get('__key__')}: .cls {label} but .json class {recorded}")
-    return sample[ext], label
-
-
 def _read_samples(shards: Iterator[dict[str, Any]], problems: Problems) -> Iterator[dict[str, Any]]:
     position, epoch = 0, None
     for shard in shards:
@@ -217,9 +132,8 @@ def _decode_samples(samples: Iterator[dict], problems: Problems) -> Iterator[tup
     for sample in samples:
         try:
             encoded, label = image_and_label(sample)
-            image = Image.open(io.BytesIO(encoded))
-            image.load()
-        except (ValueError, OSError, SyntaxError, Image.DecompressionBombError) as e:
+            image = open_image(encoded)
+        except SAMPLE_ERRORS as e:
             problems.bad_sample(sample, e)
             continue
         yield image, label, sample["__key__"], sample["__pass__"]
@@ -234,8 +148,8 @@ def _batch_samples(samples: Iterator[tuple], batch_size: int, problems: Problems
     for epoch, group in itertools.groupby(samples, key=lambda s: s[3]):
         while chunk := list(itertools.islice(group, batch_size)):
             images, labels, keys, _ = zip(*chunk, strict=True)
-            yield {"image": torch.stack(images), "label": torch.tensor(labels), "key": list(keys), "pass": epoch,
-                   "problems": problems.snapshot()}
+            yield {"image": stack_images(images), "label": torch.tensor(labels), "key": list(keys), "pass": epoch,
+                   "problems": problems.snapshot(worker_slot()[0])}
 
 
 def _take(held: list[dict[str, Any]], n: int, pin_memory: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -244,7 +158,8 @@ def _take(held: list[dict[str, Any]], n: int, pin_memory: bool) -> tuple[dict[st
     Each image is copied once, straight into the batch (pinned if asked, for an asynchronous copy to the GPU).
     """
     first = held[0]["image"]
-    images = torch.empty((n, *first.shape[1:]), dtype=first.dtype, pin_memory=pin_memory)
+    channels = max(b["image"].shape[1] for b in held)  # gray and colour batches: copy_ repeats the gray channel
+    images = torch.empty((n, channels, *first.shape[2:]), dtype=first.dtype, pin_memory=pin_memory)
     labels, keys, problems, filled = [], [], [], 0
     for i, b in enumerate(held):
         k = min(len(b["key"]), n - filled)
@@ -318,7 +233,7 @@ def create_pipeline(
 
 
 def create_loader(
-    source: ShardSource,
+    source: ShardList,
     *,
     transform: Callable,
     batch_size: int,

@@ -1,0 +1,121 @@
+"""Reading shards: a local or http(s) tar stream -> its members -> samples (dicts of bytes by extension),
+with a count of the damaged shards and samples met on the way.
+
+The stream input, the memory input and the downstream ``wds:`` sets all read shards through here.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import sys
+import tarfile
+import urllib.request
+import zlib
+from collections.abc import Iterator
+from typing import IO, Any
+
+from PIL import Image
+from webdataset.tariterators import base_plus_ext
+
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp")
+# What reading a damaged shard can raise: tar structure, truncation, network, compression, labels.
+SHARD_ERRORS = (tarfile.TarError, OSError, EOFError, http.client.HTTPException, zlib.error, ValueError)
+# What decoding one damaged sample can raise.
+SAMPLE_ERRORS = (ValueError, OSError, SyntaxError, Image.DecompressionBombError)
+TIMEOUT = 60
+
+
+def is_url(path: str) -> bool:
+    return path.startswith(("http://", "https://"))
+
+
+def open_url(url: str) -> IO[bytes]:
+    """A binary stream of a local path or an http(s) URL."""
+    if is_url(url):
+        return urllib.request.urlopen(url, timeout=TIMEOUT)  # noqa: S310 (only http(s) reaches here)
+    return open(url, "rb")  # noqa: SIM115 (the caller closes it)
+
+
+def tar_members(stream) -> Iterator[dict[str, Any]]:
+    """``{"fname", "data"}`` of each file in a tar stream. tarfile takes a damaged header for the end
+    of the archive and drops the rest unnoticed; here reading goes past it, and the gap it leaves
+    (or a stream with no member at all) is an error, so the shard is counted as damaged."""
+    end = 0
+    with tarfile.open(fileobj=stream, mode="r|", ignore_zeros=True) as tar:
+        for info in tar:
+            if info.offset != end:
+                raise tarfile.ReadError(f"damaged tar header at byte {end}")
+            end = info.offset_data + -(-info.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            if info.isreg():
+                yield {"fname": info.name, "data": tar.extractfile(info).read()}
+            tar.members = []  # a stream: keep no index
+    if end == 0:
+        raise tarfile.ReadError("no tar member: not a tar file")
+
+
+def group_samples(files: Iterator[dict[str, Any]], url: str) -> Iterator[dict[str, Any]]:
+    """Consecutive tar members with the same key (the name up to the first dot) as one sample."""
+    sample: dict[str, Any] = {}
+    for f in files:
+        key, ext = base_plus_ext(f["fname"])
+        if key is None:
+            continue
+        if sample and key != sample["__key__"]:
+            yield sample
+            sample = {}
+        sample.setdefault("__key__", key)
+        sample["__url__"] = url
+        sample[ext.lower()] = f["data"]
+    if sample:
+        yield sample
+
+
+def shard_samples(url: str) -> Iterator[dict[str, Any]]:
+    """The samples of one shard (a path or an http(s) URL), as dicts of raw bytes by extension."""
+    with open_url(url) as stream:
+        yield from group_samples(tar_members(stream), url)
+
+
+def image_and_label(sample: dict[str, Any]) -> tuple[bytes, int]:
+    """A sample's encoded image and its ``cls`` label; ValueError if it lacks either."""
+    ext = next((e for e in IMAGE_EXTENSIONS if e in sample), None)
+    if ext is None:
+        raise ValueError(f"sample {sample.get('__key__')} has no image ({', '.join(IMAGE_EXTENSIONS)})")
+    if "cls" not in sample:
+        raise ValueError(f"sample {sample.get('__key__')} has no .cls label")
+    label = int(sample["cls"])
+    if "json" in sample:  # fracbuild's metadata repeats the class: a damaged label byte shows as a mismatch
+        meta = json.loads(sample["json"])
+        recorded = meta.get("class", label) if isinstance(meta, dict) else label
+        if recorded != label:
+            raise ValueError(f"sample {sample.get('__key__')}: .cls {label} but .json class {recorded}")
+    return sample[ext], label
+
+
+def open_image(encoded: bytes) -> Image.Image:
+    """Encoded image bytes as a loaded PIL image (decoding errors are raised here, not later)."""
+    image = Image.open(io.BytesIO(encoded))
+    image.load()
+    return image
+
+
+class Problems:
+    """Damaged shards and undecodable samples met by one reader; warns once per shard."""
+
+    def __init__(self):
+        self.shards: dict[str, str] = {}
+        self.samples = 0
+
+    def bad_shard(self, url: str, error: BaseException) -> None:
+        if url not in self.shards:
+            self.shards[url] = f"{type(error).__name__}: {error}"
+            sys.stderr.write(f"Warning: skipping corrupt shard {url} ({self.shards[url]})\n")
+
+    def bad_sample(self, sample: dict, error: BaseException) -> None:
+        self.samples += 1
+        self.bad_shard(sample.get("__url__", "?"), ValueError(f"sample {sample.get('__key__')}: {error}"))
+
+    def snapshot(self, worker: int = 0) -> dict[str, Any]:
+        return {"worker": worker, "shards": tuple(sorted(self.shards)), "samples": self.samples}
