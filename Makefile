@@ -53,8 +53,9 @@ pretrain: $(VENV)/.train
 	  $(PY) -m trainer pretrain --data $(OUT)-$${size}px --out $(RUN) --preset cpu $$resume; \
 	fi
 
-# The paper's Table 2: at gpu size where torch sees a GPU (about ten minutes: the default dataset, ViT-Tiny
-# at 224 px, experiments/REPORT-gpu.md), else in miniature (about an hour on 2 cores: experiments/REPORT.md).
+# The paper's Table 2 over 3 pre-training x 3 fine-tuning seeds: at gpu size where torch sees a GPU (the default
+# dataset, ViT-Tiny at 224 px, experiments/REPORT-gpu.md), else in miniature (about two hours on 2 cores:
+# experiments/REPORT.md).
 # Each renders its own datasets; re-running skips finished runs.
 experiment: $(VENV)/.train
 	@size=$$($(PY) -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')"); set -x; \

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from trainer import runs
-from trainer.experiments import plot_pretraining
+from trainer.experiments.charts import plot_pretraining
 
 
 def main() -> None:

@@ -210,7 +210,7 @@ _downstream("probe", probe_run, "Linear probe on the frozen patch embedding and 
 
 @main.command()
 @click.option("--size", "size", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "gpu"]),
-              help="cpu: about an hour on 2 cores; gpu: about ten minutes on one GPU (auto: gpu where there is one).")
+              help="cpu: about two hours on 2 cores; gpu: the paper's recipe, one GPU (auto: gpu where there is one).")
 @click.option("--out", type=click.Path(file_okay=False), help="Where the runs go (default: runs/experiment[-gpu]).")
 @click.option("--report", default="experiments", show_default=True, type=click.Path(file_okay=False),
               help="Where the report and charts go.")
@@ -228,12 +228,17 @@ _downstream("probe", probe_run, "Linear probe on the frozen patch embedding and 
 @click.option("--mnist-epochs", type=float,
               help="Fine-tuning epochs on mnist5k (cpu: 10-shot, default 100; gpu: full, default 10; 10-shot 20x).")
 @click.option("--cifar-epochs", type=float, help="Fine-tuning epochs on CIFAR (gpu only; default 1).")
-@click.option("--probe-blocks", help="Probe depths K, comma-separated (default: every block).")
+@click.option("--probe-blocks", help="Probe depths K, comma-separated (default: cpu 1,3,6; gpu 1..12).")
 @click.option("--probe-shots", default=50, show_default=True, help="mnist5k training images per class for probes.")
 @click.option("--probe-epochs", default=10, show_default=True, help="Probe epochs.")
 @click.option("--preset", type=click.Choice(["cpu", "paper", "smoke"]),
               help="Preset of every run instead of the size's (smoke: a quick check of the whole chain).")
-@click.option("--seed", default=0, show_default=True, help="Seed of every run.")
+@click.option("--seed", default=0, show_default=True,
+              help="First seed: pre-training seeds are SEED.., fine-tuning and probe seeds SEED.. too.")
+@click.option("--seeds", type=int,
+              help="Pre-training seeds per variant (default: cpu 3, gpu 3; with --diagnose 1).")
+@click.option("--finetune-seeds", type=int,
+              help="Fine-tuning (and probe) seeds per body and for scratch (default 3).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
 @click.option("--diagnose", is_flag=True,
               help="Instead: the cpu diagnosis (pre-training lengths, fine-tuning budget, what the body holds), "
@@ -253,8 +258,9 @@ def experiment(size, out, probe_blocks, diagnose, lengths, **kwargs):
         except ValueError:
             raise click.BadParameter(f"expected comma-separated integers, got {lengths!r}") from None
         keep = ("report", "recipe", "data_dir", "seed", "progress")
+        counts = {k: kwargs[k] for k in ("seeds", "finetune_seeds") if kwargs[k] is not None}
         r = run_diagnosis(out or "runs/diagnosis", lengths=samples, preset=kwargs["preset"] or "cpu",
-                          **{k: kwargs[k] for k in keep})
+                          **{k: kwargs[k] for k in keep}, **counts)
         click.echo(r["report"])
         return
     if size == "auto":
