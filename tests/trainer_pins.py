@@ -1,8 +1,10 @@
 """Short smoke runs whose per-step losses and final weights are pinned in ``tests/data/trainer-pins.json``.
 
 The values there were recorded before the trainer's input and loop were restructured, so that the
-restructured code is held to the same numbers (``tests/test_trainer_pins.py``). To record them again
-(only for a change that is meant to alter what a run learns):
+restructured code is held to the same numbers (``tests/test_trainer_pins.py``); the stream input's run was
+recorded again when its augmentation came to draw by sample (seeded by seed, pass and sample, for an exact
+resume), which changes its draws and nothing else. To record them again (only for a change that is meant to
+alter what a run learns):
 
     .venv/bin/python tests/trainer_pins.py > tests/data/trainer-pins.json
 

@@ -76,7 +76,8 @@ class StreamInput(TrainInput):
         self.samples = len(data) if isinstance(data, ImageList) else data.samples
         self.workers, self.threads = plan_cores(d.device.type, loader=True, workers=config["workers"])
         self.transform = train_transform(config)
-        self.log = None
+        self.log = self.loader = None
+        self.layout: dict[str, int] = {}
 
     def batches(self, *, batch_size, steps, start=0, steps_per_epoch=None, state=None):
         if isinstance(self.data, ImageList):
@@ -84,12 +85,31 @@ class StreamInput(TrainInput):
         from .stream import ProblemLog, create_loader
 
         self.log = ProblemLog()
-        loader = create_loader(self.data, transform=self.transform, batch_size=batch_size, steps=steps,
-                               workers=self.workers, seed=self.config["seed"],
-                               start_pass=start // steps_per_epoch if steps_per_epoch else start, rank=self.d.rank,
-                               world=self.d.world, shuffle_buffer=self.config["shuffle_buffer"],
-                               pin_memory=self.d.device.type == "cuda", worker_init_fn=leave_stops_to_parent)
-        return self._on_device(loader)
+        # What the stream's batches depend on besides the seed and the data: a saved position holds only
+        # for the same.
+        self.layout = {"world": self.d.world, "workers": self.workers, "batch_size": batch_size,
+                       "shuffle_buffer": self.config["shuffle_buffer"], "seed": self.config["seed"]}
+        position = None
+        if state is not None and state.get("layout") == self.layout:
+            position = state["position"]
+        elif state is not None:
+            changed = ", ".join(f"{k} {state['layout'].get(k)} -> {v}" for k, v in self.layout.items()
+                                if state["layout"].get(k) != v)
+            if self.d.main:
+                sys.stderr.write(f"Warning: the stream was saved with other settings ({changed}): the run goes on "
+                                 "from the start of its pass, not with the batches the uncut run would have had\n")
+        self.loader = create_loader(self.data, transform=self.transform, batch_size=batch_size, steps=steps,
+                                    workers=self.workers, seed=self.config["seed"],
+                                    start_pass=start // steps_per_epoch if steps_per_epoch else start,
+                                    rank=self.d.rank, world=self.d.world, shuffle_buffer=self.config["shuffle_buffer"],
+                                    pin_memory=self.d.device.type == "cuda", worker_init_fn=leave_stops_to_parent,
+                                    position=position)
+        return self._on_device(self.loader)
+
+    def state(self):
+        # Where the batches handed out end: the workers hold nothing else (their draws are seeded by sample).
+        position = self.loader.rebatch.position() if self.loader is not None else None
+        return {"position": position, "layout": self.layout} if position is not None else None
 
     def _dataset_batches(self, batch_size: int, steps: int, steps_per_epoch: int | None) -> Iterator[dict]:
         """A downstream split's batches, epoch after epoch (each a new permutation), ``steps`` in all."""
@@ -159,8 +179,7 @@ class MemoryInput(TrainInput):
         return iter(loader)
 
     def state(self):
-        # Each rank draws from its own generator; rank 0's checkpoint can hold only its own.
-        return {"generator": self.generator.get_state()} if self.d.world == 1 and self.generator is not None else None
+        return {"generator": self.generator.get_state()} if self.generator is not None else None
 
     def problems(self):
         return set(self.held.corrupt_shards), self.held.skipped_samples
