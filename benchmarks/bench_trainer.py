@@ -1,5 +1,6 @@
-"""trainer's figures: the augmentation pipeline per core against timm's folder loader, and training
-samples/s of the smoke and cpu presets."""
+"""trainer's figures: the augmentation pipeline per core against timm's folder loader, training samples/s of
+the smoke and cpu presets, the two inputs side by side for pre-training and fine-tuning, and the stream's
+worker time with its tail (normalisation, random erasing) in the workers and on the device."""
 
 from __future__ import annotations
 
@@ -176,6 +177,69 @@ def paths(args: argparse.Namespace) -> None:
         print(f"paths   cpu preset, {PATH_SAMPLES} samples, best of {PATH_ROUNDS}: stream {best['stream']:.1f} "
               f"samples/s ({rates['stream plan'][0]}), memory {best['memory']:.1f} ({rates['memory plan'][0]}) -> "
               f"memory/stream {best['memory'] / best['stream']:.2f}x (target >= 1.0x)")
+
+
+@section
+def finetune(args: argparse.Namespace) -> None:
+    """Fine-tuning digits and mnist5k with the cpu preset through each input (interleaved rounds, best kept)."""
+    import trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rates: dict[tuple[str, str], list[float]] = {}
+        for _ in range(PATH_ROUNDS):  # interleaved: the machine is shared, load drifts
+            for spec, epochs in (("digits", 2), ("mnist5k", 1)):
+                for kind in ("stream", "memory"):
+                    out = Path(tmp) / f"{spec}-{kind}"
+                    trainer.finetune("scratch", spec, out, preset="cpu", epochs=epochs, input=kind, force=True,
+                                     progress=False)
+                    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+                    steady = [m for m in metrics if "loss" in m][1:]
+                    rates.setdefault((spec, kind), []).append(sum(m["samples_per_s"] for m in steady) / len(steady))
+        for spec in ("digits", "mnist5k"):
+            stream, memory = max(rates[(spec, "stream")]), max(rates[(spec, "memory")])
+            print(f"finetune cpu preset on {spec}, best of {PATH_ROUNDS}: stream {stream:.1f} samples/s, memory "
+                  f"{memory:.1f} -> memory/stream {memory / stream:.2f}x (target >= 1.0x)")
+
+
+@section
+def tail(args: argparse.Namespace) -> None:
+    """The stream's per-sample work at 224 px from the default dataset's PNGs (the paper's recipe, one thread): in
+    the workers with the whole transform, in the workers up to uint8 and on the device for the tail."""
+    import random
+
+    import torch
+
+    from trainer.data.shardlists import resolve_data
+    from trainer.data.shards import image_and_label, open_image, shard_samples
+    from trainer.data.transforms import stack_images, train_tail, train_transform
+    from trainer.presets import resolve
+
+    config = resolve("pretrain", "paper")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _dataset(tmp, classes=200)
+        images = [open_image(image_and_label(s)[0]) for u in resolve_data(str(data)).urls for s in shard_samples(u)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    whole, half, rest = train_transform(config), train_transform(config, use_prefetcher=True), train_tail(
+        config, torch.device("cpu"))
+    seconds: dict[str, list[float]] = {}
+    for _ in range(LOADER_ROUNDS):
+        for name, transform in (("whole", whole), ("uint8", half)):
+            random.seed(0)
+            start = time.perf_counter()
+            out = [transform(im) for im in images]
+            seconds.setdefault(name, []).append((time.perf_counter() - start) / len(images))
+        batches = [stack_images(out[i:i + 32]) for i in range(0, len(out) - 31, 32)]
+        start = time.perf_counter()
+        for b in batches:
+            rest(b)
+        seconds.setdefault("tail", []).append((time.perf_counter() - start) / (32 * len(batches)))
+    torch.set_num_threads(threads)
+    best = {k: min(v) * 1e6 for k, v in seconds.items()}
+    print(f"tail    the paper's augmentation at 224 px, {len(images)} images, 1 thread, best of {LOADER_ROUNDS}: "
+          f"a worker spends {best['whole']:.0f} us per sample with the whole transform, {best['uint8']:.0f} us up to "
+          f"uint8 ({best['uint8'] / best['whole']:.2f}x); the tail then costs {best['tail']:.0f} us per sample on the "
+          "device (here the CPU)")
 
 
 def trainer_preset_samples(preset: str) -> int:

@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark sections: timing, and memory of a process tree."""
+"""Helpers shared by the benchmark sections: timing, and memory and CPU time of a process tree."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "manifests" / "1p-frac.json"
@@ -50,6 +51,41 @@ def tree_rss(pid: int) -> int:
         total += rss.get(p, 0)
         stack += children.get(p, [])
     return total
+
+
+def tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of a process and each of its living descendants, from /proc;
+    the process's entry also holds what its reaped children used."""
+    children: dict[int, list[int]] = {}
+    used: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+            used[int(entry)] = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / tick
+        except (OSError, IndexError, ValueError):
+            continue
+    found, stack = {}, [pid]
+    while stack:
+        p = stack.pop()
+        found[p] = used.get(p, 0.0)
+        stack += children.get(p, [])
+    return found
+
+
+def cpu_timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Wall seconds, CPU seconds of this process and its workers (loky's live on between calls: only
+    what they used meanwhile counts) and ``fn``'s result."""
+    before = tree_cpu(os.getpid())
+    start = time.perf_counter()
+    result = fn()
+    wall = time.perf_counter() - start
+    after = tree_cpu(os.getpid())
+    return wall, sum(t - before.get(p, 0.0) for p, t in after.items()), result
 
 
 def run_cli(args: list[str]) -> tuple[float, int]:

@@ -15,8 +15,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "info": "dataset", "preview": "dataset", "verify": "dataset", "fetch": "fetching", "load_recipe": "recipe",
-    "make_recipe": "recipe", "validate_recipe": "recipe", "render": "rendering", "new_recipe": "searching",
-    "search": "searching", "search_categories": "searching",
+    "make_recipe": "sources.fractal", "validate_recipe": "recipe", "render": "rendering", "new_recipe": "recipe",
+    "search": "sources.fractal", "search_categories": "sources.fractaldb",
 }
 __all__ = ["FracbuildError", "__version__", *_EXPORTS]
 

@@ -9,6 +9,7 @@ import click
 
 from . import __version__
 from .errors import FracbuildError
+from .sources import DEFAULT_SOURCE, SOURCES
 
 
 class _Group(click.Group):
@@ -57,58 +58,63 @@ class _Maps(click.ParamType):
             self.fail(f"{value!r} is not a number N or a range MIN-MAX", param, ctx)
 
 
-@main.command()
-@click.option("--source", default="fractal", show_default=True,
-              type=click.Choice(["fractal", "fractaldb", "ofdb", "noise-gaussian", "noise-uniform", "image"]),
+class _Search(click.Command):
+    """``search --help`` names, after each option, the sources that take it (their modules' ``OPTIONS``)."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from .recipe import COMMON_OPTIONS
+        from .sources import source_module
+
+        takes: dict[str, list[str]] = {}
+        for source in SOURCES:
+            for option in source_module(source).OPTIONS[source]:
+                takes.setdefault(option, []).append(source)
+        for param in self.params:
+            if isinstance(param, click.Option) and param.name in takes and param.name not in COMMON_OPTIONS:
+                base = param.__dict__.setdefault("base_help", param.help)  # help may be asked twice
+                param.help = f"{base} [{', '.join(takes[param.name])}]"
+        super().format_help(ctx, formatter)
+
+
+@main.command(cls=_Search)
+@click.option("--source", default=DEFAULT_SOURCE, show_default=True, type=click.Choice(list(SOURCES)),
               help="What the recipe renders.")
-@click.option("--sigma", type=float, help="Target σ-factor, small = complex (fractal; 3.5).")
-@click.option("--maps", type=_Maps(), help="Number of affine maps (fractal; 2), or their range (fractaldb, ofdb; 2-7).")
-@click.option("--tolerance", type=float, help="Target σ drawn from σ ± tolerance (fractal; 0.1).")
+@click.option("--sigma", type=float, help="Target σ-factor, small = complex (3.5).")
+@click.option("--maps", type=_Maps(), help="Number of affine maps (fractal: 2), or their range (categories: 2-7).")
+@click.option("--tolerance", type=float, help="Target σ drawn from σ ± tolerance (0.1).")
 @click.option("--seed", type=int, help="Seed of every random draw (0).")
 @click.option("--fill-min", type=float, help="Least fill rate of a rendered system (fractal 0.05; categories 0.2).")
 @click.option("--max-tries", type=int, help="Give up after this many systems, per category (10000).")
-@click.option("--classes", type=int, help="Classes L, or categories C for fractaldb and ofdb (1000).")
-@click.option("--delta", type=float, help="Perturbation strength Δ (fractal, noise, image; 0.1).")
+@click.option("--classes", type=int, help="Classes L, or categories C of a source of categories (1000).")
+@click.option("--delta", type=float, help="Perturbation strength Δ (0.1).")
+@click.option("--instances", type=int, help="Images per class K written into the recipe.")
 @click.option("--method", type=click.Choice(["fill", "sigma"]),
-              help="Category draw: FractalDB's uniform parameters, or by σ-factor (fractaldb, ofdb; fill).")
+              help="Category draw: FractalDB's uniform parameters, or by σ-factor (fill).")
 @click.option("--jobs", type=int, help="Worker processes of a category search (-1: all cores).")
 @click.option("--from", "from_dir", type=click.Path(file_okay=False),
-              help="Read the categories from FractalDB's published parameter CSVs in this folder (fractaldb, ofdb).")
-@click.option("--image", help="Image file, or skimage:NAME for a bundled photograph (image; skimage:camera).")
-@click.option("--convert", type=click.Choice(["canny", "gray"]), help="Canny edges or gray levels (image; canny).")
-@click.option("--warp", type=click.Choice(["affine", "elastic", "polynomial"]), help="Class warps (image; affine).")
-@click.option("--flips", is_flag=True, default=None, help="Each class in its 4 flips: 4 instances (image; off).")
+              help="Read the categories from FractalDB's published parameter CSVs in this folder.")
+@click.option("--image", help="Image file, or skimage:NAME for a bundled photograph (skimage:camera).")
+@click.option("--convert", type=click.Choice(["canny", "gray"]), help="Canny edges or gray levels (canny).")
+@click.option("--warp", type=click.Choice(["affine", "elastic", "polynomial"]), help="Class warps (affine).")
+@click.option("--flips", is_flag=True, default=None, help="Each class in its 4 flips: 4 instances (off).")
 @click.option("--name", help="Dataset name, the shard prefix (1p-frac; image: real-CONVERT-WARP; others: the source).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Recipe JSON to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing recipe.")
 def search(source, output, force, **options):
-    """Write a new recipe: an IFS with a target σ-factor (fractal), FractalDB or OFDB categories
-    searched in parallel, or a noise or image recipe. Only the options given are passed on;
-    the others keep the source's defaults (in parentheses)."""
-    from .recipe import check_output, save_json
-    from .searching import new_recipe
+    """Write a new recipe of --source: an IFS with a target σ-factor (fractal), categories searched in
+    parallel, or a recipe with nothing to search. Only the options given are passed on; the others
+    keep the source's defaults (in parentheses). The sources that take an option follow it in
+    brackets; the others refuse it."""
+    from .jsonfile import check_output, save_json
+    from .recipe import new_recipe
+    from .sources import source_module
 
     check_output(output, force)
     start = time.perf_counter()
     recipe = new_recipe(source, **{k: v for k, v in options.items() if v is not None})
     seconds = time.perf_counter() - start
     save_json(recipe, output, force=force)
-    found = recipe["search"]
-    if source == "fractal":
-        click.echo(f"{output}: sigma {recipe['ifs']['sigma']:.4f} (target {found['sigma']} ± {found['tolerance']}), "
-                   f"fill {found['fill']:.3f}, {found['tries']} tries, {seconds:.3f} s")
-    elif "from" in found:
-        click.echo(f"{output}: {found['files']} categories read from {found['from']}")
-    elif source in ("fractaldb", "ofdb"):
-        click.echo(f"{output}: {found['classes']} categories ({found['method']}, {found['maps'][0]}-{found['maps'][1]} "
-                   f"maps, fill >= {found['fill_min']}), {found['tries']} systems tried, {seconds:.1f} s")
-    elif source == "image":
-        image = recipe["image"]
-        click.echo(f"{output}: {image['path']} ({image['convert']}), {recipe['perturb']['warp']} warps, "
-                   f"{recipe['perturb']['classes']} classes")
-    else:
-        params = ", ".join(f"{k} {v}" for k, v in recipe["noise"].items())
-        click.echo(f"{output}: {source} ({params}), {recipe['perturb']['classes']} classes")
+    click.echo(f"{output}: {source_module(source).describe(recipe, seconds)}")
 
 
 _progress = click.option("--progress/--no-progress", default=None,
@@ -143,13 +149,15 @@ def render(recipe, out_dir, jobs, backend, address, force, no_preview, progress,
     """
     import warnings
 
+    from .card import render_command
     from .rendering import render as run_render
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             manifest = run_render(recipe, out_dir, jobs=jobs, backend=backend, address=address, force=force,
-                                  preview=not no_preview, progress=progress, **overrides)
+                                  preview=not no_preview, progress=progress, **overrides,
+                                  command=render_command(recipe, out_dir, overrides, preview=not no_preview))
         except KeyboardInterrupt:
             click.echo(f"\nInterrupted: finished shards are kept in {out_dir}; run the same command to resume.",
                        err=True)

@@ -106,6 +106,9 @@ def verify(out_dir: str | os.PathLike, deep: int = 0, progress: bool | None = Fa
     counted = sum(r["samples"] for r in manifest["shards"])
     if counted != manifest["samples"]:
         problems.append(f"manifest: shards hold {counted} samples, total says {manifest['samples']}")
+    from .card import check_card
+
+    problems += check_card(out_dir, manifest)
     if deep and not problems:
         problems += _rerender(out_dir, manifest, deep)
     return problems
@@ -147,23 +150,22 @@ def images_of(out_dir: Path, manifest: dict, indices: list[int]) -> list[np.ndar
 
 
 def info(out_dir: str | os.PathLike) -> str:
-    """A short human-readable summary of a rendered dataset."""
+    """A short human-readable summary of a rendered dataset; its source module describes its settings."""
+    from .sources import DEFAULT_SOURCE, SOURCES, source_module
+    from .sources.common import settings_lines
+
     m = load_manifest(out_dir)
     r = m.get("recipe", {})
-    p, rd = r.get("perturb", {}), r.get("render", {})
-    lines = [
+    source = r.get("source", DEFAULT_SOURCE)
+    # A source this version does not know (a newer fracbuild's dataset): its settings as spelt.
+    settings = source_module(source).summary(m) if source in SOURCES else settings_lines(r)
+    return "\n".join([
         f"{m.get('name')}: {m['samples']} samples, {m['classes']} classes x {m.get('instances', 1)} instances, "
         f"{len(m['shards'])} shards, {m.get('bytes', 0) / 1e6:.1f} MB",
-        f"  source: {r.get('source', 'fractal')}",
-        f"  ifs: {len(r.get('ifs', {}).get('maps', []))} maps, sigma {r.get('ifs', {}).get('sigma', float('nan')):.4f}",
-        f"  perturb: {p.get('mode')} delta {p.get('delta')} seed {p.get('seed')}; redraws {m.get('redraws')}",
-        f"  render: {rd.get('size')} px, {rd.get('points')} points, {rd.get('draw')}, fill > {rd.get('fill_min')}",
+        f"  source: {source}",
+        *settings,
         "  versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
-    ]
-    if "ifs" not in r:  # other sources: their own settings, as the recipe spells them
-        lines[2:5] = [f"  {key}: " + ", ".join(f"{k} {v}" for k, v in r[key].items())
-                      for key in ("perturb", "render") if isinstance(r.get(key), dict)]
-    return "\n".join(lines)
+    ])
 
 
 def preview(out_dir: str | os.PathLike, output: str | os.PathLike | None = None, n: int = 16,

@@ -17,15 +17,16 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from .card import CARD
 from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
 from .errors import FracbuildError
+from .jsonfile import save_json
 from .progress import progress_bar
-from .recipe import save_json
 from .shards import matches
 
 CHUNK = 1 << 20
 TIMEOUT = 60
-EXTRAS = (INFO, PREVIEW)  # copied when the server has them
+EXTRAS = (INFO, PREVIEW, CARD)  # copied when the server has them
 
 
 def _open(url: str, offset: int = 0):

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from .backends import parallel_backend
+from .card import CARD, write_card
 from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
 from .dataset import preview as make_preview
 from .errors import FracbuildError
+from .jsonfile import save_json
 from .progress import progress_bar
-from .recipe import counts, load_recipe, save_json, validate_recipe
+from .recipe import counts, load_recipe, validate_recipe
 from .shards import matches, shard_name, write_shard
 from .sources import DEFAULT_SOURCE, create_source
 
@@ -314,6 +316,7 @@ def render(
     force: bool = False,
     preview: bool = True,
     progress: bool | None = None,
+    command: list[str] | str | None = None,
 ) -> dict[str, Any]:
     """Render ``recipe`` (a dict or a path) to shards in ``out_dir`` and return the manifest.
 
@@ -322,7 +325,7 @@ def render(
     is the number of worker processes (-1: all cores); ``backend`` runs the shard tasks on
     joblib's ``loky`` or ``threading`` backend or on a ``dask`` or ``ray`` cluster (at
     ``address``, or a local one); neither changes the output. The progress bar shows on a
-    terminal (``progress=None``) or as asked.
+    terminal (``progress=None``) or as asked. ``command``: the command line the dataset card records.
     """
     from joblib import delayed
 
@@ -364,6 +367,9 @@ def render(
         (out_dir / JOURNAL).unlink()
     if preview:
         make_preview(out_dir, out_dir / PREVIEW, manifest=manifest)
+    if write_card(out_dir, manifest, command=command, preview=preview) is None:
+        warnings.warn(f"{out_dir / CARD} is not a fracbuild dataset card: left as it is, no card written",
+                      stacklevel=2)
     rendered = sum(n for _, _, n in todo)
     manifest_stats = {"rendered": rendered, "kept": total - rendered, "seconds": seconds,
                       "images_per_second": rendered / seconds if rendered and seconds > 0 else 0.0}

@@ -47,6 +47,10 @@ def test_verify_deep_catches_pixels_that_no_longer_match_the_recipe(dataset):
     manifest["recipe"]["perturb"]["seed"] = 99  # shards are intact, but not what this recipe renders
     manifest["digest"] = manifest_digest(manifest)  # consistent, so only the re-render can tell
     (dataset / "manifest.json").write_text(json.dumps(manifest))
+    # Only the card, whose digest is the old manifest's, notices; without it, only the re-render can tell.
+    assert [p.split(";")[0] for p in verify(dataset)] == ["README.md: its manifest digest no longer matches the "
+                                                          "manifest"]
+    (dataset / "README.md").unlink()
     assert verify(dataset) == []
     problems = verify(dataset, deep=3)
     assert len(problems) == 3 and all("re-rendered pixels differ" in p for p in problems)

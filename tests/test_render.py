@@ -29,8 +29,8 @@ def test_render_writes_the_dataset_files(recipe, tmp_path):
     m = render(recipe, tmp_path, jobs=1, progress=False)
     assert m["samples"] == 12 and m["classes"] == 12 and len(m["shards"]) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "1p-frac-000000.tar", "1p-frac-000001.tar", "1p-frac-000002.tar", "_info.json", "manifest.json",
-        "preview.png"]
+        "1p-frac-000000.tar", "1p-frac-000001.tar", "1p-frac-000002.tar", "README.md", "_info.json",
+        "manifest.json", "preview.png"]
     assert [r["samples"] for r in m["shards"]] == [5, 5, 2]
     info = json.loads((tmp_path / "_info.json").read_text())
     assert info["splits"]["train"]["num_samples"] == 12

@@ -89,7 +89,8 @@ def test_fetch_downloads_and_verifies(served, tmp_path):
     m = fetch(url, tmp_path / "copy", progress=False)
     assert m["run"] == {"transferred": sum(s["bytes"] for s in m["shards"]), "downloaded": 3, "kept": 0}
     assert shard_bytes(tmp_path / "copy") == shard_bytes(source)
-    assert (tmp_path / "copy" / "_info.json").read_bytes() == (source / "_info.json").read_bytes()
+    for extra in ("_info.json", "README.md"):  # the dataset card travels with the shards
+        assert (tmp_path / "copy" / extra).read_bytes() == (source / extra).read_bytes()
     assert verify(tmp_path / "copy") == []
     again = fetch(url, tmp_path / "copy", progress=False)
     assert again["run"] == {"transferred": 0, "downloaded": 0, "kept": 3}

@@ -5,8 +5,9 @@ import pytest
 
 import fracbuild
 from fracbuild import ifs
+from fracbuild.jsonfile import save_json
 from fracbuild.kernels import fill_rate, map_choices, random_sequence, render_image
-from fracbuild.recipe import load_recipe, save_json, validate_recipe
+from fracbuild.recipe import load_recipe, validate_recipe
 
 SMALL = {"size": 64, "points": 5000}
 

@@ -13,15 +13,16 @@ from fracbuild import ifs
 from fracbuild.cli import main
 from fracbuild.dataset import load_manifest, verify
 from fracbuild.errors import FracbuildError
+from fracbuild.jsonfile import to_json
 from fracbuild.kernels import fill_rate, map_choices, random_sequence, render_image
-from fracbuild.recipe import counts, load_recipe, to_json, validate_recipe
+from fracbuild.recipe import counts, load_recipe, new_recipe, validate_recipe
 from fracbuild.rendering import render
-from fracbuild.searching import FILL_CHECK, import_categories, new_recipe, search, search_categories
 from fracbuild.shards import decode_sample, read_shard
 from fracbuild.sources import SOURCES, create_source
 from fracbuild.sources import image as image_source
 from fracbuild.sources import noise as noise_source
-from fracbuild.sources.fractaldb import WEIGHT_ROW, scale_table
+from fracbuild.sources.fractal import search
+from fracbuild.sources.fractaldb import FILL_CHECK, WEIGHT_ROW, import_categories, scale_table, search_categories
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p.relative_to(ROOT / "manifests").as_posix() for p in (ROOT / "manifests").rglob("*.json"))
@@ -71,13 +72,14 @@ def test_every_source_has_a_shipped_recipe():
     paper = {name for name in RECIPES if name.startswith("paper/")}
     assert paper == {f"paper/delta-{d}.json" for d in ("0.001", "0.01", "0.05", "0.1", "0.2", "1.0")} | {
         f"paper/sigma-{s}.json" for s in ("3.5", "4.0", "4.5", "5.0", "6.0")} | {
-        f"paper/classes-{n}.json" for n in (16, 64, 512, 1000)}
+        f"paper/classes-{n}.json" for n in (16, 64, 512, 1000)} | {
+        f"paper/{s}-{form}.json" for s in ("rcdb", "visualatom") for form in ("1m", "1k", "lpce")}
 
 
 @pytest.mark.parametrize("name", RECIPES)
 def test_every_shipped_recipe_renders_at_small_size(name, tmp_path):
     recipe = shipped(name)
-    instances = 8 if recipe["source"] == "fractaldb" else None
+    instances = min(recipe["render"]["instances"], 8)  # FractalDB's, RCDB's, VisualAtom's 1000 cut to 8
     m = render(small(recipe, instances=instances), tmp_path, jobs=1, progress=False, preview=False)
     classes, per_class = counts(m["recipe"])
     assert m["samples"] == classes * per_class == len(samples(tmp_path))
@@ -109,13 +111,15 @@ def test_every_shipped_recipe_is_what_its_recorded_search_makes(name):
         options = {"classes": perturb["classes"], "seed": perturb["seed"], "delta": perturb["delta"]}
         if source == "image":
             options.update(image=recipe["image"]["path"], convert=recipe["image"]["convert"], warp=perturb["warp"])
+        if source in ("rcdb", "visualatom"):
+            options.update(seed=found["seed"], instances=recipe["render"]["instances"])
         assert new_recipe(source, name=recipe["name"], **options) == recipe
 
 
 def test_paper_ablations_vary_only_their_own_setting():
     base = shipped("1p-frac.json")
     for name in RECIPES:
-        if not name.startswith("paper/"):
+        if not name.startswith(("paper/delta-", "paper/sigma-", "paper/classes-")):
             continue
         recipe = shipped(name)
         kind, _, value = name.removeprefix("paper/").removesuffix(".json").partition("-")
@@ -298,7 +302,7 @@ def test_category_search_by_sigma_factor():
 def test_image_warps_stay_within_the_image(warp, tmp_path):
     """A white photograph stays white under any warp, however strong: no pixel comes from outside."""
     Image.new("L", (80, 60), 255).save(tmp_path / "white.png")
-    recipe = small(image_source.make_recipe(image=str(tmp_path / "white.png"), convert="gray", warp=warp, delta=1.0),
+    recipe = small(image_source.new_recipe(image=str(tmp_path / "white.png"), convert="gray", warp=warp, delta=1.0),
                    classes=4, size=64)
     source = create_source(recipe)
     for cls in range(4):
@@ -310,7 +314,7 @@ def test_image_warps_stay_within_the_image(warp, tmp_path):
 
 @pytest.mark.parametrize("warp", image_source.WARPS)
 def test_image_warps_differ_by_class_and_vanish_with_delta(warp):
-    recipe = small(image_source.make_recipe(warp=warp), classes=4, size=64)
+    recipe = small(image_source.new_recipe(warp=warp), classes=4, size=64)
     source = create_source(recipe)
     images = [source.sample(c, 0)[0] for c in range(4)]
     assert all(not np.array_equal(images[i], images[j]) for i in range(4) for j in range(i))
@@ -339,7 +343,7 @@ def test_image_instances_need_flips():
 def test_a_changed_image_is_refused(tmp_path):
     path = tmp_path / "photo.png"
     Image.new("L", (40, 40), 7).save(path)
-    recipe = image_source.make_recipe(image=str(path))
+    recipe = image_source.new_recipe(image=str(path))
     Image.new("L", (40, 40), 8).save(path)
     with pytest.raises(FracbuildError, match="has changed"):
         validate_recipe(recipe)
@@ -441,7 +445,7 @@ def test_noise_recipe_checks_its_parameters():
     with pytest.raises(FracbuildError, match="unknown key.*noise-uniform.*mean"):
         validate_recipe({**recipe, "noise": {"mean": 0.5}})
     with pytest.raises(FracbuildError, match="noise.variance must be >= 0"):
-        noise_source.make_recipe("noise-gaussian", noise={"variance": -1})
+        noise_source.new_recipe("noise-gaussian", noise={"variance": -1})
 
 
 def test_a_dataset_rendered_before_recipes_named_their_source_resumes(recipe, tmp_path):

@@ -150,6 +150,37 @@ def test_a_missing_url_is_one_clear_error(served):
         resolve_data(f"{served}/nothing/")
 
 
+def test_a_hub_dataset_is_read_where_the_hub_keeps_its_files(tiny, tmp_path, monkeypatch):
+    import trainer
+
+    files = tmp_path / "hub" / "datasets" / "someone" / "frac" / "resolve"
+    files.mkdir(parents=True)
+    shutil.copytree(tiny, files / "main")
+    shutil.copytree(tiny, files / "v1.0")
+    with serve(tmp_path / "hub") as endpoint:
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        s = resolve_data("hf://datasets/someone/frac")
+        assert s.samples == 12 and s.classes == 12 and len(s.urls) == 6
+        assert s.urls[0] == f"{endpoint}/datasets/someone/frac/resolve/main/1p-frac-000000.tar"
+        assert resolve_data("hf://datasets/someone/frac@v1.0").urls[0].startswith(f"{endpoint}/datasets/someone/"
+                                                                                   "frac/resolve/v1.0/")
+        r = trainer.pretrain("hf://datasets/someone/frac", tmp_path / "run", preset="smoke", samples=32,
+                             batch_size=16, input="stream", workers=0, progress=False)
+        assert r["steps"] == 2 and r["corrupt_shards"] == 0
+
+
+@pytest.mark.parametrize("data,message", [
+    ("hf://someone/frac", "hf://someone/frac: expected hf://datasets/OWNER/NAME[@REVISION] (a dataset repository)"),
+    ("hf://datasets/someone", "expected hf://datasets/OWNER/NAME"),
+    ("hf://datasets/someone/frac", "cannot reach http://127.0.0.1:9/datasets/someone/frac/resolve/main/manifest.json"),
+])
+def test_a_hub_dataset_that_cannot_be_had_is_one_line(monkeypatch, data, message):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens there
+    with pytest.raises(TrainerError) as e:
+        resolve_data(data)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
 # splitting over ranks and workers ----------------------------------------------------------------------
 
 

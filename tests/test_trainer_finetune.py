@@ -224,7 +224,7 @@ def test_a_torch_spec_that_cannot_download_is_one_error(tmp_path, monkeypatch):
     ("folder:{tmp}/noval", "needs a val/ directory"),
     ("folder:{tmp}/mismatch", "different classes"),
     ("wds:{tmp}/nothing", "does not exist"),
-    ("torch/imagenet", "not one of cifar10, cifar100"),
+    ("torch/nope", "torch/nope: not a torch/ set; expected one of cifar10, cifar100, "),
 ])
 def test_bad_dataset_specs_are_one_clear_error(tmp_path, spec, message):
     make_folder(tmp_path / "noval")

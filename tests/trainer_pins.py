@@ -1,10 +1,11 @@
 """Short smoke runs whose per-step losses and final weights are pinned in ``tests/data/trainer-pins.json``.
 
-The values there were recorded before the trainer's input and loop were restructured, so that the
-restructured code is held to the same numbers (``tests/test_trainer_pins.py``); the stream input's run was
-recorded again when its augmentation came to draw by sample (seeded by seed, pass and sample, for an exact
-resume), which changes its draws and nothing else. To record them again (only for a change that is meant to
-alter what a run learns):
+The values there hold the trainer to what it learnt when they were recorded (``tests/test_trainer_pins.py``):
+first before its input and loop were restructured; again when the stream input's normalisation and random
+erasing moved onto the device and fine-tuning got the memory input (the pre-training memory run kept its
+values); the stream input's run again when its augmentation came to draw by sample and step (seeded, for an
+exact resume), which changes its draws and nothing else. To record them again (only for a change that is meant
+to alter what a run learns):
 
     .venv/bin/python tests/trainer_pins.py > tests/data/trainer-pins.json
 
@@ -79,15 +80,17 @@ def run_all(tmp: Path) -> dict[str, dict]:
                          input=kind)
         runs[f"pretrain-{kind}"] = {"losses": losses(out), "weights": weights_digest(out / "checkpoint.pt")}
     init = tmp / "pretrain-memory" / "checkpoint.pt"
-    out = tmp / "finetune"
-    trainer.finetune(str(init), "digits", out, preset="smoke", shots=10, epochs=3, log_every=1, progress=False)
-    runs["finetune-digits"] = {"losses": losses(out), "weights": weights_digest(out / "checkpoint.pt"),
-                               "top1": json.loads((out / "results.json").read_text())["top1"]}
-    out = tmp / "probe"
-    trainer.probe(str(init), "digits", out, blocks=1, preset="smoke", shots=10, epochs=2, log_every=1,
-                  progress=False)
-    runs["probe-digits"] = {"losses": losses(out), "weights": weights_digest(out / "checkpoint.pt"),
-                            "top1": json.loads((out / "results.json").read_text())["top1"]}
+    for kind in ("stream", "memory"):
+        out = tmp / f"finetune-{kind}"
+        trainer.finetune(str(init), "digits", out, preset="smoke", shots=10, epochs=3, log_every=1, progress=False,
+                         input=kind)
+        runs[f"finetune-digits-{kind}"] = {"losses": losses(out), "weights": weights_digest(out / "checkpoint.pt"),
+                                           "top1": json.loads((out / "results.json").read_text())["top1"]}
+        out = tmp / f"probe-{kind}"
+        trainer.probe(str(init), "digits", out, blocks=1, preset="smoke", shots=10, epochs=2, log_every=1,
+                      progress=False, input=kind)
+        runs[f"probe-digits-{kind}"] = {"losses": losses(out), "weights": weights_digest(out / "checkpoint.pt"),
+                                        "top1": json.loads((out / "results.json").read_text())["top1"]}
     return runs
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from .data.downstream import SPECS
 from .errors import TrainerError
 from .finetuning import finetune as finetune_run
 from .finetuning import probe as probe_run
@@ -31,7 +32,7 @@ EXTRA = {
     "device": (str, "Device, e.g. cpu, cuda, cuda:1 (default: this rank's GPU if any, else cpu)."),
     "progress": (bool, "Show a progress bar (default: on a terminal)."),
     "init": (str, "A pre-training checkpoint, or 'scratch' for random weights."),
-    "dataset": (str, "digits, mnist5k, folder:PATH, wds:DATA or torch/NAME (cifar10, cifar100, ...)."),
+    "dataset": (str, f"One of {SPECS}; options after '?' (README: the --dataset table)."),
     "blocks": (int, "Frozen transformer blocks K; the classifier reads block K's output."),
     "report": (str, "Where REPORT.md and the chart go."),
 }

@@ -101,12 +101,13 @@ def plan_run(config: dict[str, Any], samples: int | None, world: int, *, fit_bat
     return RunPlan(total, per_epoch, min(warmup, total), per, world, **learning_rates(config, batch))
 
 
-def create_optimizer(model: nn.Module, config: dict[str, Any], lr: float) -> torch.optim.Optimizer:
+def create_optimizer(model: nn.Module, config: dict[str, Any], lr: float, **options: Any) -> torch.optim.Optimizer:
     """timm's optimizer; biases and norm weights get no weight decay (timm's default grouping), and with
     ``layer_decay`` each layer group its lr scale (timm's ``param_groups_layer_decay``; the scheduler applies it).
 
     The model's no-weight-decay list (a ViT's ``pos_embed`` and ``cls_token``) is honoured unless
     ``embed_decay``: the reference handed the DDP-wrapped model to timm, which then found no such list.
+    ``options`` go to the optimizer (``fused=True`` for torch's fused AdamW).
     """
     groups, layer_decay = None, config.get("layer_decay")
     if config.get("embed_decay") and config["weight_decay"]:
@@ -117,7 +118,8 @@ def create_optimizer(model: nn.Module, config: dict[str, Any], lr: float) -> tor
             return param_groups_weight_decay(m, config["weight_decay"], no_weight_decay_list=())
     try:
         return create_optimizer_v2(model, opt=config["opt"], lr=lr, weight_decay=config["weight_decay"],
-                                   momentum=config["momentum"], param_group_fn=groups, layer_decay=layer_decay)
+                                   momentum=config["momentum"], param_group_fn=groups, layer_decay=layer_decay,
+                                   **options)
     except (ValueError, AssertionError, KeyError) as e:
         raise TrainerError(f"cannot create optimizer {config['opt']!r}: {e}") from None
 

@@ -7,6 +7,7 @@ epochs over 1000 images at batch 256 are 240,000 steps).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -29,6 +30,52 @@ from .settings import BY_NAME, RENAMED, runtime, takes_settings
 # Settings that may change when a run is resumed: they do not change what is learned.
 RUNTIME = runtime("pretrain")
 FORMAT = "trainer-checkpoint/1"
+# A run whose loss is still within CHANCE_MARGIN of a uniform guess's, ln(classes), once CHANCE_SHARE of its
+# steps are done, has likely learnt nothing (label smoothing keeps a learnt model's loss far below that).
+# Halfway, not sooner: `make pretrain` on a CPU sits at chance for its first ~400 of 938 steps, then learns
+# (its loss 6.80 at step 420, 5.97 at 520, 3.96 at the end).
+CHANCE_SHARE, CHANCE_MARGIN = 0.5, 0.02
+# A run shorter than this is a check, not training: its loss has had no time to leave chance.
+CHANCE_MIN_STEPS = 50
+
+
+def at_chance(loss: float, classes: int) -> bool:
+    """Whether a loss is within ``CHANCE_MARGIN`` of the loss of a uniform guess over ``classes``."""
+    return loss > (1 - CHANCE_MARGIN) * math.log(classes)
+
+
+def chance_causes(config: dict[str, Any], render: dict[str, Any] | None, total_steps: int) -> list[str]:
+    """What in a run's settings and data commonly keeps its loss at chance, of what can be checked."""
+    causes = []
+    size = (render or {}).get("size")
+    if size and size >= 4 * config["img_size"] and str((render or {}).get("draw", "")).startswith("patch"):
+        causes.append(f"the images are {size} px and the model sees {config['img_size']} px: shrinking the patch "
+                      f"drawing's speckle averages its classes apart (render the recipe at --size "
+                      f"{config['img_size']}, as make pretrain does on a CPU)")
+    heavy = [name for name, on in (("RandAugment", config["auto_augment"]), ("Mixup/CutMix", config["mixup"] > 0
+             or config["cutmix"] > 0), ("random erasing", config["re_prob"] > 0),
+             (f"crops down to {config['scale'][0]:g} of the area", config["scale"][0] < 0.5)) if on]
+    if heavy and total_steps < 20_000:
+        causes.append(f"{', '.join(heavy)}, made for the paper's 240,000 steps, in a run of {total_steps} (the cpu "
+                      "preset leaves them out)")
+    return causes or ["none of the usual ones: try another --lr"]
+
+
+class ChanceWatch:
+    """Says once, on rank 0, when a run's loss is still at chance after ``CHANCE_SHARE`` of its steps."""
+
+    def __init__(self, classes: int, total_steps: int, causes: list[str], main: bool):
+        self.classes, self.total, self.causes, self.main = classes, total_steps, causes, main
+        self.said = total_steps < CHANCE_MIN_STEPS
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if self.said or "loss" not in record or record["step"] < CHANCE_SHARE * self.total:
+            return
+        self.said = True  # asked once, at the first record past the share: a later dip does not reopen it
+        if at_chance(record["loss"], self.classes) and self.main:
+            print(f"Warning: after {record['step']} of {self.total} steps the loss {record['loss']:.3f} is still at "
+                  f"chance (ln {self.classes} = {math.log(self.classes):.3f}); likely: {'; '.join(self.causes)}. "
+                  "The run goes on.", file=sys.stderr)
 
 
 def _settings(overrides: dict[str, Any], preset: str, checkpoint: dict | None) -> dict[str, Any]:
@@ -141,15 +188,22 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
         runs.write_json(out / runs.CONFIG, effective)
         metrics = runs.MetricsLog(out / runs.METRICS, keep_until_step=start if resume else None)
     steps = Steps(plan.total_steps, start, per_epoch, config["log_every"], config["save_every"])
+    watch = ChanceWatch(num_classes, plan.total_steps, chance_causes(config, source.render, plan.total_steps), d.main)
+
+    def log(record: dict[str, Any]) -> None:
+        if metrics is not None:
+            metrics.write(record)
+        watch(record)
+
     try:
-        summary = train(training, batches, steps, d=d, global_batch=plan.global_batch,
-                        log=metrics.write if metrics is not None else (lambda record: None),
+        summary = train(training, batches, steps, d=d, global_batch=plan.global_batch, log=log,
                         problems=data_input.problems, save=save, progress=progress, desc="pretrain")
     finally:
         if metrics is not None:
             metrics.close()
     if d.main:
         runs.plot_curves(runs.read_metrics(out / runs.METRICS), out / runs.CURVES,
-                         title=f"pretrain {config['model']} on {source.name} ({config['preset']})")
+                         title=f"pretrain {config['model']} on {source.name} ({config['preset']})",
+                         chance=math.log(num_classes))
     distributed.barrier(d)
     return {**summary, "out": str(out), "checkpoint": str(out / runs.CHECKPOINT), "config": effective}

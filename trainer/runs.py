@@ -138,8 +138,10 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     return records
 
 
-def plot_curves(metrics: list[dict[str, Any]], path: str | os.PathLike, *, title: str = "") -> None:
-    """Loss and learning rate against step (and top-1 against step where evaluations were logged)."""
+def plot_curves(metrics: list[dict[str, Any]], path: str | os.PathLike, *, title: str = "",
+                chance: float | None = None) -> None:
+    """Loss and learning rate against step (and top-1 against step where evaluations were logged); ``chance``,
+    the loss of a uniform guess, as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,6 +152,9 @@ def plot_curves(metrics: list[dict[str, Any]], path: str | os.PathLike, *, title
     panels = 3 if evals else 2
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4))
     axes[0].plot([m["step"] for m in train], [m["loss"] for m in train], lw=1)
+    if chance is not None:
+        axes[0].axhline(chance, ls="--", lw=1, color="gray", label=f"chance ({chance:.2f})")
+        axes[0].legend(fontsize=7)
     axes[0].set(xlabel="step", ylabel="loss", title="training loss")
     axes[1].plot([m["step"] for m in train], [m["lr"] for m in train], lw=1, color="tab:orange")
     axes[1].set(xlabel="step", ylabel="learning rate", title="learning rate")

@@ -132,7 +132,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("smoothing", float, "Label smoothing.", UNIT, pretrain=0.1, finetune=0.1, probe=Hidden(0.0)),
     _s("input", str, "Input: stream (shards through loader workers), memory (decoded once into the training "
        "device's memory and augmented there in batches), auto (memory when it fits).", choices=INPUTS,
-       runtime=True, pretrain="auto"),
+       runtime=True, pretrain="auto", finetune="auto", probe="auto"),
     _s("workers", int, "DataLoader workers per process (default: from the CPU count).", NON_NEGATIVE,
        runtime=True, **_ALL),
     _s("shuffle_buffer", int, "Samples in each worker's shuffle buffer.", runtime=True, pretrain=1000),

@@ -1,25 +1,34 @@
 """Sources of images. A source turns ``(class, instance)`` into an image and its metadata.
 
-The render pipeline (shards, manifest, parallelism, resume, verify) only ever calls
-``create_source(recipe).sample(cls, instance)``; a new kind of image is one module here,
-named by the recipe's ``source`` key. A source module has
+``SOURCES`` is the only list of source names: the recipe checks, ``fracbuild search``, ``render``,
+``info`` and ``preview`` find a source's module through it, so a new kind of image is one module
+here (and its line in ``SOURCES``). A source module (``SourceModule``) has
 
 - ``DEFAULTS``: ``{source: {"perturb": {...}, "render": {...}}}``, the keys each of its sources
-  takes in those sections, with their defaults (``perturb.classes``, ``perturb.seed``,
-  ``render.size``, ``render.instances`` and ``render.shard_size`` are checked by the recipe);
-- ``validate(recipe)``: checks its own keys and returns the recipe with them filled in;
+  takes in those sections, with their defaults (the keys every source shares are listed in
+  ``common.shared_keys``);
+- ``OPTIONS``: ``{source: {...}}``, the options ``new_recipe`` takes besides ``name``, ``classes``
+  and ``seed`` (``fracbuild search`` refuses the others);
+- ``validate(recipe)``: checks the shared keys (``common.shared_keys``) and its own, and returns the
+  recipe with defaults filled in;
+- ``new_recipe(source, **options)``: a new validated recipe (what ``fracbuild search`` writes);
+- ``describe(recipe, seconds)``: the line ``fracbuild search`` prints about a recipe it made;
+- ``summary(manifest)``: the lines ``fracbuild info`` prints about a rendered dataset's own settings;
 - ``create(recipe)``: the ``Source`` of a validated recipe.
+
+Modules import what they share from ``common`` and the value checks from ``fracbuild.checks``,
+never from this package's ``__init__`` or from ``fracbuild.recipe``: nothing here is imported back.
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import FracbuildError
+
+if TYPE_CHECKING:  # the command line reads SOURCES before it knows whether it needs numpy
+    import numpy as np
 
 DEFAULT_SOURCE = "fractal"
 #: Every source name a recipe may give, and the module that implements it.
@@ -30,12 +39,9 @@ SOURCES = {
     "noise-gaussian": "noise",
     "noise-uniform": "noise",
     "image": "image",
+    "rcdb": "contour",
+    "visualatom": "contour",
 }
-
-#: Seed-sequence tags, so that class noise and random sequences never share a stream.
-NOISE, SHARED_SEQUENCE, CLASS_SEQUENCE = 0, 1, 2
-#: Instance i of a class is flipped by FLIPS[i % 4] when ``render.flips`` is on.
-FLIPS = ("none", "horizontal", "vertical", "both")
 
 
 class Source(Protocol):
@@ -44,7 +50,22 @@ class Source(Protocol):
         ...
 
 
-def source_module(name: Any) -> ModuleType:
+class SourceModule(Protocol):
+    DEFAULTS: dict[str, dict[str, dict[str, Any]]]
+    OPTIONS: dict[str, set[str]]
+
+    def validate(self, recipe: dict[str, Any]) -> dict[str, Any]: ...
+
+    def new_recipe(self, source: str, **options: Any) -> dict[str, Any]: ...
+
+    def describe(self, recipe: dict[str, Any], seconds: float) -> str: ...
+
+    def summary(self, manifest: dict[str, Any]) -> list[str]: ...
+
+    def create(self, recipe: dict[str, Any]) -> Source: ...
+
+
+def source_module(name: Any) -> SourceModule:
     """The module implementing source ``name``; an unknown name lists the valid ones."""
     if not isinstance(name, str) or name not in SOURCES:
         raise FracbuildError(f"unknown source {name!r}; expected one of {', '.join(SOURCES)}")
@@ -54,23 +75,3 @@ def source_module(name: Any) -> ModuleType:
 def create_source(recipe: dict[str, Any]) -> Source:
     """The source a (validated) recipe names."""
     return source_module(recipe.get("source", DEFAULT_SOURCE)).create(recipe)
-
-
-def sequence_seed(seed: int, sequence: str, cls: int, instance: int) -> list[int]:
-    """The seed of a sample's random sequence: ``shared`` by every class, or ``per-class``."""
-    if sequence == "shared":
-        return [seed, SHARED_SEQUENCE, instance]
-    return [seed, CLASS_SEQUENCE, instance, cls]
-
-
-def flip_name(instance: int, flips: bool) -> str:
-    """How instance ``instance`` of a class is flipped: ``FLIPS[instance % 4]``, or ``none`` without flips."""
-    return FLIPS[instance % 4] if flips else "none"
-
-
-def flip(image: np.ndarray, how: str) -> np.ndarray:
-    if how in ("horizontal", "both"):
-        image = image[:, ::-1]
-    if how in ("vertical", "both"):
-        image = image[::-1, :]
-    return np.ascontiguousarray(image)

@@ -1,4 +1,7 @@
-"""1p-frac: class c is the recipe's IFS with every parameter perturbed (the LIEP classes)."""
+"""1p-frac: class c is the recipe's IFS with every parameter perturbed (the LIEP classes).
+
+``search`` finds the IFS: a system with a target σ-factor whose render fills enough.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,36 @@ from typing import Any
 import numpy as np
 
 from .. import ifs
+from ..checks import check_name, check_seed, choice, flag, number
 from ..errors import FracbuildError
 from ..kernels import DRAW_MODES, fill_rate, fills, map_choices, random_sequence, render_image
-from ..recipe import PERTURB_DEFAULTS, PERTURB_MODES, RENDER_DEFAULTS, SEQUENCE_MODES, choice, flag, number
-from . import NOISE, flip, flip_name, sequence_seed
+from .common import NOISE, SEQUENCE_MODES, flip, flip_name, sequence_seed, settings_lines, shared_keys
 
 #: A class whose perturbations keep failing the fill check this often is an error, not a loop.
 MAX_REDRAWS = 1000
+#: The paper's perturbation defaults (REFERENCE.md): Δ = 0.1 multiplicative, L = 1000 classes.
+PERTURB_DEFAULTS: dict[str, Any] = {
+    "mode": "multiplicative",
+    "delta": 0.1,
+    "classes": 1000,
+    "seed": 0,
+}
+#: The paper's render defaults: 512 px, 100,000 points, patch drawing, fill > 0.05, 1 image/class,
+#: the same chaos-game sequence for every class (an image is a function of its parameters).
+RENDER_DEFAULTS: dict[str, Any] = {
+    "size": 512,
+    "points": 100_000,
+    "draw": "patch",
+    "fill_min": 0.05,
+    "instances": 1,
+    "sequence": "shared",
+    "flips": False,
+    "shard_size": 100,
+}
 DEFAULTS = {"fractal": {"perturb": PERTURB_DEFAULTS, "render": RENDER_DEFAULTS}}
+OPTIONS = {"fractal": {"sigma", "maps", "tolerance", "fill_min", "max_tries", "delta"}}
+#: Seed-sequence tag of the search's random sequence (its systems come from ``default_rng(seed)``).
+SEQUENCE = 1
 
 
 def check_maps(value: Any, where: str) -> np.ndarray:
@@ -28,6 +53,12 @@ def check_maps(value: Any, where: str) -> np.ndarray:
     return maps
 
 
+def check_fill_min(fill_min: float) -> float:
+    if not 0.0 <= fill_min < 1.0:
+        raise FracbuildError(f"fill_min must lie in [0, 1), got {fill_min}")
+    return fill_min
+
+
 def check_drawing(render: dict[str, Any]) -> None:
     """The chaos-game render keys that fractal sources share."""
     number("render.points", render["points"], 1, integer=True)
@@ -37,6 +68,7 @@ def check_drawing(render: dict[str, Any]) -> None:
 
 def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     """Check the IFS (probabilities and σ filled in) and the perturbation and render keys."""
+    recipe = shared_keys(recipe, DEFAULTS)
     system = recipe.get("ifs")
     if not isinstance(system, dict) or "maps" not in system:
         raise FracbuildError("recipe needs 'ifs' with 'maps' (a list of [a, b, c, d, e, f])")
@@ -54,7 +86,7 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     if "sigma" in system and not (isinstance(system["sigma"], (int, float)) and abs(system["sigma"] - sigma) < 1e-6):
         raise FracbuildError(f"ifs.sigma {system['sigma']!r} does not match the maps' σ-factor {sigma:.6f}")
     perturb, render = recipe["perturb"], recipe["render"]
-    choice("perturb.mode", perturb["mode"], PERTURB_MODES)
+    choice("perturb.mode", perturb["mode"], ifs.PERTURB_MODES)
     number("perturb.delta", perturb["delta"], 0.0)
     check_drawing(render)
     number("render.fill_min", render["fill_min"], 0.0, 1.0)
@@ -62,10 +94,114 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     return {**recipe, "ifs": {"maps": maps.tolist(), "probs": probs.tolist(), "sigma": sigma}}
 
 
+def make_recipe(
+    name: str,
+    maps: np.ndarray,
+    search: dict[str, Any] | None = None,
+    perturb: dict[str, Any] | None = None,
+    render: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A complete ``fractal`` recipe for ``maps`` (probabilities and σ computed here), defaults filled."""
+    maps = np.asarray(maps, dtype=np.float64)
+    recipe = {
+        "name": name,
+        "source": "fractal",
+        "ifs": {
+            "maps": maps.tolist(),
+            "probs": ifs.map_probabilities(maps).tolist(),
+            "sigma": ifs.sigma_factor(maps),
+        },
+        "search": dict(search or {}),
+        "perturb": {**PERTURB_DEFAULTS, **(perturb or {})},
+        "render": {**RENDER_DEFAULTS, **(render or {})},
+    }
+    return validate(recipe)
+
+
+def system_image(system: np.ndarray, uniforms: np.ndarray, masks: np.ndarray, size: int, draw: str) -> np.ndarray:
+    """``system`` rendered from a random sequence, with its own map probabilities."""
+    return render_image(system, map_choices(ifs.map_probabilities(system), uniforms), masks, size, draw)
+
+
+def search(
+    sigma: float = 3.5,
+    maps: int = 2,
+    tolerance: float = 0.1,
+    seed: int = 0,
+    fill_min: float = 0.05,
+    name: str = "1p-frac",
+    max_tries: int = 10_000,
+    perturb: dict[str, Any] | None = None,
+    render: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Sample systems until one renders with fill > ``fill_min`` (the render's check); return its recipe.
+
+    Every draw comes from ``numpy.random.default_rng(seed)``, so the same arguments give the
+    same recipe on any machine. The fill check renders with the recipe's render settings (the
+    paper's defaults unless ``render`` overrides them). ``search.tries`` records how many
+    systems were drawn, ``search.fill`` the accepted system's fill rate.
+    """
+    check_name(name)
+    check_seed(seed)
+    ifs.check_sigma(sigma, maps, tolerance)
+    check_fill_min(fill_min)
+    if max_tries < 1:
+        raise FracbuildError(f"max_tries must be at least 1, got {max_tries}")
+    settings = {**RENDER_DEFAULTS, **(render or {})}
+    rng = np.random.default_rng(seed)
+    # One random sequence for the whole search: each candidate turns it into map choices
+    # with its own probabilities, so a check costs one render.
+    uniforms, masks = random_sequence(settings["points"], np.random.default_rng([seed, SEQUENCE]))
+    tries, image = 0, None
+    while image is None or not fills(image, fill_min):
+        if tries == max_tries:
+            raise FracbuildError(
+                f"no system with sigma {sigma} ± {tolerance} exceeded fill {fill_min} in {max_tries} tries"
+            )
+        tries += 1
+        system = ifs.sample_system(sigma, maps, rng, tolerance)
+        image = system_image(system, uniforms, masks, settings["size"], settings["draw"])
+    fill = float(fill_rate(image))
+    return make_recipe(
+        name,
+        system,
+        search={"sigma": sigma, "tolerance": tolerance, "maps": maps, "seed": seed,
+                "fill_min": fill_min, "tries": tries, "fill": fill},
+        perturb=perturb,
+        render=render,
+    )
+
+
+def new_recipe(source: str, **options: Any) -> dict[str, Any]:
+    """``search`` with ``classes`` and ``delta`` as the recipe's perturbation."""
+    maps = options.get("maps")
+    if isinstance(maps, tuple):
+        raise FracbuildError(f"--source fractal takes one number of maps, got the range {maps[0]}-{maps[1]}")
+    perturb = {k: options.pop(k) for k in ("classes", "delta") if k in options}
+    return search(**options, perturb=perturb or None)
+
+
+def describe(recipe: dict[str, Any], seconds: float) -> str:
+    found = recipe["search"]
+    return (f"sigma {recipe['ifs']['sigma']:.4f} (target {found['sigma']} ± {found['tolerance']}), "
+            f"fill {found['fill']:.3f}, {found['tries']} tries, {seconds:.3f} s")
+
+
+def summary(manifest: dict[str, Any]) -> list[str]:
+    recipe = manifest.get("recipe", {})
+    system = recipe.get("ifs")
+    if not isinstance(system, dict) or "maps" not in system:  # a manifest of another shape: as it is spelt
+        return settings_lines(recipe)
+    p, r = recipe.get("perturb", {}), recipe.get("render", {})
+    return [
+        f"  ifs: {len(system['maps'])} maps, sigma {system.get('sigma', float('nan')):.4f}",
+        f"  perturb: {p.get('mode')} delta {p.get('delta')} seed {p.get('seed')}; redraws {manifest.get('redraws')}",
+        f"  render: {r.get('size')} px, {r.get('points')} points, {r.get('draw')}, fill > {r.get('fill_min')}",
+    ]
+
+
 def create(recipe: dict[str, Any]) -> FractalSource:
     return FractalSource(recipe)
-
-
 class FractalSource:
     """Renders perturbation classes of one IFS; instances differ in their chaos-game sequence.
 

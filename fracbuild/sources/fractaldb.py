@@ -1,5 +1,5 @@
-"""FractalDB and OFDB: C categories, each its own IFS (found by ``searching.search_categories``,
-or read from FractalDB's published parameter files by ``read_categories``).
+"""FractalDB and OFDB: C categories, each its own IFS (found by ``search_categories``, or read
+from FractalDB's published parameter files by ``import_categories``).
 
 A FractalDB category has M instances made as the reference makes them: the category's system
 with one of its six parameters (in every map) scaled by a factor, a patch render (its own
@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from .. import ifs
+from ..checks import check_name, check_seed, number
 from ..errors import FracbuildError
 from ..kernels import draw_image, fill_rate, map_choices, random_sequence, trace
-from ..recipe import number
-from . import flip, flip_name, sequence_seed
-from .fractal import check_drawing, check_maps
+from ..progress import progress_bar
+from .common import flip, flip_name, sequence_seed, settings_lines, shared_keys
+from .fractal import SEQUENCE, check_drawing, check_fill_min, check_maps, system_image
 
 #: FractalDB's parameter-scaling factors (its ``weights_0.4``); 1.0, the system itself, is always in.
 SCALES = [0.2, 0.6, 1.4, 1.8]
@@ -45,10 +46,20 @@ DEFAULTS = {
     "ofdb": {"perturb": {"classes": 1000, "weight_row": WEIGHT_ROW, "seed": 0},
              "render": {**RENDER_DEFAULTS, "instances": 1, "flips": False, "shard_size": 100}},
 }
+OPTIONS = dict.fromkeys(DEFAULTS, {"method", "maps", "fill_min", "max_tries", "jobs", "progress", "from_dir"})
+#: Seed-sequence tag of a category's generator in the search (``SEQUENCE`` is the fill check's sequence).
+CATEGORY = 2
+CATEGORY_METHODS = ("fill", "sigma")
+#: FractalDB's fill check of a candidate category: 512 px, 100,000 points, single pixels.
+FILL_CHECK: dict[str, Any] = {"size": 512, "points": 100_000, "draw": "point"}
+#: Category parameters are rounded to this many decimals (far below a pixel) before the fill
+#: check, so that the recipe pins exactly what was checked and stays compact.
+DECIMALS = 6
 
 
 def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     """Check the categories (``perturb.classes`` takes the first C of them) and the scales."""
+    recipe = shared_keys(recipe, DEFAULTS)
     categories = recipe.get("categories")
     if not isinstance(categories, list) or not categories:
         raise FracbuildError("recipe needs 'categories': a list of systems, each a list of [a, b, c, d, e, f]")
@@ -112,6 +123,134 @@ def read_categories(directory: str | os.PathLike) -> tuple[list[list[list[float]
             raise FracbuildError(f"{f}: the probabilities are not |det| / Σ |det| of the maps")
         systems.append(maps.tolist())
     return systems, digest.hexdigest()
+
+
+def search_categories(
+    classes: int = 1000,
+    method: str = "fill",
+    maps: tuple[int, int] = (2, 7),
+    fill_min: float = 0.2,
+    seed: int = 0,
+    name: str | None = None,
+    source: str = "fractaldb",
+    max_tries: int = 10_000,
+    jobs: int = -1,
+    progress: bool | None = None,
+    perturb: dict[str, Any] | None = None,
+    render: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The C categories of a ``fractaldb`` (or ``ofdb``) recipe, searched FractalDB-style.
+
+    Category c draws systems from ``default_rng([seed, CATEGORY, c])`` until one renders (with
+    ``FILL_CHECK``'s settings) with fill >= ``fill_min``: N maps uniform in ``maps`` (inclusive),
+    then ``method`` ``fill`` draws every parameter uniform in (-1, 1) (FractalDB), ``sigma`` draws
+    a σ-factor uniform in ``[(5 + N) / 2, (6 + N) / 2]`` (Anderson & Farrell). Categories are
+    independent, so ``jobs`` workers find the same categories as one, and the first C categories
+    of a search for more are those of a search for C. ``search.tries`` counts every system drawn.
+    """
+    from joblib import Parallel, delayed
+
+    name = check_name(name or source)
+    check_seed(seed)
+    if method not in CATEGORY_METHODS:
+        raise FracbuildError(f"method must be one of {', '.join(CATEGORY_METHODS)}, got {method!r}")
+    lo, hi = maps
+    if not 1 <= lo <= hi:
+        raise FracbuildError(f"maps must be a range 1 <= min <= max, got {lo}-{hi}")
+    check_fill_min(fill_min)
+    if classes < 1 or max_tries < 1:
+        raise FracbuildError(f"classes and max_tries must be at least 1, got {classes} and {max_tries}")
+    chunk = 4  # categories per task: enough work to outweigh a task's overhead
+    tasks = (delayed(_find_categories)(range(c, min(c + chunk, classes)), method, (lo, hi), fill_min, seed, max_tries)
+             for c in range(0, classes, chunk))
+    found = []
+    with progress_bar(total=classes, desc=f"search {source}", unit="category", progress=progress) as bar:
+        for results in Parallel(n_jobs=jobs, return_as="generator")(tasks):
+            found += results
+            bar.update(len(results))
+    recipe = {
+        "name": name,
+        "source": source,
+        "categories": [system for system, _ in found],
+        "search": {"method": method, "classes": classes, "maps": [lo, hi], "fill_min": fill_min, "seed": seed,
+                   **FILL_CHECK, "tries": sum(tries for _, tries in found)},
+        "perturb": {**(perturb or {}), "classes": classes},
+        "render": dict(render or {}),
+    }
+    return validate(recipe)
+
+
+def import_categories(
+    from_dir: str,
+    classes: int | None = None,
+    seed: int = 0,
+    name: str | None = None,
+    source: str = "fractaldb",
+) -> dict[str, Any]:
+    """A ``fractaldb`` (or ``ofdb``) recipe of the systems in FractalDB's published parameter files
+    (``data/csv_rate0.2_category1000/`` in its repository; see ``fractaldb.read_categories``).
+    ``search`` records the folder, the number of files and the sha256 of their bytes."""
+    name = check_name(name or source)
+    check_seed(seed)
+    systems, sha256 = read_categories(from_dir)
+    recipe = {
+        "name": name,
+        "source": source,
+        "categories": systems,
+        "search": {"from": str(from_dir), "files": len(systems), "sha256": sha256},
+        "perturb": {"classes": len(systems) if classes is None else classes, "seed": seed},
+    }
+    return validate(recipe)
+
+
+def _find_categories(categories: range, method: str, maps: tuple[int, int], fill_min: float, seed: int,
+                     max_tries: int) -> list[tuple[list, int]]:
+    """``(system, tries)`` of each category: the first of its draws that passes the fill check."""
+    uniforms, masks = random_sequence(FILL_CHECK["points"], np.random.default_rng([seed, SEQUENCE]))
+    found = []
+    for c in categories:
+        rng = np.random.default_rng([seed, CATEGORY, c])
+        for tries in range(1, max_tries + 1):
+            n = int(rng.integers(maps[0], maps[1] + 1))
+            if method == "fill":
+                system = ifs.sample_uniform_system(n, rng)
+            else:
+                system = ifs.sample_system((11 + 2 * n) / 4, n, rng, tolerance=0.25)
+            system = np.round(system, DECIMALS)
+            # FractalDB's search keeps a fill of at least the threshold (>=), unlike the render's check.
+            image = system_image(system, uniforms, masks, FILL_CHECK["size"], FILL_CHECK["draw"])
+            if fill_rate(image) >= fill_min:
+                found.append((system.tolist(), tries))
+                break
+        else:
+            raise FracbuildError(f"category {c}: no system reached fill {fill_min} in {max_tries} tries")
+    return found
+
+
+def new_recipe(source: str, **options: Any) -> dict[str, Any]:
+    """``search_categories``, or ``import_categories`` with ``from_dir``."""
+    if isinstance(options.get("maps"), int):
+        options["maps"] = (options["maps"], options["maps"])
+    if options.get("from_dir") is not None:
+        searched = sorted(set(options) - {"from_dir", "name", "classes", "seed", "progress"})
+        if searched:
+            flags = ", ".join("--" + k.replace("_", "-") for k in searched)
+            raise FracbuildError(f"{flags} {'does' if len(searched) == 1 else 'do'} not apply with --from")
+        return import_categories(source=source, **options)
+    options.pop("from_dir", None)
+    return search_categories(source=source, **options)
+
+
+def describe(recipe: dict[str, Any], seconds: float) -> str:
+    found = recipe["search"]
+    if "from" in found:
+        return f"{found['files']} categories read from {found['from']}"
+    return (f"{found['classes']} categories ({found['method']}, {found['maps'][0]}-{found['maps'][1]} maps, "
+            f"fill >= {found['fill_min']}), {found['tries']} systems tried, {seconds:.1f} s")
+
+
+def summary(manifest: dict[str, Any]) -> list[str]:
+    return settings_lines(manifest.get("recipe", {}))
 
 
 def create(recipe: dict[str, Any]) -> CategorySource:

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from .. import ifs
+from ..checks import choice, flag, number, section
 from ..errors import FracbuildError
 from ..kernels import fill_rate
-from ..recipe import choice, flag, number, section, validate_recipe
-from . import NOISE, flip, flip_name
+from .common import NOISE, flip, flip_name, settings_lines, shared_keys
 
 WARPS = ("affine", "elastic", "polynomial")
 CONVERSIONS = ("canny", "gray")
@@ -43,6 +43,7 @@ IMAGE_DEFAULTS: dict[str, Any] = {"path": None, "convert": "canny", "canny_sigma
 PERTURB_DEFAULTS: dict[str, Any] = {"warp": "affine", "delta": 0.1, "smooth": 0.05, "classes": 1000, "seed": 0}
 RENDER_DEFAULTS: dict[str, Any] = {"size": 512, "instances": 1, "flips": False, "shard_size": 100}
 DEFAULTS = {"image": {"perturb": PERTURB_DEFAULTS, "render": RENDER_DEFAULTS}}
+OPTIONS = {"image": {"image", "convert", "warp", "delta", "flips"}}
 
 
 def skimage():
@@ -94,6 +95,7 @@ def file_digest(file: Path) -> str:
 
 def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     """Check the image (it must exist, and match ``image.sha256`` when that is given) and the warp."""
+    recipe = shared_keys(recipe, DEFAULTS)
     image = section(recipe, "image", IMAGE_DEFAULTS, "image")
     digest = file_digest(image_file(image["path"]))
     if image["sha256"] is not None and image["sha256"] != digest:
@@ -113,16 +115,25 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     return {**recipe, "image": image}
 
 
-def make_recipe(image: str = "skimage:camera", convert: str = "canny", warp: str = "affine",
-                name: str | None = None, classes: int = 1000, seed: int = 0,
-                delta: float | None = None, flips: bool = False) -> dict[str, Any]:
+def new_recipe(source: str = "image", image: str = "skimage:camera", convert: str = "canny", warp: str = "affine",
+               name: str | None = None, classes: int = 1000, seed: int = 0,
+               delta: float | None = None, flips: bool = False) -> dict[str, Any]:
     """An image recipe for the file (or ``skimage:NAME``) ``image``, its sha256 pinned; nothing is searched.
     ``flips``: each class in its 4 flips (``render.flips``, ``render.instances`` 4)."""
     digest = file_digest(image_file(image))
     perturb = {"warp": warp, "classes": classes, "seed": seed, **({"delta": delta} if delta is not None else {})}
-    return validate_recipe({"name": name or f"real-{convert}-{warp}", "source": "image",
-                            "image": {**IMAGE_DEFAULTS, "path": image, "convert": convert, "sha256": digest},
-                            "perturb": perturb, "render": {"flips": True, "instances": 4} if flips else {}})
+    return validate({"name": name or f"real-{convert}-{warp}", "source": source,
+                     "image": {**IMAGE_DEFAULTS, "path": image, "convert": convert, "sha256": digest},
+                     "perturb": perturb, "render": {"flips": True, "instances": 4} if flips else {}})
+
+
+def describe(recipe: dict[str, Any], seconds: float) -> str:
+    image, perturb = recipe["image"], recipe["perturb"]
+    return f"{image['path']} ({image['convert']}), {perturb['warp']} warps, {perturb['classes']} classes"
+
+
+def summary(manifest: dict[str, Any]) -> list[str]:
+    return settings_lines(manifest.get("recipe", {}))
 
 
 def load_image(image: dict[str, Any], size: int) -> np.ndarray:

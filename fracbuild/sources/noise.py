@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from .. import ifs
+from ..checks import choice, number, section
 from ..errors import FracbuildError
 from ..kernels import fill_rate
-from ..recipe import PERTURB_MODES, SEQUENCE_MODES, choice, number, section, validate_recipe
-from . import NOISE, sequence_seed
+from .common import NOISE, SEQUENCE_MODES, sequence_seed, settings_lines, shared_keys
 
 #: The distribution parameters of each noise source, in gray levels scaled to [0, 1].
 PARAMETERS: dict[str, dict[str, float]] = {
@@ -29,10 +29,12 @@ PARAMETERS: dict[str, dict[str, float]] = {
 PERTURB_DEFAULTS: dict[str, Any] = {"mode": "additive", "delta": 0.1, "classes": 1000, "seed": 0}
 RENDER_DEFAULTS: dict[str, Any] = {"size": 512, "instances": 1, "sequence": "shared", "shard_size": 100}
 DEFAULTS = {source: {"perturb": PERTURB_DEFAULTS, "render": RENDER_DEFAULTS} for source in PARAMETERS}
+OPTIONS = dict.fromkeys(PARAMETERS, {"delta"})
 
 
 def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     """Check the ``noise`` parameters and the perturbation and render keys."""
+    recipe = shared_keys(recipe, DEFAULTS)
     source = recipe["source"]
     if "noise" not in recipe:
         raise FracbuildError(f"recipe needs 'noise' with {', '.join(PARAMETERS[source])}")
@@ -41,20 +43,29 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
         number(f"noise.{key}", value, 0.0 if key == "variance" else -np.inf)
     if source == "noise-uniform" and not noise["low"] < noise["high"]:
         raise FracbuildError(f"noise.low must be < noise.high, got {noise['low']} and {noise['high']}")
-    choice("perturb.mode", recipe["perturb"]["mode"], PERTURB_MODES)
+    choice("perturb.mode", recipe["perturb"]["mode"], ifs.PERTURB_MODES)
     number("perturb.delta", recipe["perturb"]["delta"], 0.0)
     choice("render.sequence", recipe["render"]["sequence"], SEQUENCE_MODES)
     return {**recipe, "noise": noise}
 
 
-def make_recipe(source: str = "noise-gaussian", name: str | None = None, classes: int = 1000, seed: int = 0,
-                delta: float | None = None, noise: dict[str, float] | None = None) -> dict[str, Any]:
+def new_recipe(source: str = "noise-gaussian", name: str | None = None, classes: int = 1000, seed: int = 0,
+               delta: float | None = None, noise: dict[str, float] | None = None) -> dict[str, Any]:
     """A noise recipe: nothing is searched, the distribution is given (defaults: ``PARAMETERS``)."""
     if source not in PARAMETERS:
         raise FracbuildError(f"a noise source is one of {', '.join(PARAMETERS)}, got {source!r}")
     perturb = {"classes": classes, "seed": seed, **({"delta": delta} if delta is not None else {})}
-    return validate_recipe({"name": name or source, "source": source, "noise": {**PARAMETERS[source], **(noise or {})},
-                            "perturb": perturb})
+    return validate({"name": name or source, "source": source, "noise": {**PARAMETERS[source], **(noise or {})},
+                     "perturb": perturb})
+
+
+def describe(recipe: dict[str, Any], seconds: float) -> str:
+    params = ", ".join(f"{k} {v}" for k, v in recipe["noise"].items())
+    return f"{recipe['source']} ({params}), {recipe['perturb']['classes']} classes"
+
+
+def summary(manifest: dict[str, Any]) -> list[str]:
+    return settings_lines(manifest.get("recipe", {}))
 
 
 def create(recipe: dict[str, Any]) -> NoiseSource:

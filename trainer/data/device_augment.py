@@ -1,7 +1,8 @@
 """Device augmentation: the training recipe run on whole batches on the training device, one set of random
 parameters per sample, drawn by timm's rules.
 
-    Augmentation    the per-sample augmentation of a run (crop, flips, RandAugment, erasing), from its settings
+    Augmentation    the per-sample augmentation of a run (crop, flips, RandAugment, erasing, mean/std), from
+                    its settings
     draw_params     its random parameters for ``n`` samples, drawn on the device with a ``torch.Generator``
     apply_params    crop + flips as one affine ``grid_sample``, RandAugment, normalisation, random erasing
 
@@ -20,9 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import TrainerError
+from .transforms import mean_std
 
-MEAN = STD = 0.5
-FILL = 128  # RandAugment's fill for geometric ops: the mean, as timm fills (img_mean)
+MEAN = STD = (0.5, 0.5, 0.5)
+FILL = 128  # RandAugment's fill for geometric ops at mean 0.5 (timm fills with the mean: img_mean)
 
 # timm's RandAugment ops that device augmentation implements (the ``inc1`` set and the plain one).
 OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "PosterizeIncreasing", "Solarize",
@@ -75,12 +77,21 @@ class Augmentation:
     vflip: float = 0.5
     rand_augment: RandAugmentSpec | None = None
     re_prob: float = 0.5
+    mean: tuple[float, ...] = MEAN
+    std: tuple[float, ...] = STD
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Augmentation:
         spec = config.get("auto_augment")
+        norm = mean_std(config)
         return cls(config["img_size"], tuple(config["scale"]), tuple(config["ratio"]), config["hflip"],
-                   config["vflip"], RandAugmentSpec.parse(spec) if spec else None, config["re_prob"])
+                   config["vflip"], RandAugmentSpec.parse(spec) if spec else None, config["re_prob"],
+                   norm["mean"], norm["std"])
+
+    @property
+    def fill(self) -> tuple[int, ...]:
+        """RandAugment's fill of geometric ops per channel: the mean in 8-bit values, as timm's img_mean."""
+        return tuple(min(255, round(255 * m)) for m in self.mean)
 
 
 def _uniform(shape, lo, hi, g: torch.Generator, device) -> torch.Tensor:
@@ -276,9 +287,10 @@ def _pixel_op(name: str, x: torch.Tensor, arg: torch.Tensor) -> torch.Tensor:
 
 
 def rand_augment(x: torch.Tensor, spec: RandAugmentSpec, p: Mapping[str, torch.Tensor], *,
-                 sparse: bool | None = None) -> torch.Tensor:
+                 sparse: bool | None = None, fill: float | torch.Tensor = FILL) -> torch.Tensor:
     """RandAugment with per-sample op choice. ``x`` holds 0-255 values and is rounded to them after every op,
-    as PIL's 8-bit images are. Each layer's geometric ops run together as one warp.
+    as PIL's 8-bit images are. Each layer's geometric ops run together as one warp, filling with ``fill`` (a
+    value, or one per channel as ``[1, C, 1, 1]``).
 
     On a GPU every op is computed for the whole batch and selected per sample (no host sync, so the GPU
     never waits for the host); on the CPU (``sparse``) each op runs on the samples that chose it only.
@@ -308,21 +320,26 @@ def rand_augment(x: torch.Tensor, spec: RandAugmentSpec, p: Mapping[str, torch.T
         if sparse:
             at = geometric.nonzero()[:, 0]
             if len(at):
-                out[at] = _warp(x[at], matrix[at], (size, size), fill=FILL)
+                out[at] = _warp(x[at], matrix[at], (size, size), fill=fill)
         else:
-            out = torch.where(geometric.view(-1, 1, 1, 1), _warp(x, matrix, (size, size), fill=FILL), out)
+            out = torch.where(geometric.view(-1, 1, 1, 1), _warp(x, matrix, (size, size), fill=fill), out)
         x = out.clamp(0, 255).round()
     return x
 
 
 def apply_params(images: torch.Tensor, augmentation: Augmentation, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """uint8 [B, C, H, W] -> float [B, 3, S, S]: crop + flips, RandAugment, normalisation, random erasing."""
-    s = augmentation.img_size
+    s, a = augmentation.img_size, augmentation
     x = images.float()
     x = _warp(x, crop_matrices(p["crop"], p["hflip"], p["vflip"], s), (s, s), fill=None).clamp(0, 255).round()
-    if augmentation.rand_augment is not None:
-        x = rand_augment(x, augmentation.rand_augment, p)
-    x = (x.expand(-1, 3, -1, -1) / 255 - MEAN) / STD
+    if a.rand_augment is not None:
+        if len(set(a.fill)) == 1:
+            fill: float | torch.Tensor = float(a.fill[0])
+        else:  # a fill per channel (ImageNet's mean): a gray image becomes the RGB image timm's route makes
+            x = x.expand(-1, 3, -1, -1)
+            fill = torch.tensor(a.fill, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        x = rand_augment(x, a.rand_augment, p, fill=fill)
+    x = normalize(x, a.mean, a.std)
     if "erase" in p:
         top, left, h, w = (v.view(-1, 1, 1, 1) for v in p["erase_box"].unbind(1))
         rows = torch.arange(s, device=x.device, dtype=x.dtype).view(1, 1, s, 1)
@@ -330,3 +347,21 @@ def apply_params(images: torch.Tensor, augmentation: Augmentation, p: Mapping[st
         inside = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w) & p["erase"].view(-1, 1, 1, 1)
         x = torch.where(inside, torch.randn_like(x), x)  # timm's pixel mode: per-pixel, per-channel N(0, 1)
     return x
+
+
+def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """0-255 values [B, C, H, W] (one channel or three) -> normalised float [B, 3, H, W]."""
+    if len(set(mean)) == 1 and len(set(std)) == 1:  # the same arithmetic as one number per channel
+        return (x.expand(-1, 3, -1, -1) / 255 - mean[0]) / std[0]
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x.expand(-1, 3, -1, -1) / 255 - m) / s
+
+
+def eval_size(height: int, width: int, img_size: int, crop_pct: float) -> tuple[int, int]:
+    """The size timm's evaluation transform resizes an image to: short side ``floor(img_size / crop_pct)``, the long
+    side in proportion (torchvision's Resize)."""
+    short = math.floor(img_size / crop_pct)
+    if height <= width:
+        return (height, width) if height == short else (short, int(short * width / height))
+    return (height, width) if width == short else (int(short * height / width), short)

@@ -5,10 +5,12 @@
                          what was chosen and why (for ``config.json``); damaged shards met; its random state
     create_eval_input    a test split's batches through the evaluation transform, on the device
 
-Two kinds stand behind it. ``stream``: samples decoded and augmented by timm's transforms in CPU loader
-workers (``stream``'s pipeline over shards of any size, or a DataLoader over a downstream split), each batch
-then copied to the device. ``memory``: the whole set decoded once onto the device (``memory``) and augmented
-there in batches (``device_augment``). ``auto`` takes memory when the decoded set fits comfortably.
+Two kinds stand behind it, for shards and for downstream splits alike. ``stream``: samples decoded and
+augmented by timm's transforms in CPU loader workers (``stream``'s pipeline over shards of any size, or a
+DataLoader over a downstream split), handed over as uint8 batches, copied to the device (on a side CUDA
+stream, a batch ahead) and finished there (``transforms.BatchTail``: float, normalisation, random erasing).
+``memory``: the whole set decoded once onto the device (``memory``) and augmented there in batches
+(``device_augment``). ``auto`` takes memory when the decoded set fits comfortably.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -27,9 +29,20 @@ from ..errors import TrainerError
 from ..settings import INPUTS
 from ..signals import leave_stops_to_parent
 from .device_augment import Augmentation
+from .device_eval import eval_images
 from .downstream import ImageList
-from .memory import AUTO_SHARE, MemoryData, MemoryLoader, decode_source, free_memory, held_bytes, summary
-from .transforms import eval_transform, train_transform
+from .memory import (
+    AUTO_SHARE,
+    MemoryData,
+    MemoryLoader,
+    MixedSizes,
+    decode_images,
+    decode_source,
+    free_memory,
+    held_bytes,
+    summary,
+)
+from .transforms import BatchTail, eval_tail, eval_transform, mean_std, stack_images, train_tail, train_transform
 
 if TYPE_CHECKING:  # the shard readers (webdataset, braceexpand) are imported only where shards are read
     from .shardlists import ShardList
@@ -66,22 +79,24 @@ class TrainInput(ABC):
 
 class StreamInput(TrainInput):
     """Shards through ``stream``'s pipeline, or a downstream split through a DataLoader: decoded and augmented
-    by timm's transforms in CPU workers, each batch copied to the device (pinned, asynchronously, on a GPU)."""
+    by timm's transforms in CPU workers up to uint8, finished on the device (``BatchTail``)."""
 
     kind = "stream"
 
     def __init__(self, data: ShardList | ImageList, config: Mapping[str, Any], d: Dist, *, why: str,
-                 num_classes: int | None = None):
+                 num_classes: int | None = None, tail_on_device: bool = True):
         self.data, self.config, self.d, self.why, self.num_classes = data, config, d, why, num_classes
         self.samples = len(data) if isinstance(data, ImageList) else data.samples
         self.workers, self.threads = plan_cores(d.device.type, loader=True, workers=config["workers"])
-        self.transform = train_transform(config)
+        # tail_on_device=False: the whole transform in the workers, as before the tail moved (for comparison)
+        self.transform = train_transform(config, use_prefetcher=tail_on_device)
+        self.tail = train_tail(config, d.device) if tail_on_device else _to_float
         self.log = self.loader = None
         self.layout: dict[str, int] = {}
 
     def batches(self, *, batch_size, steps, start=0, steps_per_epoch=None, state=None):
         if isinstance(self.data, ImageList):
-            return self._on_device(self._dataset_batches(batch_size, steps, steps_per_epoch))
+            return on_device(self._dataset_batches(batch_size, steps), self.d.device, self.tail, self._check)
         from .stream import ProblemLog, create_loader
 
         self.log = ProblemLog()
@@ -104,14 +119,14 @@ class StreamInput(TrainInput):
                                     rank=self.d.rank, world=self.d.world, shuffle_buffer=self.config["shuffle_buffer"],
                                     pin_memory=self.d.device.type == "cuda", worker_init_fn=leave_stops_to_parent,
                                     position=position)
-        return self._on_device(self.loader)
+        return on_device(self.loader, self.d.device, self.tail, self._check)
 
     def state(self):
         # Where the batches handed out end: the workers hold nothing else (their draws are seeded by sample).
         position = self.loader.rebatch.position() if self.loader is not None else None
         return {"position": position, "layout": self.layout} if position is not None else None
 
-    def _dataset_batches(self, batch_size: int, steps: int, steps_per_epoch: int | None) -> Iterator[dict]:
+    def _dataset_batches(self, batch_size: int, steps: int) -> Iterator[dict]:
         """A downstream split's batches, epoch after epoch (each a new permutation), ``steps`` in all."""
         d, seed = self.d, self.config["seed"]
         dataset = self.data.with_transform(self.transform)
@@ -133,20 +148,48 @@ class StreamInput(TrainInput):
                     return
             epoch += 1
 
-    def _on_device(self, batches) -> Iterator[dict[str, torch.Tensor]]:
-        device = self.d.device
-        for batch in batches:
-            if self.log is not None:
-                self.log.update(batch["problems"])
-            labels = batch["label"]
-            if self.num_classes is not None and (labels.max().item() >= self.num_classes or labels.min().item() < 0):
-                bad = labels[(labels >= self.num_classes) | (labels < 0)][0].item()
-                raise TrainerError(f"label {bad} in the data is outside [0, {self.num_classes}): the class count "
-                                   "does not match the data")
-            yield {"image": batch["image"].to(device, non_blocking=True), "label": labels.to(device, non_blocking=True)}
+    def _check(self, batch: dict[str, Any]) -> None:
+        """A batch's labels against the class count, and its problem log, on the host."""
+        if self.log is not None:
+            self.log.update(batch["problems"])
+        labels = batch["label"]
+        if self.num_classes is not None and (labels.max().item() >= self.num_classes or labels.min().item() < 0):
+            bad = labels[(labels >= self.num_classes) | (labels < 0)][0].item()
+            raise TrainerError(f"label {bad} in the data is outside [0, {self.num_classes}): the class count "
+                               "does not match the data")
 
     def problems(self):
         return (self.log.shards, self.log.samples) if self.log is not None else (set(), 0)
+
+
+def on_device(batches: Iterable[dict[str, Any]], device: torch.device, tail: BatchTail,
+              check: Callable[[dict[str, Any]], None] | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """uint8 batches from CPU workers -> ``{"image", "label"}`` on ``device``, the images finished by ``tail``.
+
+    On a GPU the copy and the tail of the next batch run on a side stream while the current batch trains
+    (timm's ``PrefetchLoader``); ``check`` sees each batch on the host first.
+    """
+    if device.type != "cuda":
+        for batch in batches:
+            if check is not None:
+                check(batch)
+            yield {"image": tail(batch["image"]), "label": batch["label"]}
+        return
+    side, pending = torch.cuda.Stream(device=device), None
+    for batch in batches:
+        if check is not None:
+            check(batch)
+        with torch.cuda.stream(side):
+            ready = {"image": tail(batch["image"].to(device, non_blocking=True)),
+                     "label": batch["label"].to(device, non_blocking=True)}
+        if pending is not None:
+            yield pending
+        torch.cuda.current_stream(device).wait_stream(side)
+        for t in ready.values():
+            t.record_stream(torch.cuda.current_stream(device))  # made on the side stream, used on this one
+        pending = ready
+    if pending is not None:
+        yield pending
 
 
 class MemoryInput(TrainInput):
@@ -188,7 +231,7 @@ class MemoryInput(TrainInput):
         return {**super().describe(), "held_in_memory": summary(self.held)}
 
 
-def choose_input(setting: str, source: ShardList, *, img_size: int, device: torch.device,
+def choose_input(setting: str, source: ShardList | ImageList, *, img_size: int, device: torch.device,
                  processes_per_device: int = 1) -> tuple[str, str]:
     """``(kind, why)``: ``auto`` takes memory when the decoded set fits comfortably (``AUTO_SHARE`` of the free
     memory, shared by the processes on the device)."""
@@ -210,42 +253,85 @@ def create_train_input(data: ShardList | ImageList, config: Mapping[str, Any], d
                        num_classes: int | None = None) -> TrainInput:
     """The training input of a run over ``data`` (shards, or a downstream training split), as ``--input`` says.
 
-    Downstream splits take the stream kind. Labels outside ``[0, num_classes)`` are an error (once for memory,
-    per batch on the host for the stream).
+    Labels outside ``[0, num_classes)`` are an error (once for memory, per batch on the host for the stream).
+    Under ``auto``, a set of images of several sizes takes the stream.
     """
-    if isinstance(data, ImageList):
-        return StreamInput(data, config, d, why="downstream data", num_classes=num_classes)
     kind, why = choose_input(config["input"], data, img_size=config["img_size"], device=d.device,
                              processes_per_device=_processes_per_device(d))
     if kind == "memory":
-        held = decode_source(data, img_size=config["img_size"], device=d.device)
-        return MemoryInput(held, config, d, why=why, num_classes=num_classes)
+        try:
+            held = _hold(data, config, d)
+        except MixedSizes:
+            if config["input"] != "auto":
+                raise
+            kind, why = "stream", "auto: images of several sizes"
+        else:
+            return MemoryInput(held, config, d, why=why, num_classes=num_classes)
     return StreamInput(data, config, d, why=why, num_classes=num_classes)
 
 
+def _hold(data: ShardList | ImageList, config: Mapping[str, Any], d: Dist) -> MemoryData:
+    if isinstance(data, ImageList):
+        return decode_images(data, img_size=config["img_size"], device=d.device)
+    return decode_source(data, img_size=config["img_size"], device=d.device)
+
+
 class EvalInput:
-    """A test split's batches ``{"image", "label"}`` on the device, through the evaluation transform; each rank
-    takes every world-th image."""
+    """A test split's batches ``{"image", "label"}`` on the device, through timm's evaluation transform in CPU
+    workers (up to uint8) and ``BatchTail``; each rank takes every world-th image."""
+
+    kind = "stream"
 
     def __init__(self, data: ImageList, config: Mapping[str, Any], d: Dist, *, batch_size: int, workers: int):
-        part = data.with_transform(eval_transform(config)).subset(range(d.rank, len(data), d.world))
+        part = data.with_transform(eval_transform(config, use_prefetcher=True))
+        part = part.subset(range(d.rank, len(data), d.world))
         self.loader = DataLoader(part, batch_size=batch_size, shuffle=False, **_loader_options(workers, d))
-        self.device = d.device
+        self.device, self.tail = d.device, eval_tail(config, d.device)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        for images, labels in self.loader:
-            yield {"image": images.to(self.device), "label": labels.to(self.device)}
+        return on_device(({"image": x, "label": y} for x, y in self.loader), self.device, self.tail)
+
+
+class MemoryEvalInput:
+    """A test split held on the device, through the evaluation transform there (``device_augment.eval_images``)."""
+
+    kind = "memory"
+
+    def __init__(self, held: MemoryData, config: Mapping[str, Any], d: Dist, *, batch_size: int):
+        self.held, self.batch_size, self.d = held, batch_size, d
+        self.options = dict(img_size=config["img_size"], crop_pct=config.get("crop_pct", 1.0), **mean_std(config))
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        mine = torch.arange(self.d.rank, self.held.samples, self.d.world, device=self.held.images.device)
+        for index in mine.split(self.batch_size):
+            yield {"image": eval_images(self.held.images[index], **self.options), "label": self.held.labels[index]}
 
 
 def create_eval_input(data: ImageList, config: Mapping[str, Any], d: Dist, *, batch_size: int,
-                      workers: int) -> EvalInput:
-    """The evaluation input over a test split: batches of at least 256 (no gradients to hold)."""
-    return EvalInput(data, config, d, batch_size=max(batch_size, 256), workers=workers)
+                      like: TrainInput) -> EvalInput | MemoryEvalInput:
+    """The evaluation input over a test split, of the training input's kind: batches of at least 256 (no
+    gradients to hold). A test split of several image sizes takes the stream."""
+    batch_size = max(batch_size, 256)
+    if like.kind == "memory":
+        try:
+            return MemoryEvalInput(_hold(data, config, d), config, d, batch_size=batch_size)
+        except MixedSizes:
+            pass
+    return EvalInput(data, config, d, batch_size=batch_size, workers=like.workers)
+
+
+def _to_float(images: torch.Tensor) -> torch.Tensor:
+    return images.float()
+
+
+def _collate(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = zip(*batch, strict=True)
+    return stack_images(images), torch.tensor(labels)
 
 
 def _loader_options(workers: int, d: Dist) -> dict[str, Any]:
     return dict(num_workers=workers, pin_memory=d.device.type == "cuda", persistent_workers=workers > 0,
-                worker_init_fn=leave_stops_to_parent if workers else None)
+                worker_init_fn=leave_stops_to_parent if workers else None, collate_fn=_collate)
 
 
 def _processes_per_device(d: Dist) -> int:

@@ -2,6 +2,7 @@
 
     decode_source     every sample of every shard, once -> one uint8 tensor [N, C, H, W] and the labels, on the
                       training device (grayscale stays one channel)
+    decode_images     the same for a downstream split (at its own size: a 32 px image stays 32 px)
     epoch_order       pass p is a permutation of the dataset seeded with (seed, p), split between ranks
     MemoryLoader      ``steps`` batches ``{"image", "label", "index"}``, augmented (``device_augment``),
                       normalised and on the device
@@ -23,6 +24,7 @@ from PIL import Image
 
 from ..errors import TrainerError
 from .device_augment import Augmentation, apply_params, draw_params
+from .downstream import ImageList
 
 if TYPE_CHECKING:  # the shard readers (webdataset, braceexpand) are imported only where shards are read
     from .shardlists import ShardList
@@ -60,8 +62,11 @@ def hold_size(width: int, height: int, img_size: int) -> tuple[int, int]:
     return max(1, round(width * s)), max(1, round(height * s))
 
 
-def _to_array(encoded: bytes, img_size: int) -> np.ndarray:
-    image = Image.open(io.BytesIO(encoded))
+class MixedSizes(TrainerError):
+    """Images of more than one size: they cannot be held as one tensor (``auto`` then takes the stream)."""
+
+
+def _to_array(image: Image.Image, img_size: int) -> np.ndarray:
     if image.mode not in ("L", "RGB"):  # other grayscale modes to L, anything else (palette, alpha) to RGB
         image = image.convert("L" if image.mode in ("1", "I", "I;16", "F", "LA") else "RGB")
     size = hold_size(*image.size, img_size)
@@ -87,25 +92,44 @@ def decode_source(source: ShardList, *, img_size: int, device: torch.device) -> 
             for sample in shard_samples(url):
                 try:
                     encoded, label = image_and_label(sample)
-                    array = _to_array(encoded, img_size)
+                    array = _to_array(Image.open(io.BytesIO(encoded)), img_size)
                 except SAMPLE_ERRORS as e:
                     problems.bad_sample(sample, e)
                     continue
-                if arrays and array.shape != arrays[0].shape:
-                    raise TrainerError(f"--input memory needs images of one size: {sample.get('__key__')} in "
-                                       f"{url} is {array.shape[1:]} ({array.shape[0]} channels), the first was "
-                                       f"{arrays[0].shape[1:]} ({arrays[0].shape[0]}); use --input stream")
+                _check_size(array, arrays, f"{sample.get('__key__')} in {url}")
                 arrays.append(array)
                 labels.append(label)
         except SHARD_ERRORS as e:
             problems.bad_shard(url, e)
     if not arrays:
         raise TrainerError("no readable sample in the data: every shard is unreadable")
+    return _held(arrays, labels, device, tuple(sorted(problems.shards)), problems.samples)
+
+
+def decode_images(images: ImageList, *, img_size: int, device: torch.device) -> MemoryData:
+    """A downstream split's images, decoded once at their own size (shrunk only past ``hold_size``), on ``device``."""
+    arrays: list[np.ndarray] = []
+    for i in range(len(images)):
+        array = _to_array(images.image(i), img_size)
+        _check_size(array, arrays, f"image {i}")
+        arrays.append(array)
+    if not arrays:
+        raise TrainerError("the split holds no image")
+    return _held(arrays, images.labels, device)
+
+
+def _check_size(array: np.ndarray, arrays: list[np.ndarray], where: str) -> None:
+    if arrays and array.shape[1:] != arrays[0].shape[1:]:
+        raise MixedSizes(f"--input memory needs images of one size: {where} is {array.shape[1:]}, the first was "
+                         f"{arrays[0].shape[1:]}; use --input stream")
+
+
+def _held(arrays: list[np.ndarray], labels: list[int], device: torch.device, corrupt: tuple[str, ...] = (),
+          skipped: int = 0) -> MemoryData:
     if any(a.shape[0] != arrays[0].shape[0] for a in arrays):  # grayscale and colour mixed: hold colour
         arrays = [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in arrays]
     images = torch.from_numpy(np.stack(arrays)).to(device)
-    return MemoryData(images, torch.tensor(labels, dtype=torch.int64, device=device), tuple(sorted(problems.shards)),
-                      problems.samples)
+    return MemoryData(images, torch.tensor(labels, dtype=torch.int64, device=device), corrupt, skipped)
 
 
 def _first_image(source: ShardList) -> tuple[int, int, int] | None:
@@ -136,8 +160,14 @@ def free_memory(device: torch.device) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def held_bytes(source: ShardList, img_size: int) -> int | None:
+def held_bytes(source: ShardList | ImageList, img_size: int) -> int | None:
     """Bytes the decoded dataset would take in memory, from its sample count and first image; None if unknown."""
+    if isinstance(source, ImageList):
+        if not len(source):
+            return None
+        image = source.image(0)
+        w, h = hold_size(image.width, image.height, img_size)
+        return len(source) * (1 if image.mode in ("L", "1", "I", "I;16") else 3) * w * h
     first = _first_image(source) if source.samples else None
     if first is None:
         return None

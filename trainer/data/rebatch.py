@@ -91,7 +91,9 @@ class Rebatch:
         """One batch from ``runs``, each image copied once, straight into it (pinned if asked, for an
         asynchronous copy to the GPU); records what it took."""
         first = runs[0][0]["image"]
-        images = torch.empty((self.batch_size, *first.shape[1:]), dtype=first.dtype, pin_memory=self.pin_memory)
+        channels = max(b["image"].shape[1] for b, _, _ in runs)  # gray and colour batches: copy_ repeats the gray
+        images = torch.empty((self.batch_size, channels, *first.shape[2:]), dtype=first.dtype,
+                             pin_memory=self.pin_memory)
         labels, keys, at = [], [], 0
         for b, start, stop in runs:
             images[at:at + stop - start].copy_(b["image"][start:stop])

@@ -2,7 +2,9 @@
 
 Every form resolves to a ``ShardList``: the shard URLs plus the sample and class counts when a
 ``manifest.json`` gives them. Remote manifests and shards are read with urllib, so streaming over
-HTTP needs no external tool and no download of the dataset first.
+HTTP needs no external tool and no download of the dataset first. A dataset repository on the Hugging
+Face Hub, ``hf://datasets/OWNER/NAME[@REVISION]``, is the URL of its files (``$HF_ENDPOINT``, default
+https://huggingface.co, ``/datasets/OWNER/NAME/resolve/REVISION/``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..errors import TrainerError
 from .shards import TIMEOUT, is_url
 
 MANIFEST = "manifest.json"
+HUB = "hf://datasets/"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class ShardList:
     samples: int | None
     classes: int | None
     name: str
+    # How the images were drawn, where the manifest's recipe says (its "render" section: size, draw, ...).
+    render: dict | None = None
 
 
 def _fetch_json(url: str) -> dict | None:
@@ -106,13 +111,29 @@ def _from_manifest(base: str, manifest: dict, files: list[str] | None = None) ->
         shards = [s for s in shards if s["file"] in wanted]
     join = (lambda f: base.rstrip("/") + "/" + f) if is_url(base) else (lambda f: str(Path(base) / f))
     urls = [join(s["file"]) for s in shards]
+    recipe = manifest.get("recipe")
+    render = recipe.get("render") if isinstance(recipe, dict) and isinstance(recipe.get("render"), dict) else None
     return ShardList(tuple(urls), sum(int(s["samples"]) for s in shards), int(manifest["classes"]),
-                       str(manifest.get("name", Path(base.rstrip("/")).name)))
+                     str(manifest.get("name", Path(base.rstrip("/")).name)), render)
+
+
+def hub_url(data: str) -> str:
+    """The URL of the files of ``hf://datasets/OWNER/NAME[@REVISION][/PATH]`` (the repository's main branch
+    unless a revision is given); any other text as it is."""
+    if not data.startswith("hf://"):
+        return data
+    parts = data[len(HUB):].split("/") if data.startswith(HUB) else []
+    if len(parts) < 2 or not all(parts[:2]):
+        raise TrainerError(f"{data}: expected hf://datasets/OWNER/NAME[@REVISION] (a dataset repository)")
+    name, _, revision = parts[1].partition("@")
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    rest = "/".join(parts[2:])
+    return f"{endpoint}/datasets/{parts[0]}/{name}/resolve/{revision or 'main'}/{rest}"
 
 
 def resolve_data(data: str) -> ShardList:
-    """Resolve ``--data``: a dataset directory, a shard pattern (local or URL), or a dataset URL."""
-    data = str(data)
+    """Resolve ``--data``: a dataset directory, a shard pattern (local or URL), a dataset URL, or a Hub dataset."""
+    data = hub_url(str(data))
     if not data:
         raise TrainerError("--data is empty")
     if not is_url(data) and Path(data).is_dir():

@@ -56,6 +56,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .rebatch import END, Rebatch, consumed
 from .shardlists import ShardList
 from .shards import SAMPLE_ERRORS, SHARD_ERRORS, Problems, image_and_label, open_image, shard_samples
+from .transforms import stack_images
 
 
 def worker_slot() -> tuple[int, int]:
@@ -186,7 +187,7 @@ def _batch_samples(samples: Iterator[tuple], batch_size: int, problems: Problems
     for epoch, group in itertools.groupby(samples, key=lambda s: s[3]):
         while chunk := list(itertools.islice(group, batch_size)):
             images, labels, keys, _, orders = zip(*chunk, strict=True)
-            yield {"image": torch.stack(images), "label": torch.tensor(labels), "key": list(keys),
+            yield {"image": stack_images(images), "label": torch.tensor(labels), "key": list(keys),
                    "order": list(orders), "pass": epoch, "problems": problems.snapshot(worker)}
     # The stream ended (every shard unreadable): ``Rebatch`` stops waiting for this worker.
     yield {"image": None, "label": None, "key": [], "order": [], "pass": END, "problems": problems.snapshot(worker)}

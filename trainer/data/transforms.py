@@ -6,6 +6,11 @@ grayscale image runs the same operations on one channel and is replicated to thr
 as a tensor, just before normalisation: with the same random state the result is identical to
 timm's RGB route (a test checks this), and about 1.5x cheaper. This needs equal mean and std in
 every channel (the recipe's 0.5); otherwise grayscale images take the RGB route.
+
+With ``use_prefetcher`` (timm's name) the transforms end in uint8 tensors, a grayscale image still one
+channel, and ``BatchTail`` finishes whole batches on the training device, as timm's ``PrefetchLoader`` does:
+conversion to float, three channels, normalisation and random erasing. Loader workers then do less, and
+copy a quarter of the bytes (a twelfth for grayscale).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch
 from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform, rand_augment_transform
 from timm.data import auto_augment as timm_auto_augment
+from timm.data.random_erasing import RandomErasing
 from timm.data.transforms import MaybeToTensor, str_to_pil_interp
 from torchvision import transforms as T
 
@@ -62,9 +68,12 @@ def patch_posterize(transform) -> None:
 
 
 def _one_channel(transform: T.Compose) -> T.Compose:
-    """``transform`` with the channel expansion inserted right after the tensor conversion."""
+    """``transform`` with the channel expansion inserted right after the tensor conversion (none when the
+    transform ends in uint8 tensors: ``BatchTail`` expands on the device)."""
     steps = list(transform.transforms)
-    at = next(i for i, t in enumerate(steps) if isinstance(t, (MaybeToTensor, T.ToTensor)))
+    at = next((i for i, t in enumerate(steps) if isinstance(t, (MaybeToTensor, T.ToTensor))), None)
+    if at is None:
+        return transform
     return T.Compose([*steps[: at + 1], ExpandChannels(3), *steps[at + 1:]])
 
 
@@ -97,15 +106,18 @@ def create_train_transform(
     color_jitter: float | None = None,
     mean: Sequence[float] = MEAN,
     std: Sequence[float] = STD,
+    use_prefetcher: bool = False,
 ) -> ImageTransform:
-    """timm's training transform (RandomResizedCrop, flips, RandAugment, random erasing) on PIL images.
+    """timm's training transform (RandomResizedCrop, flips, RandAugment, random erasing) on PIL images;
+    ``use_prefetcher``: up to uint8 tensors, without normalisation and random erasing (``BatchTail``'s).
 
     ``color_jitter`` defaults to off: timm turns it off whenever RandAugment is on (the recipe), and
     brightness/contrast jitter of binary-ish images is not wanted where RandAugment is off.
     """
     kwargs = dict(input_size=img_size, is_training=True, scale=tuple(scale), ratio=tuple(ratio), hflip=hflip,
                   vflip=vflip, auto_augment=auto_augment or None, interpolation=interpolation, mean=tuple(mean),
-                  std=tuple(std), re_prob=re_prob, re_mode=re_mode, re_count=1, color_jitter=color_jitter)
+                  std=tuple(std), re_prob=re_prob, re_mode=re_mode, re_count=1, color_jitter=color_jitter,
+                  use_prefetcher=use_prefetcher)
     rgb = create_transform(**kwargs)
     patch_posterize(rgb)
     if len(set(mean)) > 1 or len(set(std)) > 1:
@@ -123,24 +135,58 @@ def create_train_transform(
     return ImageTransform(rgb, gray)
 
 
-def train_transform(config: Mapping[str, Any]) -> ImageTransform:
+def train_transform(config: Mapping[str, Any], *, use_prefetcher: bool = False) -> ImageTransform:
     """``create_train_transform`` with a run's settings (img_size, scale, ratio, flips, auto_augment, re_prob,
     normalize)."""
     keys = ("img_size", "scale", "ratio", "hflip", "vflip", "auto_augment", "re_prob")
-    return create_train_transform(**{k: config[k] for k in keys}, **mean_std(config))
+    return create_train_transform(**{k: config[k] for k in keys}, **mean_std(config), use_prefetcher=use_prefetcher)
 
 
-def eval_transform(config: Mapping[str, Any]) -> ImageTransform:
+def eval_transform(config: Mapping[str, Any], *, use_prefetcher: bool = False) -> ImageTransform:
     """``create_eval_transform`` with a run's settings (img_size, crop_pct, normalize)."""
-    return create_eval_transform(img_size=config["img_size"], crop_pct=config.get("crop_pct", 1.0), **mean_std(config))
+    return create_eval_transform(img_size=config["img_size"], crop_pct=config.get("crop_pct", 1.0),
+                                 **mean_std(config), use_prefetcher=use_prefetcher)
 
 
 def create_eval_transform(*, img_size: int, crop_pct: float = 1.0, interpolation: str = "bicubic",
-                          mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> ImageTransform:
+                          mean: Sequence[float] = MEAN, std: Sequence[float] = STD,
+                          use_prefetcher: bool = False) -> ImageTransform:
     """timm's evaluation transform: resize the short side to ``img_size / crop_pct``, centre-crop
     ``img_size`` and normalise (``crop_pct`` 1: resize only; timm's default, the reference's, is 0.875:
-    256 then 224)."""
+    256 then 224); ``use_prefetcher``: up to uint8 tensors, ``BatchTail`` normalises."""
     rgb = create_transform(input_size=img_size, is_training=False, interpolation=interpolation, crop_pct=crop_pct,
-                           mean=tuple(mean), std=tuple(std))
+                           mean=tuple(mean), std=tuple(std), use_prefetcher=use_prefetcher)
     gray = _one_channel(rgb) if len(set(mean)) == 1 and len(set(std)) == 1 else None
     return ImageTransform(rgb, gray)
+
+
+def stack_images(images) -> torch.Tensor:
+    """Image tensors as one batch; a one-channel image beside colour ones is repeated to three channels."""
+    images = list(images)
+    channels = max(x.shape[0] for x in images)
+    return torch.stack([x.expand(channels, -1, -1) for x in images])
+
+
+class BatchTail:
+    """The end of timm's transform on whole uint8 batches ``[B, C, H, W]`` on the device, as timm's
+    ``PrefetchLoader`` runs it: to float, three channels, normalised, then timm's random erasing (per sample)."""
+
+    def __init__(self, *, mean: Sequence[float], std: Sequence[float], re_prob: float = 0.0, re_mode: str = "pixel",
+                 device: torch.device | str = "cpu"):
+        self.mean = torch.tensor([255 * m for m in mean], device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor([255 * s for s in std], device=device).view(1, 3, 1, 1)
+        self.erase = RandomErasing(re_prob, mode=re_mode, max_count=1, device=device) if re_prob > 0 else None
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float().sub(self.mean).div(self.std)  # broadcasts one channel to three
+        return self.erase(x) if self.erase is not None else x
+
+
+def train_tail(config: Mapping[str, Any], device: torch.device) -> BatchTail:
+    """The ``BatchTail`` of a run's training transform (``train_transform(config, use_prefetcher=True)``)."""
+    return BatchTail(**mean_std(config), re_prob=config["re_prob"], device=device)
+
+
+def eval_tail(config: Mapping[str, Any], device: torch.device) -> BatchTail:
+    """The ``BatchTail`` of a run's evaluation transform: normalisation only."""
+    return BatchTail(**mean_std(config), device=device)
