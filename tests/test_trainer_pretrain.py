@@ -137,12 +137,30 @@ def assert_same_run(cut, whole, stopped):
     assert all(torch.equal(a[k], b[k]) for k in b)
 
 
-@pytest.mark.parametrize("path", ["memory", "stream-0", "stream-1", "stream-2"])
-def test_a_run_cut_twice_and_resumed_trains_exactly_as_the_uninterrupted_one(tiny, tmp_path, one_thread, path):  # noqa: F811
-    # Data order, augmentation (on the device, or in 0, 1 or 2 loader workers), Mixup and drop path all
-    # continue from the checkpoint's random states and the stream's position, so the losses and weights
-    # after each resume are the uninterrupted run's.
+def prefetching(batches, device, tail, check=None):
+    """``on_device`` as it runs on a GPU, on the CPU: the next batch's tail is done before this one is handed out."""
+    pending = None
+    for batch in batches:
+        if check is not None:
+            check(batch)
+        ready = {"image": tail(batch["image"]), "label": batch["label"]}
+        if pending is not None:
+            yield pending
+        pending = ready
+    if pending is not None:
+        yield pending
+
+
+@pytest.mark.parametrize("path", ["memory", "stream-0", "stream-1", "stream-2", "stream-1-prefetching"])
+def test_a_run_cut_twice_and_resumed_trains_exactly_as_the_uninterrupted_one(tiny, tmp_path, one_thread, path,  # noqa: F811
+                                                                              monkeypatch):
+    # Data order, augmentation (on the device, or in 0, 1 or 2 loader workers, its tail on the device even when
+    # that runs a batch ahead, as on a GPU), Mixup and drop path all continue from the checkpoint's random states
+    # and the stream's position, so the losses and weights after each resume are the uninterrupted run's.
     kind, _, workers = path.partition("-")
+    workers, _, prefetch = workers.partition("-")
+    if prefetch:
+        monkeypatch.setattr(trainer.data.inputs, "on_device", prefetching)
     args = dict(preset="smoke", samples=960, input=kind, drop_path=0.1, progress=False)
     if workers:
         args.update(workers=int(workers), shuffle_buffer=5)

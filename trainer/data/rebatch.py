@@ -6,7 +6,7 @@ shuffle buffer let it out. A pass's samples are taken in the order ``(r // small
 workers' small batches in turn (``small`` samples each), and a batch is the next ``batch_size`` of them.
 That order is a function of the samples alone, so a stream started again in the middle of a pass, each
 worker skipping the samples already taken, makes the same batches as the stream that was never stopped:
-``Rebatch.position()`` is all a resume needs.
+``Rebatch.position()`` (also in each batch, as it stood after that batch) is all a resume needs.
 
 As in the reference's ``DistributedSampler`` + ``drop_last``, a batch never spans two passes: a pass ends
 when every worker has sent a sample of a later pass, and its last partial batch is dropped, unless the pass
@@ -105,7 +105,7 @@ class Rebatch:
                 self.next[w] = max(self.next[w], b["order"][stop - 1] + 1)
         self.full += 1
         return {"image": images, "label": torch.cat(labels), "key": keys, "pass": runs[0][0]["pass"],
-                "problems": problems}
+                "problems": problems, "position": self.position()}
 
 
 def consumed(position: dict[str, Any] | None, epoch: int, worker: int) -> int:

@@ -157,19 +157,39 @@ def _decode_samples(samples: Iterator[dict], problems: Problems) -> Iterator[tup
 
 
 @contextlib.contextmanager
-def seeded(text: str) -> Iterator[None]:
-    """Python's, numpy's and torch's (CPU) global generators seeded from ``text`` inside the block, and put
-    back after it (without workers the transform runs in the training process, whose draws go on)."""
-    saved = random.getstate(), np.random.get_state(), torch.random.default_generator.get_state()
+def seeded(text: str, device: torch.device | None = None) -> Iterator[None]:
+    """Python's, numpy's and torch's global generators (the CPU's, and ``device``'s if a GPU) seeded from ``text``
+    inside the block, and put back after it (the training process's own draws go on as if it had not run)."""
+    generators = [torch.random.default_generator]
+    if device is not None and device.type == "cuda":
+        generators.append(torch.cuda.default_generators[device.index if device.index is not None
+                                                        else torch.cuda.current_device()])
+    saved = random.getstate(), np.random.get_state(), [g.get_state() for g in generators]
     random.seed(text)
     np.random.seed(random.getrandbits(32))
-    torch.random.default_generator.manual_seed(random.getrandbits(63))
+    for g in generators:
+        g.manual_seed(random.getrandbits(63))
     try:
         yield
     finally:
         random.setstate(saved[0])
         np.random.set_state(saved[1])
-        torch.random.default_generator.set_state(saved[2])
+        for g, state in zip(generators, saved[2], strict=True):
+            g.set_state(state)
+
+
+class SeededTail:
+    """A batch tail (normalisation, random erasing on the device) whose draws for the batch of step ``t`` are
+    seeded by (seed, rank, t): on a GPU the next batch's tail runs while this one trains, so drawing from the
+    run's generators would tie its draws to where the run was cut."""
+
+    def __init__(self, tail: Callable, *, seed: int, rank: int, start: int, device: torch.device):
+        self.tail, self.seed, self.rank, self.step, self.device = tail, seed, rank, start, device
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        self.step += 1
+        with seeded(f"{self.seed}/{self.rank}/{self.step}", self.device):
+            return self.tail(images)
 
 
 def _transform_samples(samples: Iterator[tuple], transform: Callable, seed: int) -> Iterator[tuple]:
