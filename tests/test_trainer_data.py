@@ -22,6 +22,7 @@ from PIL import Image
 import trainer.data.shards as S
 import trainer.data.stream as D
 from fracbuild.rendering import render
+from trainer.data.rebatch import END, Rebatch, consumed
 from trainer.data.shardlists import ShardList, resolve_data
 from trainer.data.transforms import create_eval_transform, create_train_transform
 from trainer.errors import TrainerError
@@ -291,6 +292,87 @@ def test_a_stream_started_at_a_later_pass_continues_the_same_sequence(thousand, 
     whole = label_batches(thousand, batch_size=256, steps=6, workers=workers)
     resumed = label_batches(thousand, batch_size=256, steps=3, workers=workers, start_pass=1)
     assert resumed == whole[3:]
+
+
+def worker_streams(shares: list[list[int]], small: int) -> list[list[dict]]:
+    """Each worker's small batches of passes 0, 1, ... (``shares[pass][worker]`` samples each, keyed
+    "pass/worker/order"), then the marker of its end."""
+    streams = [[] for _ in shares[0]]
+    for p, sizes in enumerate(shares):
+        for w, size in enumerate(sizes):
+            for start in range(0, size, small):
+                orders = list(range(start, min(size, start + small)))
+                streams[w].append({"image": torch.tensor(orders, dtype=torch.float32)[:, None],
+                                   "label": torch.tensor(orders), "key": [f"{p}/{w}/{r}" for r in orders],
+                                   "order": orders, "pass": p, "problems": {"worker": w, "shards": (), "samples": 0}})
+    for w, stream in enumerate(streams):
+        stream.append({"image": None, "label": None, "key": [], "order": [], "pass": END,
+                       "problems": {"worker": w, "shards": (), "samples": 0}})
+    return streams
+
+
+def delivered(streams, rng=None) -> list[dict]:
+    """The workers' small batches in turn (as the DataLoader delivers them), or, with ``rng``, in a random order
+    that keeps each worker's own order."""
+    streams = [list(s) for s in streams]
+    out = []
+    while any(streams):
+        ready = [s for s in streams if s]
+        for s in [rng.choice(ready)] if rng else ready:
+            out.append(s.pop(0))
+    return out
+
+
+def cut(small_batches, **kwargs) -> list[list[str]]:
+    return [b["key"] for b in Rebatch(**kwargs)(iter(small_batches))]
+
+
+# Unequal shares and passes, one smaller than a batch (carried into the next): 3 workers, small batches of 3.
+SHARES = [[9, 4, 7], [5, 8, 6], [2, 1, 3], [7, 7, 7]]
+
+
+@pytest.mark.parametrize("batch_size", [5, 8, 25])
+def test_batches_do_not_depend_on_when_each_worker_delivered(batch_size):
+    streams = worker_streams(SHARES, small=3)
+    expected = cut(delivered(streams), batch_size=batch_size, workers=3, small=3)
+    assert expected and all(len(keys) == len(set(keys)) == batch_size for keys in expected)
+    for seed in range(20):
+        assert cut(delivered(streams, random.Random(seed)), batch_size=batch_size, workers=3, small=3) == expected
+    # Within a pass the order is the workers' small batches in turn.
+    if batch_size == 5:
+        assert expected[0] == ["0/0/0", "0/0/1", "0/0/2", "0/1/0", "0/1/1"]
+
+
+@pytest.mark.parametrize("batch_size", [5, 8, 25])
+def test_a_rebatch_started_at_its_position_cuts_the_batches_that_came_next(batch_size):
+    streams = worker_streams(SHARES, small=3)
+    whole = cut(delivered(streams), batch_size=batch_size, workers=3, small=3)
+    for k in range(1, len(whole)):
+        rebatch = Rebatch(batch_size, 3, 3)
+        cutter = rebatch(iter(delivered(streams)))
+        for _ in range(k):
+            next(cutter)
+        position = rebatch.position()
+        # The workers start again at its pass and skip what it says was taken (``skip_consumed``).
+        rest = [[dict(b, key=[key for key, r in zip(b["key"], b["order"], strict=True)
+                              if r >= consumed(position, b["pass"], w)],
+                      order=[r for r in b["order"] if r >= consumed(position, b["pass"], w)])
+                 for b in stream if b["pass"] >= position["pass"]] for w, stream in enumerate(streams)]
+        rest = [[dict(b, image=torch.tensor(b["order"], dtype=torch.float32)[:, None] if b["order"] else None)
+                 for b in stream if b["key"] or b["pass"] == END] for stream in rest]
+        assert cut(delivered(rest), batch_size=batch_size, workers=3, small=3, position=position) == whole[k:], k
+
+
+@MANY_WORKERS
+@pytest.mark.parametrize("workers", [0, 3])
+def test_a_loader_made_at_a_position_continues_with_the_next_batches(thousand, workers):
+    kwargs = dict(transform=as_tensor, seed=5, batch_size=256, workers=workers, shuffle_buffer=50)
+    whole = [b["key"] for b in D.create_loader(thousand, steps=8, **kwargs)]
+    for k in (2, 3, 7):  # inside a pass, at its end, inside a later one
+        first = D.create_loader(thousand, steps=k, **kwargs)
+        assert [b["key"] for b in first] == whole[:k]
+        resumed = D.create_loader(thousand, steps=8 - k, position=first.rebatch.position(), **kwargs)
+        assert [b["key"] for b in resumed] == whole[k:], k
 
 
 def test_the_mixing_statistics_see_a_stream_by_position_mod_n():

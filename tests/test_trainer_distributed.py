@@ -1,13 +1,16 @@
-"""Two processes under torchrun on gloo: ranks read disjoint shares of a pass, and a pre-training completes
-with one set of files written by rank 0."""
+"""Two processes under torchrun on gloo: ranks read disjoint shares of a pass, a pre-training completes
+with one set of files written by rank 0, and one cut twice and resumed trains as the uncut one."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 
+import pytest
 import torch
 from test_trainer_data import labels_in, one_thread, tiny  # noqa: F401 (fixtures)
 
@@ -82,3 +85,53 @@ def test_two_processes_on_gloo_read_disjoint_shards_and_pretrain(tiny, tmp_path)
     assert steps == list(range(5, 21, 5))  # one line per logged step: only rank 0 writes
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 20
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "curves.png", "metrics.jsonl"]
+
+
+def torchrun(*args: str) -> list[str]:
+    """The command line of a 2-process torchrun on gloo (loopback) running ``args``."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+            "--master_port", str(free_port()), *args]
+
+
+def logged_steps(out) -> list[int]:
+    path = out / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line)["step"] for line in lines if line.endswith("}")]
+
+
+def stopped_once_past(cmd, out, step: int) -> int:
+    """Run ``cmd``, SIGTERM its process group (what Slurm and ``timeout`` send) once ``out`` logged ``step``;
+    returns the step its checkpoint was saved at."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and max(logged_steps(out), default=0) < step:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=240)
+    assert "Interrupted at step" in err, err[-3000:]
+    return torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+
+
+@pytest.mark.parametrize("path", [["--input", "stream", "--workers", "1", "--shuffle-buffer", "5"],
+                                  ["--input", "memory"]], ids=["stream-1", "memory"])
+def test_two_processes_cut_twice_and_resumed_train_exactly_as_uncut(tiny, tmp_path, path):  # noqa: F811
+    # Each rank's augmentation, Mixup, drop path and share of the data continue from its own saved state.
+    run = ["-m", "trainer", "pretrain", "--data", str(tiny), "--preset", "smoke", "--samples", "960",
+           "--drop-path", "0.1", "--no-progress", *path]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    done = subprocess.run(torchrun(*run, "--out", str(whole)), capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first = stopped_once_past(torchrun(*run, "--out", str(cut)), cut, 10)
+    second = stopped_once_past(torchrun(*run, "--out", str(cut), "--resume"), cut, first + 15)
+    assert 10 <= first < second < 60
+    done = subprocess.run(torchrun(*run, "--out", str(cut), "--resume"), capture_output=True, text=True, env=env,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    losses = [{json.loads(line)["step"]: json.loads(line)["loss"] for line in (out / "metrics.jsonl").open()
+               if json.loads(line)["step"] > second} for out in (cut, whole)]
+    assert losses[0] == losses[1] and losses[0]
+    a, b = (torch.load(out / "checkpoint.pt", weights_only=True)["state_dict"] for out in (cut, whole))
+    assert all(torch.equal(a[k], b[k]) for k in b)

@@ -115,26 +115,89 @@ def interrupted_pretrain(data, out, args, *, after_step):
     thread.join()
 
 
-def test_a_resumed_run_trains_exactly_as_the_uninterrupted_one(tiny, tmp_path, one_thread):  # noqa: F811
-    # The memory path in one process: data order, augmentation, Mixup and drop path all continue from the
-    # checkpoint's random states, so the losses and weights after the resume are the uninterrupted run's.
-    args = dict(preset="smoke", samples=960, input="memory", drop_path=0.1, progress=False)
+def cut_and_resumed(data, out, args, cuts) -> list[int]:
+    """Pre-train into ``out``, interrupted once metrics reach each step of ``cuts`` (each time resumed), then to
+    the end; returns the steps the checkpoints were at."""
+    stopped = []
+    for i, after in enumerate(cuts):
+        interrupted_pretrain(data, out, {**args, "resume": i > 0}, after_step=after)
+        stopped.append(torch.load(out / "checkpoint.pt", weights_only=True)["step"])
+    trainer.pretrain(str(data), out, resume=True, progress=False)
+    return stopped
+
+
+def assert_same_run(cut, whole, stopped):
+    """Every loss logged after the last cut, and the final weights, are the uninterrupted run's."""
+    first_full_log = (stopped[-1] // 5 + 2) * 5  # the first metrics line that averages only resumed steps
+    after = {m["step"]: m["loss"] for m in read_jsonl(cut / "metrics.jsonl") if m["step"] >= first_full_log}
+    expected = {m["step"]: m["loss"] for m in read_jsonl(whole / "metrics.jsonl") if m["step"] >= first_full_log}
+    assert after == expected and after
+    a = torch.load(cut / "checkpoint.pt", weights_only=True)["state_dict"]
+    b = torch.load(whole / "checkpoint.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def prefetching(batches, device, tail, check=None):
+    """``on_device`` as it runs on a GPU, on the CPU: the next batch's tail is done before this one is handed out."""
+    pending = None
+    for batch in batches:
+        if check is not None:
+            check(batch)
+        ready = {"image": tail(batch["image"]), "label": batch["label"]}
+        if pending is not None:
+            yield pending
+        pending = ready
+    if pending is not None:
+        yield pending
+
+
+@pytest.mark.parametrize("path", ["memory", "stream-0", "stream-1", "stream-2", "stream-1-prefetching"])
+def test_a_run_cut_twice_and_resumed_trains_exactly_as_the_uninterrupted_one(tiny, tmp_path, one_thread, path,  # noqa: F811
+                                                                              monkeypatch):
+    # Data order, augmentation (on the device, or in 0, 1 or 2 loader workers, its tail on the device even when
+    # that runs a batch ahead, as on a GPU), Mixup and drop path all continue from the checkpoint's random states
+    # and the stream's position, so the losses and weights after each resume are the uninterrupted run's.
+    kind, _, workers = path.partition("-")
+    workers, _, prefetch = workers.partition("-")
+    if prefetch:
+        monkeypatch.setattr(trainer.data.inputs, "on_device", prefetching)
+    args = dict(preset="smoke", samples=960, input=kind, drop_path=0.1, progress=False)
+    if workers:
+        args.update(workers=int(workers), shuffle_buffer=5)
     whole = trainer.pretrain(str(tiny), tmp_path / "whole", **args)
     out = tmp_path / "cut"
+    stopped = cut_and_resumed(tiny, out, args, cuts=[12, 31])
+    assert 12 <= stopped[0] < 31 <= stopped[1] < 60
+    assert whole["steps"] == 60
+    assert_same_run(out, tmp_path / "whole", stopped)
 
-    interrupted_pretrain(tiny, out, args, after_step=20)
-    stopped = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
-    assert 20 <= stopped < 60
-    resumed = trainer.pretrain(str(tiny), out, resume=True, progress=False)
-    assert resumed["steps"] == whole["steps"] == 60
-    first_full_log = (stopped // 5 + 2) * 5  # the first metrics line that averages only resumed steps
-    after = {m["step"]: m["loss"] for m in read_jsonl(out / "metrics.jsonl") if m["step"] >= first_full_log}
-    expected = {m["step"]: m["loss"] for m in read_jsonl(tmp_path / "whole" / "metrics.jsonl")
-                if m["step"] >= first_full_log}
-    assert after == expected and after
-    a = torch.load(out / "checkpoint.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in b)
+
+@pytest.mark.parametrize("layout", ["one process", "generator"])
+def test_checkpoints_of_earlier_layouts_still_resume_exactly(tiny, tmp_path, one_thread, layout):  # noqa: F811
+    # Before every rank's states were kept, "rng" was one dict; before that, the memory input's generator
+    # sat in it as "generator".
+    args = dict(preset="smoke", samples=480, input="memory", drop_path=0.1, progress=False)
+    trainer.pretrain(str(tiny), tmp_path / "whole", **args)
+    out = tmp_path / "cut"
+    interrupted_pretrain(tiny, out, args, after_step=10)
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    rng = checkpoint["rng"][0]
+    if layout == "generator":
+        rng["generator"] = rng.pop("input")["generator"]
+    torch.save({**checkpoint, "rng": rng}, out / "checkpoint.pt")
+    trainer.pretrain(str(tiny), out, resume=True, progress=False)
+    assert_same_run(out, tmp_path / "whole", [checkpoint["step"]])
+
+
+def test_a_stream_resumed_with_other_workers_goes_on_with_one_warning(tiny, tmp_path, capfd):  # noqa: F811
+    args = dict(preset="smoke", samples=480, input="stream", workers=0, progress=False)
+    out = tmp_path / "cut"
+    interrupted_pretrain(tiny, out, args, after_step=10)
+    capfd.readouterr()
+    assert trainer.pretrain(str(tiny), out, resume=True, workers=1, progress=False)["steps"] == 30
+    warnings = [line for line in capfd.readouterr().err.splitlines() if line.startswith("Warning")]
+    assert warnings == ["Warning: the stream was saved with other settings (workers 0 -> 1): the run goes on from "
+                        "the start of its pass, not with the batches the uncut run would have had"]
 
 
 def test_an_interrupted_run_saves_and_resume_continues_the_same_schedule(tiny, tmp_path):  # noqa: F811

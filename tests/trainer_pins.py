@@ -3,7 +3,9 @@
 The values there hold the trainer to what it learnt when they were recorded (``tests/test_trainer_pins.py``):
 first before its input and loop were restructured; again when the stream input's normalisation and random
 erasing moved onto the device and fine-tuning got the memory input (the pre-training memory run kept its
-values). To record them again (only for a change that is meant to alter what a run learns):
+values); the stream input's run again when its augmentation came to draw by sample and step (seeded, for an
+exact resume), which changes its draws and nothing else. To record them again (only for a change that is meant
+to alter what a run learns):
 
     .venv/bin/python tests/trainer_pins.py > tests/data/trainer-pins.json
 

@@ -173,7 +173,8 @@ def train(training: Training, batches: Iterable[dict[str, Any]], steps: Steps, *
 
     Every ``log_every`` steps (and at the end) ``log`` gets a record: step, epoch, mean loss, lr, samples/s,
     the share of time spent waiting for data, the damaged shards and skipped samples ``problems`` reports,
-    seconds since the loop began. ``save(step)`` runs every ``save_every`` steps and at the end, on rank 0;
+    seconds since the loop began. ``save(step)`` runs every ``save_every`` steps and at the end, on every rank
+    at the same step (it may gather from the ranks; it writes on rank 0);
     ``evaluate()`` after every ``eval_every`` epochs and at the end, its figures logged with the step and epoch.
     SIGINT/SIGTERM end the loop after the current step (under DDP at the next logging step, where the ranks
     agree), saving first if it can, with KeyboardInterrupt. Returns steps, last loss, samples/s, damaged shards.
@@ -196,7 +197,8 @@ def train(training: Training, batches: Iterable[dict[str, Any]], steps: Steps, *
             except RuntimeError:  # a loader worker died: after a stop request, a signal that came before it could
                 if not stop[0]:   # ignore it
                     raise
-                _interrupted(step, steps.total, d, save)
+                # Under DDP the other ranks are not at this point: nothing can be gathered from them.
+                _interrupted(step, steps.total, d, save if d.world == 1 else None)
             waited += time.perf_counter() - t0
             step += 1
             losses += training.step(batch, step)
@@ -224,8 +226,7 @@ def train(training: Training, batches: Iterable[dict[str, Any]], steps: Steps, *
                 count, waited, tick = 0, 0.0, time.perf_counter()
             if stopping and step < steps.total:
                 _interrupted(step, steps.total, d, save)
-            if save is not None and d.main and (step == steps.total or (steps.save_every
-                                                                       and step % steps.save_every == 0)):
+            if save is not None and (step == steps.total or (steps.save_every and step % steps.save_every == 0)):
                 save(step)
             if evaluate is not None and steps.evaluates_after(step):
                 result = evaluate()
@@ -241,9 +242,10 @@ def train(training: Training, batches: Iterable[dict[str, Any]], steps: Steps, *
 
 def _interrupted(step: int, total: int, d: Dist, save: Callable[[int], None] | None) -> None:
     """Save at ``step`` (where the loop can) and stop with KeyboardInterrupt (the command line's exit code 130)."""
+    if save is not None:
+        save(step)
     if d.main:
         if save is not None:
-            save(step)
             print(f"Interrupted at step {step} of {total}: checkpoint saved; --resume continues the run.",
                   file=sys.stderr)
         else:

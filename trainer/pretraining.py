@@ -99,6 +99,19 @@ def _settings(overrides: dict[str, Any], preset: str, checkpoint: dict | None) -
     return config
 
 
+def _saved_random_state(checkpoint: dict | None, d: distributed.Dist) -> dict[str, Any] | None:
+    """This rank's random states in ``checkpoint``, where it holds them for as many processes as there are now."""
+    saved = checkpoint.get("rng") if checkpoint is not None else None
+    if isinstance(saved, dict):  # written when only one process's states were kept
+        saved = [saved]
+    if saved is None or len(saved) == d.world:
+        return saved[d.rank] if saved else None
+    if d.main:
+        sys.stderr.write(f"Warning: the run was saved by {len(saved)} processes, not {d.world}: it goes on from its "
+                         "step with other random draws, not as it would have\n")
+    return None
+
+
 @takes_settings("pretrain")
 def pretrain(
     data: str,
@@ -149,7 +162,8 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
     # and after a resume, but are the same from run to run. A checkpoint that holds the states the run drew
     # from (an input that can continue its draws) puts them back: the run then continues exactly.
     random_seed(config["seed"] + start, d.rank)
-    input_state = set_random_state(checkpoint["rng"]) if checkpoint is not None and "rng" in checkpoint else None
+    saved = _saved_random_state(checkpoint, d)
+    input_state = set_random_state(saved) if saved is not None else None
     batches = data_input.batches(batch_size=plan.batch_per_process, steps=plan.total_steps - start, start=start,
                                  steps_per_epoch=plan.steps_per_epoch, state=input_state)
     per_epoch = plan.steps_per_epoch
@@ -159,10 +173,13 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
         "cores": distributed.usable_cores(), "precision": training.precision.name, "device": str(d.device)}
 
     def save(step: int) -> None:
+        # Every rank's random states (each draws its own augmentation, Mixup and drop path), gathered to rank 0.
+        rng = distributed.gather(random_state(data_input.state()), d)
+        if not d.main:
+            return
         state = {"format": FORMAT, **training.state_dict(), "step": step,
-                 "epoch": step / per_epoch if per_epoch else None, "num_classes": num_classes, "config": config}
-        if (saved := data_input.state()) is not None:
-            state["rng"] = random_state(saved)
+                 "epoch": step / per_epoch if per_epoch else None, "num_classes": num_classes, "config": config,
+                 "rng": rng}
         save_checkpoint(out / runs.CHECKPOINT, state)
 
     metrics = None

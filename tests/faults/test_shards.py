@@ -72,7 +72,7 @@ def read_all(urls):
     problems = Problems()
     shards = ({"url": u, "pass": 0, "share": None, "shards": len(urls)} for u in urls)
     samples = D.decode_samples(problems)(D.read_samples(problems)(shards))
-    return [(key, label) for _, label, key, _ in samples], problems
+    return [(key, label) for _, label, key, *_ in samples], problems
 
 
 @pytest.mark.parametrize("kind", ["byte flip in a shard", "byte flip in a label", "shard truncated"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -91,20 +92,53 @@ class StreamInput(TrainInput):
         # tail_on_device=False: the whole transform in the workers, as before the tail moved (for comparison)
         self.transform = train_transform(config, use_prefetcher=tail_on_device)
         self.tail = train_tail(config, d.device) if tail_on_device else _to_float
-        self.log = None
+        self.log = self.loader = self.position = None
+        self.layout: dict[str, int] = {}
 
     def batches(self, *, batch_size, steps, start=0, steps_per_epoch=None, state=None):
         if isinstance(self.data, ImageList):
             return on_device(self._dataset_batches(batch_size, steps), self.d.device, self.tail, self._check)
-        from .stream import ProblemLog, create_loader
+        from .stream import ProblemLog, SeededTail, create_loader
 
         self.log = ProblemLog()
-        loader = create_loader(self.data, transform=self.transform, batch_size=batch_size, steps=steps,
-                               workers=self.workers, seed=self.config["seed"],
-                               start_pass=start // steps_per_epoch if steps_per_epoch else start, rank=self.d.rank,
-                               world=self.d.world, shuffle_buffer=self.config["shuffle_buffer"],
-                               pin_memory=self.d.device.type == "cuda", worker_init_fn=leave_stops_to_parent)
-        return on_device(loader, self.d.device, self.tail, self._check)
+        # What the stream's batches depend on besides the seed and the data: a saved position holds only
+        # for the same.
+        self.layout = {"world": self.d.world, "workers": self.workers, "batch_size": batch_size,
+                       "shuffle_buffer": self.config["shuffle_buffer"], "seed": self.config["seed"]}
+        position = None
+        if state is not None and state.get("layout") == self.layout:
+            position = state["position"]
+        elif state is not None:
+            changed = ", ".join(f"{k} {state['layout'].get(k)} -> {v}" for k, v in self.layout.items()
+                                if state["layout"].get(k) != v)
+            if self.d.main:
+                sys.stderr.write(f"Warning: the stream was saved with other settings ({changed}): the run goes on "
+                                 "from the start of its pass, not with the batches the uncut run would have had\n")
+        self.loader = create_loader(self.data, transform=self.transform, batch_size=batch_size, steps=steps,
+                                    workers=self.workers, seed=self.config["seed"],
+                                    start_pass=start // steps_per_epoch if steps_per_epoch else start,
+                                    rank=self.d.rank, world=self.d.world, shuffle_buffer=self.config["shuffle_buffer"],
+                                    pin_memory=self.d.device.type == "cuda", worker_init_fn=leave_stops_to_parent,
+                                    position=position)
+        tail = SeededTail(self.tail, seed=self.config["seed"], rank=self.d.rank, start=start, device=self.d.device)
+        return self._handed_out(self.loader, tail)
+
+    def _handed_out(self, loader, tail) -> Iterator[dict[str, torch.Tensor]]:
+        # ``on_device`` may hold a batch ahead (on a GPU): the position is that of the batch the loop gets.
+        positions: deque[dict] = deque()
+
+        def noting(batches):
+            for batch in batches:
+                positions.append(batch["position"])
+                yield batch
+
+        for batch in on_device(noting(loader), self.d.device, tail, self._check):
+            self.position = positions.popleft()
+            yield batch
+
+    def state(self):
+        # Where the batches handed out end: the workers hold nothing else (their draws are seeded by sample).
+        return {"position": self.position, "layout": self.layout} if self.position is not None else None
 
     def _dataset_batches(self, batch_size: int, steps: int) -> Iterator[dict]:
         """A downstream split's batches, epoch after epoch (each a new permutation), ``steps`` in all."""
@@ -202,8 +236,7 @@ class MemoryInput(TrainInput):
         return iter(loader)
 
     def state(self):
-        # Each rank draws from its own generator; rank 0's checkpoint can hold only its own.
-        return {"generator": self.generator.get_state()} if self.d.world == 1 and self.generator is not None else None
+        return {"generator": self.generator.get_state()} if self.generator is not None else None
 
     def problems(self):
         return set(self.held.corrupt_shards), self.held.skipped_samples

@@ -3,13 +3,15 @@
     EpochShards            endless: pass p visits the shards in an order shuffled with (seed, p)
     read_samples           opens each shard (file or http), groups tar members into samples,
                            keeps this consumer's share of the pass, skips a corrupt shard with a warning
-    shuffle_samples        a shuffle buffer of encoded samples, emptied at the end of every pass
+    shuffle_samples        a shuffle buffer of encoded samples, emptied at the end of every pass; numbers
+                           the samples of a pass in the order it lets them out
+    skip_consumed          on a resumed stream, drops (undecoded) what the original stream's batches took
     decode_samples         image bytes -> PIL image (grayscale stays one channel), ``cls`` -> int
-    transform_samples      the training transform
+    transform_samples      the training transform, its random draws seeded by (seed, pass, sample)
     batch_samples          small batches (``WORKER_BATCH``) that never span two passes; each carries
                            its worker's problem log
-    rebatch                in the main process: the workers' small batches, taken in turn, cut into
-                           the rank's batches; a pass's last partial batch is dropped
+    Rebatch                in the main process: the workers' small batches, taken in turn, cut into
+                           the rank's batches; a pass's last partial batch is dropped (``rebatch``)
 
 A *consumer* is one DataLoader worker of one rank (consumer ``rank * workers + worker`` of
 ``world * workers``; rank and world size are passed in, never guessed). Pass p hands every sample
@@ -30,23 +32,28 @@ carried into the next.
 The stream is endless and the loader is cut with ``with_epoch`` to the run's number of steps:
 one set of workers lives for the whole run (the paper's dataset is 3 steps per epoch, so
 restarting workers every epoch would cost more than the epoch). Every draw of pass p is seeded
-with the seed, p and the consumer, never with where the stream started, so a stream started at
-``start_pass`` (a resumed run) gives the same passes as the original stream from that pass on.
+with the seed, p and the consumer (the augmentation's with the sample too), never with where the
+stream started or with a worker's history, so no worker holds a state worth saving: a stream
+started at ``start_pass`` gives the same passes as the original stream from that pass on, and one
+started at a ``Rebatch`` position (a resumed run) gives the very batches that followed it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
+import os
 import random
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 import webdataset as wds
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
+from .rebatch import END, Rebatch, consumed
 from .shardlists import ShardList
 from .shards import SAMPLE_ERRORS, SHARD_ERRORS, Problems, image_and_label, open_image, shard_samples
 from .transforms import stack_images
@@ -119,16 +126,25 @@ def _read_samples(shards: Iterator[dict[str, Any]], problems: Problems) -> Itera
 def _shuffle_samples(samples: Iterator[dict], buffer: int, seed: int, rank: int) -> Iterator[dict]:
     worker = worker_slot()[0]
     for epoch, group in itertools.groupby(samples, key=lambda s: s["__pass__"]):
-        if buffer <= 1:
-            yield from group
-            continue
         # Seeded by the pass alone (not by where the stream started), and emptied at its end, so a
         # pass's samples stay in that pass.
         rng = random.Random(f"{seed}/{epoch}/{rank}/{worker}")
-        yield from wds.shuffle(buffer, initial=buffer, rng=rng)(group)
+        shuffled = wds.shuffle(buffer, initial=buffer, rng=rng) if buffer > 1 else iter
+        for order, sample in enumerate(shuffled(group)):
+            sample["__order__"] = order
+            yield sample
 
 
-def _decode_samples(samples: Iterator[dict], problems: Problems) -> Iterator[tuple[Image.Image, int, str, int]]:
+def _skip_consumed(samples: Iterator[dict], position: dict[str, Any] | None) -> Iterator[dict]:
+    # Before decoding: what a resumed stream skips costs its reading, not its decoding and augmenting.
+    worker = worker_slot()[0]
+    for sample in samples:
+        if sample["__order__"] >= consumed(position, sample["__pass__"], worker):
+            yield sample
+
+
+def _decode_samples(samples: Iterator[dict], problems: Problems) -> Iterator[tuple]:
+    """``(image, label, key, pass, order, shard file name)`` of each readable sample."""
     for sample in samples:
         try:
             encoded, label = image_and_label(sample)
@@ -136,74 +152,73 @@ def _decode_samples(samples: Iterator[dict], problems: Problems) -> Iterator[tup
         except SAMPLE_ERRORS as e:
             problems.bad_sample(sample, e)
             continue
-        yield image, label, sample["__key__"], sample["__pass__"]
+        yield (image, label, sample["__key__"], sample["__pass__"], sample.get("__order__", 0),
+               os.path.basename(sample.get("__url__", "")))
 
 
-def _transform_samples(samples: Iterator[tuple], transform: Callable) -> Iterator[tuple]:
-    for image, *rest in samples:
-        yield transform(image), *rest
+@contextlib.contextmanager
+def seeded(text: str, device: torch.device | None = None) -> Iterator[None]:
+    """Python's, numpy's and torch's global generators (the CPU's, and ``device``'s if a GPU) seeded from ``text``
+    inside the block, and put back after it (the training process's own draws go on as if it had not run)."""
+    generators = [torch.random.default_generator]
+    if device is not None and device.type == "cuda":
+        generators.append(torch.cuda.default_generators[device.index if device.index is not None
+                                                        else torch.cuda.current_device()])
+    saved = random.getstate(), np.random.get_state(), [g.get_state() for g in generators]
+    random.seed(text)
+    np.random.seed(random.getrandbits(32))
+    for g in generators:
+        g.manual_seed(random.getrandbits(63))
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+        for g, state in zip(generators, saved[2], strict=True):
+            g.set_state(state)
+
+
+class SeededTail:
+    """A batch tail (normalisation, random erasing on the device) whose draws for the batch of step ``t`` are
+    seeded by (seed, rank, t): on a GPU the next batch's tail runs while this one trains, so drawing from the
+    run's generators would tie its draws to where the run was cut."""
+
+    def __init__(self, tail: Callable, *, seed: int, rank: int, start: int, device: torch.device):
+        self.tail, self.seed, self.rank, self.step, self.device = tail, seed, rank, start, device
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        self.step += 1
+        with seeded(f"{self.seed}/{self.rank}/{self.step}", self.device):
+            return self.tail(images)
+
+
+def _transform_samples(samples: Iterator[tuple], transform: Callable, seed: int) -> Iterator[tuple]:
+    # timm's transforms draw from the global generators (random, numpy, torch). Seeded by the sample and
+    # its pass, they draw the same whichever worker runs them and whatever came before, so nothing of a
+    # worker needs saving for a resumed run to draw what the uninterrupted one drew.
+    for image, label, key, epoch, order, shard in samples:
+        with seeded(f"{seed}/{epoch}/{shard}/{key}"):
+            image = transform(image)
+        yield image, label, key, epoch, order
 
 
 def _batch_samples(samples: Iterator[tuple], batch_size: int, problems: Problems) -> Iterator[dict[str, Any]]:
+    worker = worker_slot()[0]
     for epoch, group in itertools.groupby(samples, key=lambda s: s[3]):
         while chunk := list(itertools.islice(group, batch_size)):
-            images, labels, keys, _ = zip(*chunk, strict=True)
-            yield {"image": stack_images(images), "label": torch.tensor(labels), "key": list(keys), "pass": epoch,
-                   "problems": problems.snapshot(worker_slot()[0])}
-
-
-def _take(held: list[dict[str, Any]], n: int, pin_memory: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The first ``n`` samples of the small batches ``held`` as one batch, and the small batches left.
-
-    Each image is copied once, straight into the batch (pinned if asked, for an asynchronous copy to the GPU).
-    """
-    first = held[0]["image"]
-    channels = max(b["image"].shape[1] for b in held)  # gray and colour batches: copy_ repeats the gray channel
-    images = torch.empty((n, channels, *first.shape[2:]), dtype=first.dtype, pin_memory=pin_memory)
-    labels, keys, problems, filled = [], [], [], 0
-    for i, b in enumerate(held):
-        k = min(len(b["key"]), n - filled)
-        images[filled:filled + k].copy_(b["image"][:k])
-        labels.append(b["label"][:k])
-        keys += b["key"][:k]
-        problems.append(b["problems"])
-        filled += k
-        if filled == n:
-            left = b["key"][k:]
-            rest = [{**b, "image": b["image"][k:], "label": b["label"][k:], "key": left}] if left else []
-            return ({"image": images, "label": torch.cat(labels), "key": keys, "pass": held[0]["pass"],
-                     "problems": problems}, rest + held[i + 1:])
-    raise ValueError(f"{filled} samples held, {n} asked for")
-
-
-def _rebatch(small: Iterator[dict[str, Any]], batch_size: int, workers: int, pin_memory: bool
-             ) -> Iterator[dict[str, Any]]:
-    # The loader takes the workers' small batches in turn, so a batch holds an equal part of each
-    # worker's share. A pass ends when every worker has sent a batch of a later pass; its partial
-    # batch is dropped, unless the pass gave no full batch at all (then it is carried on).
-    epoch, held, ahead, full = None, [], [], 0
-    for b in small:
-        if epoch is None:
-            epoch = b["pass"]
-        (held if b["pass"] == epoch else ahead).append(b)
-        while ahead and len({a["problems"]["worker"] for a in ahead}) == workers:
-            if full:
-                held = []
-            epoch, full = min(a["pass"] for a in ahead), 0
-            held += [a for a in ahead if a["pass"] == epoch]
-            ahead = [a for a in ahead if a["pass"] != epoch]
-        while sum(len(h["key"]) for h in held) >= batch_size:
-            batch, held = _take(held, batch_size, pin_memory)
-            full += 1
-            yield batch
+            images, labels, keys, _, orders = zip(*chunk, strict=True)
+            yield {"image": stack_images(images), "label": torch.tensor(labels), "key": list(keys),
+                   "order": list(orders), "pass": epoch, "problems": problems.snapshot(worker)}
+    # The stream ended (every shard unreadable): ``Rebatch`` stops waiting for this worker.
+    yield {"image": None, "label": None, "key": [], "order": [], "pass": END, "problems": problems.snapshot(worker)}
 
 
 read_samples = wds.pipelinefilter(_read_samples)
 shuffle_samples = wds.pipelinefilter(_shuffle_samples)
+skip_consumed = wds.pipelinefilter(_skip_consumed)
 decode_samples = wds.pipelinefilter(_decode_samples)
 transform_samples = wds.pipelinefilter(_transform_samples)
 batch_samples = wds.pipelinefilter(_batch_samples)
-rebatch = wds.pipelinefilter(_rebatch)
 # Samples per batch a worker sends: small, so that every batch takes part of every worker's share.
 WORKER_BATCH = 32
 
@@ -218,16 +233,19 @@ def create_pipeline(
     rank: int = 0,
     world: int = 1,
     shuffle_buffer: int = 1000,
+    position: dict[str, Any] | None = None,
 ) -> wds.DataPipeline:
-    """One consumer's endless stream of small batches (``{"image", "label", "key", "pass", "problems"}``),
-    none spanning two passes; ``create_loader`` rebatches them."""
+    """One consumer's endless stream of small batches (``{"image", "label", "key", "order", "pass",
+    "problems"}``), none spanning two passes; ``create_loader`` rebatches them. ``position`` (a ``Rebatch``
+    position, whose pass is ``start_pass``): skip what it says was taken."""
     problems = Problems()  # one per process: each worker gets its own copy
     return wds.DataPipeline(
         EpochShards(urls, seed=seed, start_pass=start_pass, rank=rank, world=world),
         read_samples(problems),
         shuffle_samples(shuffle_buffer, seed, rank),
+        skip_consumed(position),
         decode_samples(problems),
-        transform_samples(transform),
+        transform_samples(transform, seed),
         batch_samples(batch_size, problems),
     )
 
@@ -246,19 +264,29 @@ def create_loader(
     shuffle_buffer: int = 1000,
     pin_memory: bool = False,
     worker_init_fn: Callable[[int], None] | None = None,
+    position: dict[str, Any] | None = None,
 ) -> wds.WebLoader:
-    """A loader that yields exactly ``steps`` batches of ``batch_size`` (per rank) from ``source``."""
+    """A loader that yields exactly ``steps`` batches of ``batch_size`` (per rank) from ``source``; its
+    ``rebatch.position()`` says where the batches handed out so far end, and a loader made with that
+    ``position`` (and the same settings) continues with the batches that came next."""
     producers = max(1, workers)
     small = max(1, min(WORKER_BATCH, batch_size // producers))
+    if position is not None:
+        start_pass = position["pass"]
     pipeline = create_pipeline(source.urls, transform=transform, batch_size=small, seed=seed,
-                               start_pass=start_pass, rank=rank, world=world, shuffle_buffer=shuffle_buffer)
+                               start_pass=start_pass, rank=rank, world=world, shuffle_buffer=shuffle_buffer,
+                               position=position)
+    # A generator of its own: the loader draws its workers' base seed from it instead of from the run's
+    # torch generator, which a resumed run puts back as it was.
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,
-                           persistent_workers=False,
-                           worker_init_fn=worker_init_fn)
+                           persistent_workers=False, worker_init_fn=worker_init_fn,
+                           generator=torch.Generator().manual_seed(seed))
     # Rebatched in this process (and pinned there: the batch is a new tensor). with_epoch on the
     # loader, not on the dataset: on the dataset it would count per worker.
-    loader = loader.compose(rebatch(batch_size, producers, pin_memory))
-    return loader.with_epoch(steps).with_length(steps, silent=True)
+    rebatch = Rebatch(batch_size, producers, small, pin_memory=pin_memory, position=position)
+    loader = loader.compose(rebatch).with_epoch(steps).with_length(steps, silent=True)
+    loader.rebatch = rebatch
+    return loader
 
 
 class ProblemLog:
