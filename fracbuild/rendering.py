@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 import warnings
 import zlib
@@ -109,8 +110,35 @@ def shard_plan(recipe: dict[str, Any]) -> list[tuple[int, int, int]]:
     return [(s, first, min(size, total - first)) for s, first in enumerate(range(0, total, size))]
 
 
+# The process that called render(): its shard tasks run in this process only on the threading backend.
+_render_pid: int | None = None
+_watching = threading.Lock()
+
+
+def _exit_with_parent(poll: float = 0.2) -> None:
+    """In a worker process, exit as soon as the process that started it is gone.
+
+    A render killed with SIGKILL cannot stop its workers, and loky's idle ones wait 300 s for a
+    task before giving up. PR_SET_PDEATHSIG would not do: it fires when the *thread* that forked
+    the worker exits, and loky starts workers from a thread of its own. Once the parent dies the
+    worker is re-parented, which ``getppid`` shows. Started once per process.
+    """
+    if not _watching.acquire(blocking=False):
+        return
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(1)  # no cleanup: the render that resumes removes the partial shard
+
+    threading.Thread(target=watch, name="fracbuild-exit-with-parent", daemon=True).start()
+
+
 def render_shard(recipe: dict[str, Any], out_dir: str, shard: int, first: int, count: int) -> dict[str, Any]:
     """Render samples ``[first, first + count)`` and write them as shard number ``shard``."""
+    if os.getpid() != _render_pid:  # a worker process (loky, dask, ray), not a thread of render()
+        _exit_with_parent()
     source = create_source(recipe)
     _, instances = counts(recipe)
     redraws = 0
@@ -329,6 +357,8 @@ def render(
     """
     from joblib import delayed
 
+    global _render_pid
+    _render_pid = os.getpid()
     recipe = effective_recipe(recipe, classes=classes, delta=delta, perturb=perturb, instances=instances,
                               size=size, points=points, draw=draw, shard_size=shard_size, seed=seed)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0:
