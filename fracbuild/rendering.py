@@ -9,6 +9,7 @@ stopped; ``manifest.json`` is written once every shard is in place.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import sys
@@ -233,15 +234,48 @@ def _reusable(out_dir: Path, recipe: dict, records: list[dict]) -> dict[int, dic
     return kept
 
 
-def prepare_out_dir(out_dir: Path, recipe: dict, force: bool) -> dict[int, dict]:
-    """Create ``out_dir``, refuse another recipe's dataset (unless ``force``), clean temporary
-    files, and return the records of shards that can be kept."""
+@contextlib.contextmanager
+def rendering_alone(out_dir: Path) -> Iterator[None]:
+    """Create ``out_dir`` and hold an exclusive lock on it for the block: a second render into it
+    is refused before it reads or removes anything there.
+
+    The lock is ``flock`` on the directory itself, so a killed render leaves no lock file behind
+    (the kernel drops the lock with the process). Where the file system cannot lock (some network
+    mounts), the render goes on unlocked, as it did before there was a lock.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise FracbuildError(f"{out_dir} is not a directory")
+    while True:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise FracbuildError(f"cannot create {out_dir}: {e.strerror or e}") from None
+        try:
+            fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:  # removed meanwhile by a render that failed before its first shard
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FracbuildError(f"{out_dir} is being rendered by another process; wait for it or render "
+                                 "elsewhere") from None
+        except OSError:
+            pass  # no locks here
+        # The directory locked may have been removed (and made again) between mkdir and open.
+        with contextlib.suppress(OSError):
+            if os.path.samestat(os.fstat(fd), os.stat(out_dir)):
+                break
+        os.close(fd)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise FracbuildError(f"cannot create {out_dir}: {e.strerror or e}") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def prepare_out_dir(out_dir: Path, recipe: dict, force: bool) -> dict[int, dict]:
+    """In ``out_dir`` (which exists), refuse another recipe's dataset (unless ``force``), clean
+    temporary files, and return the records of shards that can be kept."""
     old_recipe, records = _previous(out_dir)
     if isinstance(old_recipe, dict) and "source" not in old_recipe:  # rendered before recipes named it
         old_recipe = {**old_recipe, "source": DEFAULT_SOURCE}
@@ -369,38 +403,39 @@ def render(
         warnings.warn("delta is 0: every class is the same image", stacklevel=2)
     out_dir = Path(out_dir).resolve()  # workers may run elsewhere, on shared storage
     created = not out_dir.exists()
-    done = prepare_out_dir(out_dir, recipe, force)
-    plan = shard_plan(recipe)
-    todo = [spec for spec in plan if spec[0] not in done]
-    total = sum(n for _, _, n in plan)
-    start = time.perf_counter()
-    if todo:
-        journal = _open_journal(out_dir)
-        bar = progress_bar(total=total, initial=total - sum(n for _, _, n in todo), unit="img",
-                           desc=f"render {recipe['name']}", progress=progress, smoothing=0)
-        with journal, _failing_cleanly(out_dir, recipe, created, done), bar:
-            journal.write(json.dumps({"recipe": recipe}) + "\n")
-            for r in done.values():
-                journal.write(json.dumps(r) + "\n")
-            journal.flush()
-            tasks = (delayed(render_shard)(recipe, str(out_dir), *spec) for spec in todo)
-            with parallel_backend(backend, address, jobs) as run:
-                for record in run(tasks):
-                    done[record["shard"]] = record
-                    journal.write(json.dumps(record) + "\n")
-                    journal.flush()
-                    bar.update(record["samples"])
-    seconds = time.perf_counter() - start
-    manifest = write_dataset_files(out_dir, recipe, [done[s] for s, _, _ in plan])
-    _remove_temporary(out_dir, recipe)  # a worker that died mid-shard leaves one; its task ran again
-    with contextlib.suppress(OSError):
-        (out_dir / JOURNAL).unlink()
-    if preview:
-        make_preview(out_dir, out_dir / PREVIEW, manifest=manifest)
-    if write_card(out_dir, manifest, command=command, preview=preview) is None:
-        warnings.warn(f"{out_dir / CARD} is not a fracbuild dataset card: left as it is, no card written",
-                      stacklevel=2)
-    rendered = sum(n for _, _, n in todo)
-    manifest_stats = {"rendered": rendered, "kept": total - rendered, "seconds": seconds,
-                      "images_per_second": rendered / seconds if rendered and seconds > 0 else 0.0}
-    return {**manifest, "run": manifest_stats}
+    with rendering_alone(out_dir):
+        done = prepare_out_dir(out_dir, recipe, force)
+        plan = shard_plan(recipe)
+        todo = [spec for spec in plan if spec[0] not in done]
+        total = sum(n for _, _, n in plan)
+        start = time.perf_counter()
+        if todo:
+            journal = _open_journal(out_dir)
+            bar = progress_bar(total=total, initial=total - sum(n for _, _, n in todo), unit="img",
+                               desc=f"render {recipe['name']}", progress=progress, smoothing=0)
+            with journal, _failing_cleanly(out_dir, recipe, created, done), bar:
+                journal.write(json.dumps({"recipe": recipe}) + "\n")
+                for r in done.values():
+                    journal.write(json.dumps(r) + "\n")
+                journal.flush()
+                tasks = (delayed(render_shard)(recipe, str(out_dir), *spec) for spec in todo)
+                with parallel_backend(backend, address, jobs) as run:
+                    for record in run(tasks):
+                        done[record["shard"]] = record
+                        journal.write(json.dumps(record) + "\n")
+                        journal.flush()
+                        bar.update(record["samples"])
+        seconds = time.perf_counter() - start
+        manifest = write_dataset_files(out_dir, recipe, [done[s] for s, _, _ in plan])
+        _remove_temporary(out_dir, recipe)  # a worker that died mid-shard leaves one; its task ran again
+        with contextlib.suppress(OSError):
+            (out_dir / JOURNAL).unlink()
+        if preview:
+            make_preview(out_dir, out_dir / PREVIEW, manifest=manifest)
+        if write_card(out_dir, manifest, command=command, preview=preview) is None:
+            warnings.warn(f"{out_dir / CARD} is not a fracbuild dataset card: left as it is, no card written",
+                          stacklevel=2)
+        rendered = sum(n for _, _, n in todo)
+        manifest_stats = {"rendered": rendered, "kept": total - rendered, "seconds": seconds,
+                          "images_per_second": rendered / seconds if rendered and seconds > 0 else 0.0}
+        return {**manifest, "run": manifest_stats}

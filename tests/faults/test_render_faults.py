@@ -164,3 +164,31 @@ def test_file_size_limit_mid_shard(job, tmp_path, tally):
         if not survived:
             failures.append((t, one_line, untouched, no_tmp, ok, failed.stderr[-1500:]))
     assert not failures, failures
+
+
+def test_two_renders_into_one_directory(job, tmp_path, tally):
+    cmd, reference = job
+    failures = []
+    for t, rng in enumerate(trials("render/two-at-once")):
+        out = tmp_path / str(t)
+        first = subprocess.Popen([*cmd, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(0, 0.5))
+        after = first.poll() is not None  # then both may finish: they never overlapped
+        second = subprocess.Popen([*cmd, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True)
+        runs = [(p.wait(timeout=300), p.stderr.read().strip().splitlines()) for p in (first, second)]
+        for p in (first, second):
+            p.stderr.close()
+        codes = sorted(code for code, _ in runs)
+        refused = [lines for code, lines in runs if code == 1]
+        # Refused, in one line that names the directory: not failed mid-way for having been overrun.
+        one_refused = (codes == [0, 1] and len(refused[0]) == 1
+                       and f"{out} is being rendered by another process" in refused[0][0])
+        got = shard_bytes(out)
+        lost = sum(got.get(name) != data for name, data in reference.items())
+        clean = not [p for p in out.iterdir() if p.name.startswith(".")]
+        survived = (one_refused or (after and codes == [0, 0])) and lost == 0 and clean and verify(out) == []
+        tally("render: two renders into one directory").record(survived, lost)
+        if not survived:
+            failures.append((t, [(code, lines[-1:]) for code, lines in runs], lost, clean))
+    assert not failures, failures
