@@ -25,6 +25,7 @@ from .backends import parallel_backend
 from .card import CARD, write_card
 from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
 from .dataset import preview as make_preview
+from .durable import sync_dir
 from .errors import FracbuildError
 from .jsonfile import save_json
 from .progress import progress_bar
@@ -292,10 +293,12 @@ def prepare_out_dir(out_dir: Path, recipe: dict, force: bool) -> dict[int, dict]
 
 
 def _remove_temporary(out_dir: Path, recipe: dict) -> None:
-    """Partial shards left by an interrupted or killed worker."""
-    for tmp in out_dir.glob(f".{recipe['name']}-*.tar.*.tmp"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    """Partial shards left by an interrupted or killed worker, and partial dataset files left by a
+    render killed while it wrote them."""
+    for pattern in (f"{recipe['name']}-*.tar", MANIFEST, INFO, CARD):
+        for tmp in out_dir.glob(f".{pattern}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 @contextlib.contextmanager
@@ -326,6 +329,13 @@ def _open_journal(out_dir: Path):
         return open(out_dir / JOURNAL, "w")  # noqa: SIM115 (closed by the caller's with)
     except OSError as e:
         raise FracbuildError(f"cannot write to {out_dir}: {e.strerror or e}") from None
+
+
+def _append(journal, *records: dict) -> None:
+    """Append lines to the journal and make them durable: a resumed render trusts what it reads there."""
+    journal.write("".join(json.dumps(r) + "\n" for r in records))
+    journal.flush()
+    os.fsync(journal.fileno())
 
 
 def write_dataset_files(out_dir: Path, recipe: dict, records: list[dict]) -> dict[str, Any]:
@@ -414,16 +424,13 @@ def render(
             bar = progress_bar(total=total, initial=total - sum(n for _, _, n in todo), unit="img",
                                desc=f"render {recipe['name']}", progress=progress, smoothing=0)
             with journal, _failing_cleanly(out_dir, recipe, created, done), bar:
-                journal.write(json.dumps({"recipe": recipe}) + "\n")
-                for r in done.values():
-                    journal.write(json.dumps(r) + "\n")
-                journal.flush()
+                _append(journal, {"recipe": recipe}, *done.values())
+                sync_dir(out_dir)  # the journal's own entry, before anything it records
                 tasks = (delayed(render_shard)(recipe, str(out_dir), *spec) for spec in todo)
                 with parallel_backend(backend, address, jobs) as run:
                     for record in run(tasks):
                         done[record["shard"]] = record
-                        journal.write(json.dumps(record) + "\n")
-                        journal.flush()
+                        _append(journal, record)
                         bar.update(record["samples"])
         seconds = time.perf_counter() - start
         manifest = write_dataset_files(out_dir, recipe, [done[s] for s, _, _ in plan])

@@ -192,3 +192,59 @@ def test_two_renders_into_one_directory(job, tmp_path, tally):
         if not survived:
             failures.append((t, [(code, lines[-1:]) for code, lines in runs], lost, clean))
     assert not failures, failures
+
+
+def crash_state(out, complete, reference, rng) -> str:
+    """Write into ``out`` what a power loss at a random shard may leave of the render in ``complete``,
+    given that files are fsynced before their rename and journal lines as they come: never a renamed
+    file with data missing, but a rename or a journal line lost, a line torn. Returns what it left."""
+    manifest = json.loads((complete / "manifest.json").read_text())
+    records = [{"shard": i, **r} for i, r in enumerate(manifest["shards"])]
+    k = rng.randrange(len(records))
+    state = rng.choice(["written, not renamed", "renamed, not recorded", "its line torn", "manifest half-written"])
+    if state == "manifest half-written":
+        k = len(records)
+    out.mkdir()
+    for r in records[:k]:
+        (out / r["file"]).write_bytes(reference[r["file"]])
+    lines = [json.dumps({"recipe": manifest["recipe"]}), *(json.dumps(r) for r in records[:k])]
+    journal = "".join(line + "\n" for line in lines)
+    if state == "manifest half-written":  # timm's index is written first, then the manifest
+        (out / "_info.json").write_bytes((complete / "_info.json").read_bytes())
+        text = (complete / "manifest.json").read_bytes()
+        (out / f".manifest.json.{rng.randrange(2, 1 << 22)}.tmp").write_bytes(text[:rng.randrange(len(text))])
+    else:
+        name = records[k]["file"]
+        if state == "written, not renamed":
+            (out / f".{name}.{rng.randrange(2, 1 << 22)}.tmp").write_bytes(reference[name])
+        else:
+            (out / name).write_bytes(reference[name])
+        if state == "its line torn":
+            line = json.dumps(records[k])
+            journal += line[:rng.randrange(1, len(line))]
+        if k + 1 < len(records) and rng.random() < 0.5:  # the other worker's shard, half-written
+            other = records[k + 1]["file"]
+            (out / f".{other}.{rng.randrange(2, 1 << 22)}.tmp").write_bytes(
+                reference[other][:rng.randrange(len(reference[other]))])
+    (out / JOURNAL).write_text(journal)
+    return f"{state} at shard {k}"
+
+
+def test_crash_between_write_and_rename(job, tmp_path, tally):
+    cmd, reference = job
+    complete = tmp_path / "complete"
+    assert subprocess.run([*cmd, "-o", str(complete)], capture_output=True, timeout=300).returncode == 0
+    failures = []
+    for t, rng in enumerate(trials("render/crash-before-rename")):
+        out = tmp_path / str(t)
+        state = crash_state(out, complete, reference, rng)
+        # The shards the journal records are kept as they are, the rest rendered again.
+        recorded = [json.loads(line)["file"] for line in (out / JOURNAL).read_text().splitlines()[1:]
+                    if line.endswith("}")]
+        kept = {name: (out / name).stat().st_mtime_ns for name in recorded}
+        ok, lost = survives(cmd, out, reference)
+        untouched = {name: (out / name).stat().st_mtime_ns for name in recorded} == kept
+        tally("render: crash between write and rename").record(ok and untouched, lost)
+        if not (ok and untouched):
+            failures.append((t, state, lost, untouched, sorted(p.name for p in out.iterdir())))
+    assert not failures, failures
