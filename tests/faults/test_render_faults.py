@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +37,36 @@ def job(tmp_path_factory):
     render(recipe, root / "ref", jobs=1, progress=False, preview=False)
     cmd = [sys.executable, "-m", "fracbuild", "render", str(root / "r.json"), "--jobs", "2", "--no-preview"]
     return cmd, shard_bytes(root / "ref")
+
+
+@pytest.fixture(scope="module")
+def small_job(tmp_path_factory):
+    """A recipe of 48 one-image shards, whose manifest is larger than any shard or journal: its
+    command, the shards of an uninterrupted render, and that render's directory."""
+    from fracbuild.recipe import load_recipe
+
+    root = tmp_path_factory.mktemp("render-faults-small")
+    recipe = load_recipe(os.path.join(os.path.dirname(__file__), "..", "..", "manifests", "1p-frac.json"))
+    recipe["perturb"]["classes"] = 48
+    recipe["render"].update(size=16, points=2000, shard_size=1)
+    (root / "r.json").write_text(json.dumps(recipe))
+    render(recipe, root / "ref", jobs=1, progress=False, preview=False)
+    cmd = [sys.executable, "-m", "fracbuild", "render", str(root / "r.json"), "--jobs", "2", "--no-preview"]
+    return cmd, shard_bytes(root / "ref"), root / "ref"
+
+
+def journal_bytes(ref) -> int:
+    """The size of the journal of a complete render of ``ref``'s recipe (its lines' order aside)."""
+    m = json.loads((ref / "manifest.json").read_text())
+    lines = [{"recipe": m["recipe"]}, *({"shard": i, **r} for i, r in enumerate(m["shards"]))]
+    return sum(len(json.dumps(line)) + 1 for line in lines)
+
+
+def failed_at_the_manifest(run, out, reason: str) -> bool:
+    """Failed in one line that names manifest.json and ``reason``, leaving no temporary file."""
+    lines = run.stderr.strip().splitlines()
+    return (run.returncode == 1 and len(lines) == 1 and str(out / "manifest.json") in lines[0]
+            and reason in lines[0] and not [p for p in out.iterdir() if p.name.endswith(".tmp")])
 
 
 def children(pid: int) -> list[int]:
@@ -247,4 +278,39 @@ def test_crash_between_write_and_rename(job, tmp_path, tally):
         tally("render: crash between write and rename").record(ok and untouched, lost)
         if not (ok and untouched):
             failures.append((t, state, lost, untouched, sorted(p.name for p in out.iterdir())))
+    assert not failures, failures
+
+
+def test_file_size_limit_during_the_manifest_write(small_job, tmp_path, tally):
+    cmd, reference, ref = small_job
+    manifest = (ref / "manifest.json").stat().st_size
+    least = max(journal_bytes(ref), (ref / "_info.json").stat().st_size, *map(len, reference.values()))
+    assert least < manifest, "the recipe must make the manifest the largest file"
+    failures = []
+    for t, rng in enumerate(trials("render/fsize-manifest")):
+        out = tmp_path / str(t)
+        limit = rng.randrange(least + 1, manifest)
+        # A new render, or one over a complete dataset of the same recipe (its manifest must survive).
+        over = rng.random() < 0.5
+        if over:
+            shutil.copytree(ref, out)
+        before = (ref / "manifest.json").read_bytes()
+
+        def limited(limit=limit):
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+        failed = subprocess.run([*cmd, "-o", str(out), *(["--force"] if over else [])], capture_output=True,
+                                text=True, timeout=300, preexec_fn=limited)
+        one_line = failed_at_the_manifest(failed, out, "File too large")
+        intact = shard_bytes(out) == reference
+        if over:  # the dataset as it was: its manifest, whole, and nothing to resume from
+            kept = (out / "manifest.json").read_bytes() == before and not (out / JOURNAL).exists()
+            kept = kept and verify(out) == []
+        else:
+            kept = not (out / "manifest.json").exists() and (out / JOURNAL).exists()
+        ok, lost = survives(cmd, out, reference)
+        survived = one_line and intact and kept and ok
+        tally("render: file-size limit during the manifest write").record(survived, lost)
+        if not survived:
+            failures.append((t, limit, over, one_line, intact, kept, ok, failed.stderr[-500:]))
     assert not failures, failures
