@@ -314,3 +314,42 @@ def test_file_size_limit_during_the_manifest_write(small_job, tmp_path, tally):
         if not survived:
             failures.append((t, limit, over, one_line, intact, kept, ok, failed.stderr[-500:]))
     assert not failures, failures
+
+
+def test_disk_full_during_the_manifest_write(small_job, tmp_path, tally):
+    cmd, reference, ref = small_job
+    page = os.sysconf("SC_PAGE_SIZE")  # tmpfs counts whole pages
+
+    def pages(n: int) -> int:
+        return -(-n // page) * page
+
+    manifest = (ref / "manifest.json").stat().st_size
+    # What the render holds when it starts the manifest: shards, the journal, timm's index.
+    held = sum(pages(len(b)) for b in reference.values()) + pages(journal_bytes(ref))
+    held += pages((ref / "_info.json").stat().st_size)
+    failures = []
+    for t, rng in enumerate(trials("render/enospc-manifest")):
+        disk = tmp_path / str(t)
+        disk.mkdir()
+        free = rng.randrange(0, pages(manifest) - page + 1)  # room for all but the manifest's last page
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={held + free}", "tmpfs", str(disk)],
+                                 capture_output=True, text=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs to fill: {mounted.stderr.strip()}")
+        try:
+            out = disk / "out"
+            failed = subprocess.run([*cmd, "-o", str(out)], capture_output=True, text=True, timeout=300)
+            left = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+            one_line = failed_at_the_manifest(failed, out, "No space left on device")
+            intact = shard_bytes(out) == reference if out.exists() else False
+            kept = not (out / "manifest.json").exists() and (out / JOURNAL).exists()
+            # Space freed, the same command completes from the same data.
+            subprocess.run(["mount", "-o", f"remount,size={2 * held + 4 * manifest}", str(disk)], check=True)
+            ok, lost = survives(cmd, out, reference)
+        finally:
+            subprocess.run(["umount", str(disk)], check=True)
+        survived = one_line and intact and kept and ok
+        tally("render: disk full during the manifest write").record(survived, lost)
+        if not survived:
+            failures.append((t, free, left, one_line, intact, kept, ok, failed.stderr[-500:]))
+    assert not failures, failures
