@@ -22,6 +22,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from .durable import write_text
+
 CARD = "README.md"
 MARKER = "<!-- fracbuild dataset card"
 CHECKED = ("size_categories", "configs", "dataset_info")  # the front matter's statements about the data
@@ -208,7 +210,7 @@ def write_card(out_dir: str | Path, manifest: dict[str, Any], *, command: list[s
         command = shlex.join(command)
     text = card_text(manifest, first_examples(out_dir, manifest), summary=info(out_dir), command=command,
                      preview=preview)
-    path.write_text(text)
+    write_text(path, text)  # written aside and renamed in: a crash never leaves half a card
     return path
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from .durable import write_text
 from .errors import FracbuildError
 
 
@@ -22,18 +22,13 @@ def check_output(path: str | os.PathLike, force: bool = False) -> Path:
 
 
 def save_json(obj: Any, path: str | os.PathLike, force: bool = False) -> Path:
-    """Write JSON atomically (temporary file, then rename): a reader never sees half a file."""
+    """Write JSON atomically and durably (temporary file, fsync, rename): a reader, or a crash,
+    never leaves half a file."""
     path = check_output(path, force)
-    # A sibling temporary file (created with the umask's permissions) and an atomic rename.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w") as f:
-            f.write(to_json(obj) + "\n")
-        os.replace(tmp, path)
+        write_text(path, to_json(obj) + "\n")
     except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise FracbuildError(f"cannot write {path}: {e.strerror or e}") from None
     return path
 

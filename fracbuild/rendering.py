@@ -9,9 +9,11 @@ stopped; ``manifest.json`` is written once every shard is in place.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import sys
+import threading
 import time
 import warnings
 import zlib
@@ -23,6 +25,7 @@ from .backends import parallel_backend
 from .card import CARD, write_card
 from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
 from .dataset import preview as make_preview
+from .durable import sync_dir
 from .errors import FracbuildError
 from .jsonfile import save_json
 from .progress import progress_bar
@@ -109,8 +112,35 @@ def shard_plan(recipe: dict[str, Any]) -> list[tuple[int, int, int]]:
     return [(s, first, min(size, total - first)) for s, first in enumerate(range(0, total, size))]
 
 
+# The process that called render(): its shard tasks run in this process only on the threading backend.
+_render_pid: int | None = None
+_watching = threading.Lock()
+
+
+def _exit_with_parent(poll: float = 0.2) -> None:
+    """In a worker process, exit as soon as the process that started it is gone.
+
+    A render killed with SIGKILL cannot stop its workers, and loky's idle ones wait 300 s for a
+    task before giving up. PR_SET_PDEATHSIG would not do: it fires when the *thread* that forked
+    the worker exits, and loky starts workers from a thread of its own. Once the parent dies the
+    worker is re-parented, which ``getppid`` shows. Started once per process.
+    """
+    if not _watching.acquire(blocking=False):
+        return
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(1)  # no cleanup: the render that resumes removes the partial shard
+
+    threading.Thread(target=watch, name="fracbuild-exit-with-parent", daemon=True).start()
+
+
 def render_shard(recipe: dict[str, Any], out_dir: str, shard: int, first: int, count: int) -> dict[str, Any]:
     """Render samples ``[first, first + count)`` and write them as shard number ``shard``."""
+    if os.getpid() != _render_pid:  # a worker process (loky, dask, ray), not a thread of render()
+        _exit_with_parent()
     source = create_source(recipe)
     _, instances = counts(recipe)
     redraws = 0
@@ -205,15 +235,48 @@ def _reusable(out_dir: Path, recipe: dict, records: list[dict]) -> dict[int, dic
     return kept
 
 
-def prepare_out_dir(out_dir: Path, recipe: dict, force: bool) -> dict[int, dict]:
-    """Create ``out_dir``, refuse another recipe's dataset (unless ``force``), clean temporary
-    files, and return the records of shards that can be kept."""
+@contextlib.contextmanager
+def rendering_alone(out_dir: Path) -> Iterator[None]:
+    """Create ``out_dir`` and hold an exclusive lock on it for the block: a second render into it
+    is refused before it reads or removes anything there.
+
+    The lock is ``flock`` on the directory itself, so a killed render leaves no lock file behind
+    (the kernel drops the lock with the process). Where the file system cannot lock (some network
+    mounts), the render goes on unlocked, as it did before there was a lock.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise FracbuildError(f"{out_dir} is not a directory")
+    while True:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise FracbuildError(f"cannot create {out_dir}: {e.strerror or e}") from None
+        try:
+            fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:  # removed meanwhile by a render that failed before its first shard
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FracbuildError(f"{out_dir} is being rendered by another process; wait for it or render "
+                                 "elsewhere") from None
+        except OSError:
+            pass  # no locks here
+        # The directory locked may have been removed (and made again) between mkdir and open.
+        with contextlib.suppress(OSError):
+            if os.path.samestat(os.fstat(fd), os.stat(out_dir)):
+                break
+        os.close(fd)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise FracbuildError(f"cannot create {out_dir}: {e.strerror or e}") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def prepare_out_dir(out_dir: Path, recipe: dict, force: bool) -> dict[int, dict]:
+    """In ``out_dir`` (which exists), refuse another recipe's dataset (unless ``force``), clean
+    temporary files, and return the records of shards that can be kept."""
     old_recipe, records = _previous(out_dir)
     if isinstance(old_recipe, dict) and "source" not in old_recipe:  # rendered before recipes named it
         old_recipe = {**old_recipe, "source": DEFAULT_SOURCE}
@@ -230,10 +293,12 @@ def prepare_out_dir(out_dir: Path, recipe: dict, force: bool) -> dict[int, dict]
 
 
 def _remove_temporary(out_dir: Path, recipe: dict) -> None:
-    """Partial shards left by an interrupted or killed worker."""
-    for tmp in out_dir.glob(f".{recipe['name']}-*.tar.*.tmp"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    """Partial shards left by an interrupted or killed worker, and partial dataset files left by a
+    render killed while it wrote them."""
+    for pattern in (f"{recipe['name']}-*.tar", MANIFEST, INFO, CARD):
+        for tmp in out_dir.glob(f".{pattern}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 @contextlib.contextmanager
@@ -264,6 +329,13 @@ def _open_journal(out_dir: Path):
         return open(out_dir / JOURNAL, "w")  # noqa: SIM115 (closed by the caller's with)
     except OSError as e:
         raise FracbuildError(f"cannot write to {out_dir}: {e.strerror or e}") from None
+
+
+def _append(journal, *records: dict) -> None:
+    """Append lines to the journal and make them durable: a resumed render trusts what it reads there."""
+    journal.write("".join(json.dumps(r) + "\n" for r in records))
+    journal.flush()
+    os.fsync(journal.fileno())
 
 
 def write_dataset_files(out_dir: Path, recipe: dict, records: list[dict]) -> dict[str, Any]:
@@ -329,6 +401,8 @@ def render(
     """
     from joblib import delayed
 
+    global _render_pid
+    _render_pid = os.getpid()
     recipe = effective_recipe(recipe, classes=classes, delta=delta, perturb=perturb, instances=instances,
                               size=size, points=points, draw=draw, shard_size=shard_size, seed=seed)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0:
@@ -339,38 +413,36 @@ def render(
         warnings.warn("delta is 0: every class is the same image", stacklevel=2)
     out_dir = Path(out_dir).resolve()  # workers may run elsewhere, on shared storage
     created = not out_dir.exists()
-    done = prepare_out_dir(out_dir, recipe, force)
-    plan = shard_plan(recipe)
-    todo = [spec for spec in plan if spec[0] not in done]
-    total = sum(n for _, _, n in plan)
-    start = time.perf_counter()
-    if todo:
-        journal = _open_journal(out_dir)
-        bar = progress_bar(total=total, initial=total - sum(n for _, _, n in todo), unit="img",
-                           desc=f"render {recipe['name']}", progress=progress, smoothing=0)
-        with journal, _failing_cleanly(out_dir, recipe, created, done), bar:
-            journal.write(json.dumps({"recipe": recipe}) + "\n")
-            for r in done.values():
-                journal.write(json.dumps(r) + "\n")
-            journal.flush()
-            tasks = (delayed(render_shard)(recipe, str(out_dir), *spec) for spec in todo)
-            with parallel_backend(backend, address, jobs) as run:
-                for record in run(tasks):
-                    done[record["shard"]] = record
-                    journal.write(json.dumps(record) + "\n")
-                    journal.flush()
-                    bar.update(record["samples"])
-    seconds = time.perf_counter() - start
-    manifest = write_dataset_files(out_dir, recipe, [done[s] for s, _, _ in plan])
-    _remove_temporary(out_dir, recipe)  # a worker that died mid-shard leaves one; its task ran again
-    with contextlib.suppress(OSError):
-        (out_dir / JOURNAL).unlink()
-    if preview:
-        make_preview(out_dir, out_dir / PREVIEW, manifest=manifest)
-    if write_card(out_dir, manifest, command=command, preview=preview) is None:
-        warnings.warn(f"{out_dir / CARD} is not a fracbuild dataset card: left as it is, no card written",
-                      stacklevel=2)
-    rendered = sum(n for _, _, n in todo)
-    manifest_stats = {"rendered": rendered, "kept": total - rendered, "seconds": seconds,
-                      "images_per_second": rendered / seconds if rendered and seconds > 0 else 0.0}
-    return {**manifest, "run": manifest_stats}
+    with rendering_alone(out_dir):
+        done = prepare_out_dir(out_dir, recipe, force)
+        plan = shard_plan(recipe)
+        todo = [spec for spec in plan if spec[0] not in done]
+        total = sum(n for _, _, n in plan)
+        start = time.perf_counter()
+        if todo:
+            journal = _open_journal(out_dir)
+            bar = progress_bar(total=total, initial=total - sum(n for _, _, n in todo), unit="img",
+                               desc=f"render {recipe['name']}", progress=progress, smoothing=0)
+            with journal, _failing_cleanly(out_dir, recipe, created, done), bar:
+                _append(journal, {"recipe": recipe}, *done.values())
+                sync_dir(out_dir)  # the journal's own entry, before anything it records
+                tasks = (delayed(render_shard)(recipe, str(out_dir), *spec) for spec in todo)
+                with parallel_backend(backend, address, jobs) as run:
+                    for record in run(tasks):
+                        done[record["shard"]] = record
+                        _append(journal, record)
+                        bar.update(record["samples"])
+        seconds = time.perf_counter() - start
+        manifest = write_dataset_files(out_dir, recipe, [done[s] for s, _, _ in plan])
+        _remove_temporary(out_dir, recipe)  # a worker that died mid-shard leaves one; its task ran again
+        with contextlib.suppress(OSError):
+            (out_dir / JOURNAL).unlink()
+        if preview:
+            make_preview(out_dir, out_dir / PREVIEW, manifest=manifest)
+        if write_card(out_dir, manifest, command=command, preview=preview) is None:
+            warnings.warn(f"{out_dir / CARD} is not a fracbuild dataset card: left as it is, no card written",
+                          stacklevel=2)
+        rendered = sum(n for _, _, n in todo)
+        manifest_stats = {"rendered": rendered, "kept": total - rendered, "seconds": seconds,
+                          "images_per_second": rendered / seconds if rendered and seconds > 0 else 0.0}
+        return {**manifest, "run": manifest_stats}

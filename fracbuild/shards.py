@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .codec import decode_png, encode_png
+from .durable import replace_synced, temporary
 from .errors import FracbuildError
 
 MTIME = 0
@@ -90,7 +91,7 @@ def write_shard(path: Path, samples: Iterator[tuple[int, np.ndarray, dict]]) -> 
     Returns the shard's record: samples, bytes, sha256 of the file, and sha256 of the decoded
     pixels (which, unlike the PNG bytes, does not depend on the zlib build).
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary(path)
     pixels = hashlib.sha256()
     count = 0
     try:
@@ -103,9 +104,7 @@ def write_shard(path: Path, samples: Iterator[tuple[int, np.ndarray, dict]]) -> 
                         _add(tar, f"{key}.{ext}", data)
                     pixels.update(image.tobytes())
                     count += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+            replace_synced(f, tmp, path)
     except OSError as e:
         with contextlib.suppress(OSError):
             tmp.unlink()

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,36 @@ def job(tmp_path_factory):
     return cmd, shard_bytes(root / "ref")
 
 
+@pytest.fixture(scope="module")
+def small_job(tmp_path_factory):
+    """A recipe of 48 one-image shards, whose manifest is larger than any shard or journal: its
+    command, the shards of an uninterrupted render, and that render's directory."""
+    from fracbuild.recipe import load_recipe
+
+    root = tmp_path_factory.mktemp("render-faults-small")
+    recipe = load_recipe(os.path.join(os.path.dirname(__file__), "..", "..", "manifests", "1p-frac.json"))
+    recipe["perturb"]["classes"] = 48
+    recipe["render"].update(size=16, points=2000, shard_size=1)
+    (root / "r.json").write_text(json.dumps(recipe))
+    render(recipe, root / "ref", jobs=1, progress=False, preview=False)
+    cmd = [sys.executable, "-m", "fracbuild", "render", str(root / "r.json"), "--jobs", "2", "--no-preview"]
+    return cmd, shard_bytes(root / "ref"), root / "ref"
+
+
+def journal_bytes(ref) -> int:
+    """The size of the journal of a complete render of ``ref``'s recipe (its lines' order aside)."""
+    m = json.loads((ref / "manifest.json").read_text())
+    lines = [{"recipe": m["recipe"]}, *({"shard": i, **r} for i, r in enumerate(m["shards"]))]
+    return sum(len(json.dumps(line)) + 1 for line in lines)
+
+
+def failed_at_the_manifest(run, out, reason: str) -> bool:
+    """Failed in one line that names manifest.json and ``reason``, leaving no temporary file."""
+    lines = run.stderr.strip().splitlines()
+    return (run.returncode == 1 and len(lines) == 1 and str(out / "manifest.json") in lines[0]
+            and reason in lines[0] and not [p for p in out.iterdir() if p.name.endswith(".tmp")])
+
+
 def children(pid: int) -> list[int]:
     out = []
     for task in os.listdir(f"/proc/{pid}/task"):
@@ -45,6 +76,28 @@ def children(pid: int) -> list[int]:
         if os.path.exists(path):
             out += [int(c) for c in Path(path).read_text().split()]
     return out
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie nobody reaps has stopped: it holds no file, does no work)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def seconds_to_go(pids: list[int], most: float) -> float:
+    """Seconds until every one of ``pids`` stopped running (``inf`` if some still ran after ``most``)."""
+    start = time.time()
+    while any(running(p) for p in pids):
+        if time.time() - start > most:
+            return float("inf")
+        time.sleep(0.02)
+    return time.time() - start
+
+
+#: Seconds the slowest worker of each kill -9 of the parent took to go, for the report.
+ORPHAN_SECONDS: list[float] = []
 
 
 def wait_for_shards(out, proc, n: int) -> None:
@@ -78,6 +131,7 @@ def test_kill_9_at_a_random_moment(job, tmp_path, tally, victim):
         wait_for_shards(out, proc, rng.randrange(1, 40))
         time.sleep(rng.uniform(0, 0.05))
         if victim == "parent":
+            workers = children(proc.pid)  # the resource trackers too: nothing may outlive the render
             os.kill(proc.pid, signal.SIGKILL)
         else:  # one of loky's workers (the resource tracker writes nothing, killing it proves nothing)
             workers = [c for c in children(proc.pid)
@@ -88,6 +142,12 @@ def test_kill_9_at_a_random_moment(job, tmp_path, tally, victim):
         err = err_file.read_text()
         # A worker's death ends the render with one line (or it finished first); nothing else on stderr.
         clean_exit = victim == "parent" or "Traceback" not in err
+        orphans = None
+        if victim == "parent":  # its workers follow it within seconds, not loky's 300 s idle timeout
+            orphans = seconds_to_go(workers, 10)
+            ORPHAN_SECONDS.append(orphans)
+            print(f"kill -9 of the parent, trial {t}: its {len(workers)} children gone in {orphans:.2f} s")
+            clean_exit = orphans <= 10
         deadline = time.time() + 10  # orphaned workers may finish their shard; then they are stopped
         while time.time() < deadline:
             try:
@@ -100,7 +160,9 @@ def test_kill_9_at_a_random_moment(job, tmp_path, tally, victim):
         ok, lost = survives(cmd, out, reference)
         tally(f"render: kill -9 of the {victim} (loky)").record(ok and clean_exit, lost)
         if not (ok and clean_exit):
-            failures.append((t, lost, err[-1500:]))
+            failures.append((t, lost, orphans, err[-1500:]))
+    if victim == "parent":
+        print(f"kill -9 of the parent: the slowest children took {max(ORPHAN_SECONDS):.2f} s to go")
     assert not failures, failures
 
 
@@ -134,4 +196,162 @@ def test_file_size_limit_mid_shard(job, tmp_path, tally):
         tally("render: file-size limit mid-shard").record(survived, lost)
         if not survived:
             failures.append((t, one_line, untouched, no_tmp, ok, failed.stderr[-1500:]))
+    assert not failures, failures
+
+
+def test_two_renders_into_one_directory(job, tmp_path, tally):
+    cmd, reference = job
+    failures = []
+    for t, rng in enumerate(trials("render/two-at-once")):
+        out = tmp_path / str(t)
+        first = subprocess.Popen([*cmd, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(0, 0.5))
+        after = first.poll() is not None  # then both may finish: they never overlapped
+        second = subprocess.Popen([*cmd, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True)
+        runs = [(p.wait(timeout=300), p.stderr.read().strip().splitlines()) for p in (first, second)]
+        for p in (first, second):
+            p.stderr.close()
+        codes = sorted(code for code, _ in runs)
+        refused = [lines for code, lines in runs if code == 1]
+        # Refused, in one line that names the directory: not failed mid-way for having been overrun.
+        one_refused = (codes == [0, 1] and len(refused[0]) == 1
+                       and f"{out} is being rendered by another process" in refused[0][0])
+        got = shard_bytes(out)
+        lost = sum(got.get(name) != data for name, data in reference.items())
+        clean = not [p for p in out.iterdir() if p.name.startswith(".")]
+        survived = (one_refused or (after and codes == [0, 0])) and lost == 0 and clean and verify(out) == []
+        tally("render: two renders into one directory").record(survived, lost)
+        if not survived:
+            failures.append((t, [(code, lines[-1:]) for code, lines in runs], lost, clean))
+    assert not failures, failures
+
+
+def crash_state(out, complete, reference, rng) -> str:
+    """Write into ``out`` what a power loss at a random shard may leave of the render in ``complete``,
+    given that files are fsynced before their rename and journal lines as they come: never a renamed
+    file with data missing, but a rename or a journal line lost, a line torn. Returns what it left."""
+    manifest = json.loads((complete / "manifest.json").read_text())
+    records = [{"shard": i, **r} for i, r in enumerate(manifest["shards"])]
+    k = rng.randrange(len(records))
+    state = rng.choice(["written, not renamed", "renamed, not recorded", "its line torn", "manifest half-written"])
+    if state == "manifest half-written":
+        k = len(records)
+    out.mkdir()
+    for r in records[:k]:
+        (out / r["file"]).write_bytes(reference[r["file"]])
+    lines = [json.dumps({"recipe": manifest["recipe"]}), *(json.dumps(r) for r in records[:k])]
+    journal = "".join(line + "\n" for line in lines)
+    if state == "manifest half-written":  # timm's index is written first, then the manifest
+        (out / "_info.json").write_bytes((complete / "_info.json").read_bytes())
+        text = (complete / "manifest.json").read_bytes()
+        (out / f".manifest.json.{rng.randrange(2, 1 << 22)}.tmp").write_bytes(text[:rng.randrange(len(text))])
+    else:
+        name = records[k]["file"]
+        if state == "written, not renamed":
+            (out / f".{name}.{rng.randrange(2, 1 << 22)}.tmp").write_bytes(reference[name])
+        else:
+            (out / name).write_bytes(reference[name])
+        if state == "its line torn":
+            line = json.dumps(records[k])
+            journal += line[:rng.randrange(1, len(line))]
+        if k + 1 < len(records) and rng.random() < 0.5:  # the other worker's shard, half-written
+            other = records[k + 1]["file"]
+            (out / f".{other}.{rng.randrange(2, 1 << 22)}.tmp").write_bytes(
+                reference[other][:rng.randrange(len(reference[other]))])
+    (out / JOURNAL).write_text(journal)
+    return f"{state} at shard {k}"
+
+
+def test_crash_between_write_and_rename(job, tmp_path, tally):
+    cmd, reference = job
+    complete = tmp_path / "complete"
+    assert subprocess.run([*cmd, "-o", str(complete)], capture_output=True, timeout=300).returncode == 0
+    failures = []
+    for t, rng in enumerate(trials("render/crash-before-rename")):
+        out = tmp_path / str(t)
+        state = crash_state(out, complete, reference, rng)
+        # The shards the journal records are kept as they are, the rest rendered again.
+        recorded = [json.loads(line)["file"] for line in (out / JOURNAL).read_text().splitlines()[1:]
+                    if line.endswith("}")]
+        kept = {name: (out / name).stat().st_mtime_ns for name in recorded}
+        ok, lost = survives(cmd, out, reference)
+        untouched = {name: (out / name).stat().st_mtime_ns for name in recorded} == kept
+        tally("render: crash between write and rename").record(ok and untouched, lost)
+        if not (ok and untouched):
+            failures.append((t, state, lost, untouched, sorted(p.name for p in out.iterdir())))
+    assert not failures, failures
+
+
+def test_file_size_limit_during_the_manifest_write(small_job, tmp_path, tally):
+    cmd, reference, ref = small_job
+    manifest = (ref / "manifest.json").stat().st_size
+    least = max(journal_bytes(ref), (ref / "_info.json").stat().st_size, *map(len, reference.values()))
+    assert least < manifest, "the recipe must make the manifest the largest file"
+    failures = []
+    for t, rng in enumerate(trials("render/fsize-manifest")):
+        out = tmp_path / str(t)
+        limit = rng.randrange(least + 1, manifest)
+        # A new render, or one over a complete dataset of the same recipe (its manifest must survive).
+        over = rng.random() < 0.5
+        if over:
+            shutil.copytree(ref, out)
+        before = (ref / "manifest.json").read_bytes()
+
+        def limited(limit=limit):
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+        failed = subprocess.run([*cmd, "-o", str(out), *(["--force"] if over else [])], capture_output=True,
+                                text=True, timeout=300, preexec_fn=limited)
+        one_line = failed_at_the_manifest(failed, out, "File too large")
+        intact = shard_bytes(out) == reference
+        if over:  # the dataset as it was: its manifest, whole, and nothing to resume from
+            kept = (out / "manifest.json").read_bytes() == before and not (out / JOURNAL).exists()
+            kept = kept and verify(out) == []
+        else:
+            kept = not (out / "manifest.json").exists() and (out / JOURNAL).exists()
+        ok, lost = survives(cmd, out, reference)
+        survived = one_line and intact and kept and ok
+        tally("render: file-size limit during the manifest write").record(survived, lost)
+        if not survived:
+            failures.append((t, limit, over, one_line, intact, kept, ok, failed.stderr[-500:]))
+    assert not failures, failures
+
+
+def test_disk_full_during_the_manifest_write(small_job, tmp_path, tally):
+    cmd, reference, ref = small_job
+    page = os.sysconf("SC_PAGE_SIZE")  # tmpfs counts whole pages
+
+    def pages(n: int) -> int:
+        return -(-n // page) * page
+
+    manifest = (ref / "manifest.json").stat().st_size
+    # What the render holds when it starts the manifest: shards, the journal, timm's index.
+    held = sum(pages(len(b)) for b in reference.values()) + pages(journal_bytes(ref))
+    held += pages((ref / "_info.json").stat().st_size)
+    failures = []
+    for t, rng in enumerate(trials("render/enospc-manifest")):
+        disk = tmp_path / str(t)
+        disk.mkdir()
+        free = rng.randrange(0, pages(manifest) - page + 1)  # room for all but the manifest's last page
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={held + free}", "tmpfs", str(disk)],
+                                 capture_output=True, text=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs to fill: {mounted.stderr.strip()}")
+        try:
+            out = disk / "out"
+            failed = subprocess.run([*cmd, "-o", str(out)], capture_output=True, text=True, timeout=300)
+            left = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+            one_line = failed_at_the_manifest(failed, out, "No space left on device")
+            intact = shard_bytes(out) == reference if out.exists() else False
+            kept = not (out / "manifest.json").exists() and (out / JOURNAL).exists()
+            # Space freed, the same command completes from the same data.
+            subprocess.run(["mount", "-o", f"remount,size={2 * held + 4 * manifest}", str(disk)], check=True)
+            ok, lost = survives(cmd, out, reference)
+        finally:
+            subprocess.run(["umount", str(disk)], check=True)
+        survived = one_line and intact and kept and ok
+        tally("render: disk full during the manifest write").record(survived, lost)
+        if not survived:
+            failures.append((t, free, left, one_line, intact, kept, ok, failed.stderr[-500:]))
     assert not failures, failures

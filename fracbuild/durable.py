@@ -1,0 +1,49 @@
+"""Files that survive a crash or a power loss whole: written aside, fsynced, then renamed in.
+
+A rename alone is atomic for running processes, but after a power loss the file system may hold
+the new name with data never written, or may have lost the rename itself. So the data is fsynced
+before the rename, and the directory after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import IO
+
+
+def sync_dir(path: str | os.PathLike) -> None:
+    """Make the entries of directory ``path`` (files created, renamed, removed) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temporary(path: Path) -> Path:
+    """The hidden sibling that ``path`` is written to first (one per process)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def replace_synced(f: IO, tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` (open as ``f``, fully written) to ``path``, durably."""
+    f.flush()
+    os.fsync(f.fileno())
+    os.replace(tmp, path)
+    sync_dir(path.parent)
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` as a whole: a reader, or a crash, sees the old file or the new one."""
+    tmp = temporary(path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            replace_synced(f, tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return path
