@@ -16,7 +16,6 @@ tar shards, the same bytes whatever fracbuild's renderer does.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import sys
