@@ -10,7 +10,7 @@ import json
 import threading
 
 import pytest
-from conftest import trials
+from conftest import CHEAP, trials
 from test_trainer_data import tiny  # noqa: F401 (fixture)
 
 from fracbuild import fetching
@@ -73,10 +73,10 @@ def server(root, **faults):
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_fetch_from_a_faulty_server(tiny, tmp_path, tally, monkeypatch, fault):  # noqa: F811
-    monkeypatch.setattr(fetching, "TIMEOUT", 2)  # the stall is bounded in time
+    monkeypatch.setattr(fetching, "TIMEOUT", 0.5)  # the stall is bounded in time
     manifest = json.loads((tiny / "manifest.json").read_text())
     failures = []
-    for t, rng in enumerate(trials(f"http/{fault}", scale=2)):
+    for t, rng in enumerate(trials(f"http/{fault}", scale=CHEAP)):
         record = rng.choice(manifest["shards"])
         out = tmp_path / str(t)
         # A fetch keeps what a dropped download delivered, so each of the user's three runs gets further.
@@ -112,7 +112,7 @@ def test_the_trainers_reader_reads_a_dropped_shard_again_and_delivers_each_sampl
     monkeypatch.setattr(shards, "BACKOFF", 0.001)  # the waits are not what is tested
     manifest = json.loads((tiny / "manifest.json").read_text())
     failures = []
-    for t, rng in enumerate(trials(f"http/reader/{fault}", scale=5)):
+    for t, rng in enumerate(trials(f"http/reader/{fault}", scale=CHEAP)):
         record = rng.choice(manifest["shards"])
         local = [s["__key__"] for s in shards.shard_samples(str(tiny / record["file"]))]
         # Up to 3 drops must be read through; one past the retries gives the shard up, loudly.
