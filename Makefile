@@ -28,14 +28,16 @@ lint: $(VENV)/.dev
 bench: $(VENV)/.train
 	$(PY) benchmarks/bench.py
 
-# Fault injection, long: FAULT_TRIALS trials of every fault kind (`make test` runs 1, seeded), then the
-# table of trials, survived and data lost. FAULT_SEED moves where the faults land.
-FAULT_TRIALS ?= 10
+# Fault injection, long: FAULT_TRIALS trials of every kind that kills a render or a training run and 5 times as
+# many of the cheap kinds (`make test` runs 1 and 5, seeded), then the table of trials, survived and data lost.
+# FAULT_SEED moves where the faults land. About 60 minutes on 2 cores (README, Reliability).
+FAULT_TRIALS ?= 20
 FAULT_SEED ?= 0
 faults: $(VENV)/.train
 	FAULT_TRIALS=$(FAULT_TRIALS) FAULT_SEED=$(FAULT_SEED) $(PY) -m pytest -q -m faults tests/faults
 
-# Pre-train on the default dataset: on every GPU through torchrun with the paper preset where there are GPUs;
+# Pre-train on the default dataset with the paper preset where there are GPUs: one GPU needs no launcher, several
+# run under trainer.launch (torchrun, ended by a stop signal with the trainer's one line);
 # otherwise with the cpu preset, on the default recipe rendered at the size the cpu model sees (shrinking the
 # 512 px speckle to 32 px averages its classes apart: README, Training). Each dataset is rendered once, if
 # missing. A run already in $(RUN) is resumed.
@@ -44,8 +46,8 @@ pretrain: $(VENV)/.train
 	resume=$$(test -f $(RUN)/checkpoint.pt && echo --resume); \
 	if [ "$$gpus" -gt 0 ]; then set -x; \
 	  test -f $(OUT)/manifest.json || $(VENV)/bin/fracbuild render $(RECIPE) -o $(OUT); \
-	  $(PY) -m torch.distributed.run --standalone --nproc_per_node $$gpus -m trainer pretrain \
-	    --data $(OUT) --out $(RUN) --preset paper $$resume; \
+	  launch=$$(test "$$gpus" -gt 1 && echo "-m trainer.launch --standalone --nproc_per_node $$gpus"); \
+	  $(PY) $$launch -m trainer pretrain --data $(OUT) --out $(RUN) --preset paper $$resume; \
 	else size=$$($(PY) -c "from trainer.presets import resolve; print(resolve('pretrain', 'cpu')['img_size'])"); \
 	  set -x; \
 	  test -f $(OUT)-$${size}px/manifest.json || $(VENV)/bin/fracbuild render $(RECIPE) -o $(OUT)-$${size}px \

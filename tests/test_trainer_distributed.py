@@ -135,3 +135,14 @@ def test_two_processes_cut_twice_and_resumed_train_exactly_as_uncut(tiny, tmp_pa
     assert losses[0] == losses[1] and losses[0]
     a, b = (torch.load(out / "checkpoint.pt", weights_only=True)["state_dict"] for out in (cut, whole))
     assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_the_launcher_keeps_torchruns_report_of_a_rank_that_failed(tmp_path):
+    """trainer.launch quiets only a stop signal (the fault trials); a rank's failure keeps torchrun's report."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    failed = subprocess.run([sys.executable, "-m", "trainer.launch", "--nproc_per_node", "1", "--master_addr",
+                             "127.0.0.1", "--master_port", str(free_port()), "-m", "trainer", "pretrain", "--data",
+                             str(tmp_path / "missing"), "--out", str(tmp_path / "run")],
+                            capture_output=True, text=True, env=env, timeout=240)
+    assert failed.returncode not in (0, 130)
+    assert "ChildFailedError" in failed.stderr and "does not exist" in failed.stderr

@@ -23,8 +23,15 @@ def runs(tmp_path_factory):
         torch.set_num_threads(threads)
 
 
+# The same build on two CPU models gave losses apart by at most 1e-5 over these runs; a change in what a run
+# draws or computes moves them by 1e-2 or more.
+LOSS_TOLERANCE, NORM_TOLERANCE, TOP1_TOLERANCE = 1e-3, 1e-3, 0.5
+
+
 @pytest.mark.parametrize("name", sorted(PINS["runs"]))
 def test_a_run_gives_the_pinned_losses_and_weights(runs, name):
-    assert runs[name]["losses"] == PINS["runs"][name]["losses"]
-    assert runs[name]["weights"] == PINS["runs"][name]["weights"]
-    assert runs[name].get("top1") == PINS["runs"][name].get("top1")
+    got, pinned = runs[name], PINS["runs"][name]
+    assert got["losses"] == pytest.approx(pinned["losses"], abs=LOSS_TOLERANCE)
+    assert sorted(got["weights"]) == sorted(pinned["weights"])
+    assert got["weights"] == pytest.approx(pinned["weights"], rel=NORM_TOLERANCE)
+    assert got.get("top1") == pytest.approx(pinned.get("top1"), abs=TOP1_TOLERANCE)

@@ -1,6 +1,7 @@
 """Short smoke runs whose per-step losses and final weights are pinned in ``tests/data/trainer-pins.json``.
 
-The values there hold the trainer to what it learnt when they were recorded (``tests/test_trainer_pins.py``):
+The values there hold the trainer to what it learnt when they were recorded (``tests/test_trainer_pins.py``,
+within float noise: a different CPU model gives the same build's losses to about 1e-5):
 first before its input and loop were restructured; again when the stream input's normalisation and random
 erasing moved onto the device and fine-tuning got the memory input (the pre-training memory run kept its
 values); the stream input's run again when its augmentation came to draw by sample and step (seeded, for an
@@ -15,7 +16,6 @@ tar shards, the same bytes whatever fracbuild's renderer does.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import sys
@@ -52,14 +52,11 @@ def write_shards(out: Path) -> Path:
     return out
 
 
-def weights_digest(path: Path) -> str:
-    """sha256 of a checkpoint's weights (float32, keys in sorted order)."""
+def weight_norms(path: Path) -> dict[str, float]:
+    """The L2 norm of each tensor of a checkpoint's weights: compared within a tolerance, since the last bits
+    of a float result differ between CPU models (vector units, thread blocking) for the same build."""
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    h = hashlib.sha256()
-    for key in sorted(state):
-        h.update(key.encode())
-        h.update(state[key].detach().float().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return {key: round(float(state[key].detach().double().norm()), 7) for key in sorted(state)}
 
 
 def losses(out: Path) -> list[float]:
@@ -78,18 +75,18 @@ def run_all(tmp: Path) -> dict[str, dict]:
         out = tmp / f"pretrain-{kind}"
         trainer.pretrain(str(data), out, preset="smoke", samples=480, log_every=1, progress=False,
                          input=kind)
-        runs[f"pretrain-{kind}"] = {"losses": losses(out), "weights": weights_digest(out / "checkpoint.pt")}
+        runs[f"pretrain-{kind}"] = {"losses": losses(out), "weights": weight_norms(out / "checkpoint.pt")}
     init = tmp / "pretrain-memory" / "checkpoint.pt"
     for kind in ("stream", "memory"):
         out = tmp / f"finetune-{kind}"
         trainer.finetune(str(init), "digits", out, preset="smoke", shots=10, epochs=3, log_every=1, progress=False,
                          input=kind)
-        runs[f"finetune-digits-{kind}"] = {"losses": losses(out), "weights": weights_digest(out / "checkpoint.pt"),
+        runs[f"finetune-digits-{kind}"] = {"losses": losses(out), "weights": weight_norms(out / "checkpoint.pt"),
                                            "top1": json.loads((out / "results.json").read_text())["top1"]}
         out = tmp / f"probe-{kind}"
         trainer.probe(str(init), "digits", out, blocks=1, preset="smoke", shots=10, epochs=2, log_every=1,
                       progress=False, input=kind)
-        runs[f"probe-digits-{kind}"] = {"losses": losses(out), "weights": weights_digest(out / "checkpoint.pt"),
+        runs[f"probe-digits-{kind}"] = {"losses": losses(out), "weights": weight_norms(out / "checkpoint.pt"),
                                         "top1": json.loads((out / "results.json").read_text())["top1"]}
     return runs
 

@@ -4,6 +4,7 @@ error, and the random states a run draws from, so that a resumed run draws what 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import random
 from pathlib import Path
@@ -17,12 +18,22 @@ from .runs import replace_synced
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file, fsync, then rename over ``path``."""
+    """``torch.save`` to a temporary file, fsync, then rename over ``path``: a full disk or a file-size limit
+    leaves the previous checkpoint as it was, and ends the run with one line saying which."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
+    # Serialised in memory first: torch's own file writer reports a full disk as "unexpected pos 704 vs 598",
+    # a plain write reports it as what it is.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     try:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
         replace_synced(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise TrainerError(f"cannot write checkpoint {path}: {e.strerror or e}; the previous one is kept") from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

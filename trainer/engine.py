@@ -164,17 +164,20 @@ def check_finite(loss: float) -> None:
         raise TrainerError(f"the loss is {loss}: training diverged (try a lower --lr or --clip-grad)")
 
 
+Problems = Callable[[], tuple[set[str], int, int]]  # damaged shards, skipped samples, shard reconnections
+
+
 def train(training: Training, batches: Iterable[dict[str, Any]], steps: Steps, *, d: Dist, global_batch: int,
-          log: Callable[[dict[str, Any]], None], problems: Callable[[], tuple[set[str], int]] = lambda: (set(), 0),
+          log: Callable[[dict[str, Any]], None], problems: Problems = lambda: (set(), 0, 0),
           save: Callable[[int], None] | None = None, evaluate: Callable[[], dict[str, float]] | None = None,
           progress: bool | None = None, desc: str = "train") -> dict[str, Any]:
     """Train from ``steps.start`` to ``steps.total`` on ``batches`` (dicts with ``image`` and ``label`` on the
     device), in the style of timm's ``train_one_epoch`` but counted in steps.
 
     Every ``log_every`` steps (and at the end) ``log`` gets a record: step, epoch, mean loss, lr, samples/s,
-    the share of time spent waiting for data, the damaged shards and skipped samples ``problems`` reports,
-    seconds since the loop began. ``save(step)`` runs every ``save_every`` steps and at the end, on every rank
-    at the same step (it may gather from the ranks; it writes on rank 0);
+    the share of time spent waiting for data, the damaged shards, skipped samples and shard reconnections that
+    ``problems`` reports, seconds since the loop began. ``save(step)`` runs every ``save_every`` steps and at the
+    end, on every rank at the same step (it may gather from the ranks; it writes on rank 0);
     ``evaluate()`` after every ``eval_every`` epochs and at the end, its figures logged with the step and epoch.
     SIGINT/SIGTERM end the loop after the current step (under DDP at the next logging step, where the ranks
     agree), saving first if it can, with KeyboardInterrupt. Returns steps, last loss, samples/s, damaged shards.
@@ -211,7 +214,7 @@ def train(training: Training, batches: Iterable[dict[str, Any]], steps: Steps, *
                 now = time.perf_counter()
                 loss = distributed.mean(losses.item() / count, d)
                 check_finite(loss)
-                shards, skipped = problems()
+                shards, skipped, retries = problems()
                 last = {"step": step, "epoch": steps.epoch(step), "loss": round(loss, 5),
                         # the top layer's lr, under layer decay
                         "lr": max(g["lr"] for g in training.optimizer.param_groups),
@@ -219,6 +222,7 @@ def train(training: Training, batches: Iterable[dict[str, Any]], steps: Steps, *
                         "data_wait": round(distributed.mean(waited / (now - tick), d), 4),
                         "corrupt_shards": len(set().union(*distributed.gather(sorted(shards), d))),
                         "skipped_samples": int(distributed.total([float(skipped)], d)[0]),
+                        "shard_retries": int(distributed.total([float(retries)], d)[0]),
                         "time": round(now - first_tick, 2)}
                 log(last)
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{last['lr']:.2e}", sps=f"{last['samples_per_s']:.0f}")

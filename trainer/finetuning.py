@@ -65,7 +65,7 @@ def probe(
 
 
 def _run(kind: str, init: str, dataset: str, out, blocks, preset, overrides, force, device, progress):
-    with distributed.session(device) as d:
+    with distributed.session(device) as d, runs.released(out):
         return _fit(kind, str(init), dataset, Path(out), blocks, preset, overrides, force, progress, d)
 
 

@@ -131,12 +131,14 @@ def pretrain(
     ``save_every`` steps and at the end) and ``curves.png`` to ``out``. ``resume`` continues the run
     in ``out`` from its checkpoint. Returns a summary (steps, final loss, samples/s, paths).
     """
-    with distributed.session(device) as d:
+    with distributed.session(device) as d, runs.released(out):
         return _pretrain(data, Path(out), preset, settings, resume, force, progress, d)
 
 
 def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: distributed.Dist) -> dict[str, Any]:
     runs.check_out(out, resume=resume, force=force)  # the directory is made once every setting is checked
+    if resume and d.main:
+        runs.hold(out)  # before reading its checkpoint: a run still writing it refuses this one at once
     checkpoint = read_checkpoint(out / runs.CHECKPOINT) if resume else None
     if checkpoint is not None and checkpoint.get("format") != FORMAT:
         raise TrainerError(f"{out / runs.CHECKPOINT} is not a pre-training checkpoint of this trainer")
@@ -180,6 +182,8 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
         state = {"format": FORMAT, **training.state_dict(), "step": step,
                  "epoch": step / per_epoch if per_epoch else None, "num_classes": num_classes, "config": config,
                  "rng": rng}
+        if metrics is not None:
+            metrics.sync()
         save_checkpoint(out / runs.CHECKPOINT, state)
 
     metrics = None

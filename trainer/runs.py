@@ -8,6 +8,7 @@ complete file, never half of one.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -43,15 +44,55 @@ def check_out(out: str | os.PathLike, *, resume: bool = False, force: bool = Fal
     return out
 
 
+_HELD: dict[str, int] = {}  # the run directories this process writes: the descriptor holding each one's lock
+
+
+def hold(out: str | os.PathLike) -> None:
+    """Take ``out`` for this process, or refuse in one line if another process has it: two runs writing one
+    directory would interleave their checkpoints and metrics. The lock is ``flock`` on the directory itself, so
+    there is no lock file to leave behind, and the kernel drops it when the process ends, however it ends."""
+    key = os.path.abspath(out)
+    if key in _HELD:
+        return
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise TrainerError(f"{out} is being written by another run; wait for it to end or choose another "
+                           "--out") from None
+    _HELD[key] = fd
+
+
+@contextlib.contextmanager
+def released(out: str | os.PathLike) -> Iterator[None]:
+    """Whatever ends the block, the lock ``hold`` took on ``out`` in it is given back."""
+    try:
+        yield
+    finally:
+        fd = _HELD.pop(os.path.abspath(out), None)
+        if fd is not None:
+            os.close(fd)
+
+
 def prepare(out: str | os.PathLike, *, resume: bool = False, force: bool = False) -> Path:
-    """Create ``out`` (or check it for ``resume``); refuse to overwrite a run unless ``force``."""
+    """Create ``out`` (or check it for ``resume``) and hold it (``hold``); refuse to overwrite a run unless
+    ``force``."""
     out = check_out(out, resume=resume, force=force)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainerError(f"cannot write to {out}: {e.strerror or e}") from None
+    hold(out)
+    check_out(out, resume=resume, force=force)  # again: a run that held it until now may have written a run
+    for f in RUN_FILES:  # what a crash between a write and its rename left: never read, so only debris
+        with contextlib.suppress(FileNotFoundError):
+            (out / f".{f}.tmp").unlink()
     if not resume and force:
         for f in RUN_FILES:
             with contextlib.suppress(FileNotFoundError):
                 (out / f).unlink()
     try:
-        out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
@@ -87,10 +128,16 @@ def prepare_out(out: str | os.PathLike, resume: bool, force: bool, d: distribute
 
 
 def replace_synced(tmp: Path, path: Path) -> None:
-    """Rename ``tmp`` over ``path`` once its bytes are on disk (fsync), so that a crash leaves one or the other."""
+    """Rename ``tmp`` over ``path`` once its bytes are on disk (fsync), so that a crash leaves one or the other;
+    then fsync the directory, so that the rename itself survives a crash."""
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -117,6 +164,10 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         self.file.write(json.dumps(record, sort_keys=True) + "\n")
         self.file.flush()
+
+    def sync(self) -> None:
+        """On disk before a checkpoint is: a crash then loses no line up to the step it continues from."""
+        os.fsync(self.file.fileno())
 
     def close(self) -> None:
         self.file.close()
@@ -167,7 +218,7 @@ def plot_curves(metrics: list[dict[str, Any]], path: str | os.PathLike, *, title
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
+    replace_synced(tmp, path)

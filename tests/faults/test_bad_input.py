@@ -6,7 +6,7 @@ import json
 import math
 
 from click.testing import CliRunner
-from conftest import COUNTS, SEED, TRIALS
+from conftest import CHEAP, COUNTS, SEED, TRIALS
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from test_trainer_data import tiny  # noqa: F401 (fixture)
@@ -20,7 +20,8 @@ KEYS = [("perturb", "classes"), ("perturb", "delta"), ("perturb", "seed"), ("per
         ("render", "fill_min"), ("render", "flips"), ("render", "sequence"), ("ifs", "maps"), ("ifs", "probs"),
         ("ifs", "sigma"), (None, "name"), (None, "source"), ("render", "no_such_key"), (None, "perturb")]
 OPTIONS = ["--classes", "--size", "--points", "--instances", "--shard-size", "--seed", "--delta", "--jobs"]
-EXAMPLES = 40 * TRIALS
+# Hypothesis drops some examples it draws (about a quarter of the render options), so CHEAP + 3 per trial.
+EXAMPLES = max(40, (CHEAP + 3) * TRIALS)
 
 
 def tiny_recipe():

@@ -6,7 +6,7 @@ import shutil
 import tarfile
 
 import pytest
-from conftest import trials
+from conftest import CHEAP, trials
 from test_trainer_data import labels_in, tiny  # noqa: F401 (fixture)
 
 from fracbuild.dataset import MANIFEST, verify
@@ -54,7 +54,7 @@ def caught(data) -> bool:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_verify_catches_every_damage(tiny, tmp_path, tally, kind):  # noqa: F811
-    for t, rng in enumerate(trials(f"verify/{kind}", scale=4)):
+    for t, rng in enumerate(trials(f"verify/{kind}", scale=CHEAP)):
         data = shutil.copytree(tiny, tmp_path / str(t))
         damage(kind, rng, data)
         tally(f"verify: {kind}").record(caught(data), lost=0)
@@ -79,7 +79,7 @@ def read_all(urls):
 def test_the_trainer_never_reads_a_wrong_label(tiny, tmp_path, tally, kind, capfd):  # noqa: F811
     truth = labels_in(sorted(tiny.glob("*.tar")))
     wrong = uncounted = 0
-    for t, rng in enumerate(trials(f"trainer/{kind}", scale=4)):
+    for t, rng in enumerate(trials(f"trainer/{kind}", scale=CHEAP)):
         data = shutil.copytree(tiny, tmp_path / str(t))
         damage(kind, rng, data)
         damaged = [p for p in sorted(data.glob("*.tar")) if p.read_bytes() != (tiny / p.name).read_bytes()]

@@ -68,9 +68,9 @@ class TrainInput(ABC):
         """The random state to save for an exact resume; None where a resumed run draws afresh."""
         return None
 
-    def problems(self) -> tuple[set[str], int]:
-        """The damaged shards and the unreadable samples met so far."""
-        return set(), 0
+    def problems(self) -> tuple[set[str], int, int]:
+        """The damaged shards, the unreadable samples and the reconnections to shards met so far."""
+        return set(), 0, 0
 
     def describe(self) -> dict[str, Any]:
         """What ``config.json`` records of the input."""
@@ -173,7 +173,7 @@ class StreamInput(TrainInput):
                                "does not match the data")
 
     def problems(self):
-        return (self.log.shards, self.log.samples) if self.log is not None else (set(), 0)
+        return (self.log.shards, self.log.samples, self.log.retries) if self.log is not None else (set(), 0, 0)
 
 
 def on_device(batches: Iterable[dict[str, Any]], device: torch.device, tail: BatchTail,
@@ -239,7 +239,7 @@ class MemoryInput(TrainInput):
         return {"generator": self.generator.get_state()} if self.generator is not None else None
 
     def problems(self):
-        return set(self.held.corrupt_shards), self.held.skipped_samples
+        return set(self.held.corrupt_shards), self.held.skipped_samples, self.held.shard_retries
 
     def describe(self):
         return {**super().describe(), "held_in_memory": summary(self.held)}

@@ -47,6 +47,7 @@ class MemoryData:
     labels: torch.Tensor
     corrupt_shards: tuple[str, ...] = ()
     skipped_samples: int = 0
+    shard_retries: int = 0  # reconnections while reading shards over http(s)
 
     @property
     def samples(self) -> int:
@@ -89,7 +90,7 @@ def decode_source(source: ShardList, *, img_size: int, device: torch.device) -> 
     labels: list[int] = []
     for url in source.urls:
         try:
-            for sample in shard_samples(url):
+            for sample in shard_samples(url, problems):
                 try:
                     encoded, label = image_and_label(sample)
                     array = _to_array(Image.open(io.BytesIO(encoded)), img_size)
@@ -103,7 +104,7 @@ def decode_source(source: ShardList, *, img_size: int, device: torch.device) -> 
             problems.bad_shard(url, e)
     if not arrays:
         raise TrainerError("no readable sample in the data: every shard is unreadable")
-    return _held(arrays, labels, device, tuple(sorted(problems.shards)), problems.samples)
+    return _held(arrays, labels, device, tuple(sorted(problems.shards)), problems.samples, problems.retries)
 
 
 def decode_images(images: ImageList, *, img_size: int, device: torch.device) -> MemoryData:
@@ -125,11 +126,11 @@ def _check_size(array: np.ndarray, arrays: list[np.ndarray], where: str) -> None
 
 
 def _held(arrays: list[np.ndarray], labels: list[int], device: torch.device, corrupt: tuple[str, ...] = (),
-          skipped: int = 0) -> MemoryData:
+          skipped: int = 0, retries: int = 0) -> MemoryData:
     if any(a.shape[0] != arrays[0].shape[0] for a in arrays):  # grayscale and colour mixed: hold colour
         arrays = [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in arrays]
     images = torch.from_numpy(np.stack(arrays)).to(device)
-    return MemoryData(images, torch.tensor(labels, dtype=torch.int64, device=device), corrupt, skipped)
+    return MemoryData(images, torch.tensor(labels, dtype=torch.int64, device=device), corrupt, skipped, retries)
 
 
 def _first_image(source: ShardList) -> tuple[int, int, int] | None:

@@ -11,9 +11,11 @@ import io
 import json
 import sys
 import tarfile
+import time
+import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from PIL import Image
@@ -25,17 +27,88 @@ SHARD_ERRORS = (tarfile.TarError, OSError, EOFError, http.client.HTTPException, 
 # What decoding one damaged sample can raise.
 SAMPLE_ERRORS = (ValueError, OSError, SyntaxError, Image.DecompressionBombError)
 TIMEOUT = 60
+# A dropped connection is read again up to RETRIES times, after BACKOFF, 2 x BACKOFF, ... seconds: a pass
+# that skipped the shard would lose its samples from every later pass too.
+RETRIES, BACKOFF = 4, 0.25
+# What a dropped or refused connection raises (an HTTP 4xx is an answer, not a drop: it is not retried).
+DROPS = (OSError, http.client.HTTPException)
 
 
 def is_url(path: str) -> bool:
     return path.startswith(("http://", "https://"))
 
 
-def open_url(url: str) -> IO[bytes]:
-    """A binary stream of a local path or an http(s) URL."""
+def open_url(url: str, on_retry: Callable[[], None] | None = None) -> IO[bytes]:
+    """A binary stream of a local path or an http(s) URL; a URL's stream reads on through dropped connections
+    (``ResumingBody``), calling ``on_retry`` at each reconnection."""
     if is_url(url):
-        return urllib.request.urlopen(url, timeout=TIMEOUT)  # noqa: S310 (only http(s) reaches here)
+        return io.BufferedReader(ResumingBody(url, on_retry), buffer_size=1 << 16)
     return open(url, "rb")  # noqa: SIM115 (the caller closes it)
+
+
+class ResumingBody(io.RawIOBase):
+    """An http(s) body that continues at the byte it reached when the connection drops: with a Range request,
+    or, from a server that ignores Range, by reading the body again from its start and discarding the bytes
+    already delivered. So the tar stream above it sees every byte once. After ``RETRIES`` reconnections the
+    last error is raised (the shard is then counted as damaged)."""
+
+    def __init__(self, url: str, on_retry: Callable[[], None] | None = None):
+        self.url, self.on_retry = url, on_retry
+        self.offset = self.retries = 0
+        self.response = self._connect()
+
+    def _open(self) -> http.client.HTTPResponse:
+        headers = {"Range": f"bytes={self.offset}-"} if self.offset else {}
+        response = urllib.request.urlopen(urllib.request.Request(self.url, headers=headers),  # noqa: S310
+                                          timeout=TIMEOUT)
+        if self.offset and response.status != 206:  # Range ignored: skip what was delivered
+            skip = self.offset
+            while skip:
+                chunk = response.read(min(skip, 1 << 20))
+                if not chunk:
+                    raise http.client.IncompleteRead(b"", skip)
+                skip -= len(chunk)
+        return response
+
+    def _connect(self) -> http.client.HTTPResponse:
+        while True:
+            try:
+                return self._open()
+            except urllib.error.HTTPError as e:
+                if e.code < 500:
+                    raise
+                self._wait(e)
+            except DROPS as e:
+                self._wait(e)
+
+    def _wait(self, error: BaseException) -> None:
+        if self.retries == RETRIES:
+            raise error
+        time.sleep(BACKOFF * 2**self.retries)
+        self.retries += 1
+        if self.on_retry is not None:
+            self.on_retry()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while True:
+            try:
+                n = self.response.readinto(buffer)
+                # http.client returns 0, not an error, when the connection closes before Content-Length.
+                if n == 0 and len(buffer) and self.response.length:
+                    raise http.client.IncompleteRead(b"", self.response.length)
+                self.offset += n
+                return n
+            except DROPS as e:
+                self.response.close()
+                self._wait(e)
+                self.response = self._connect()
+
+    def close(self) -> None:
+        self.response.close()
+        super().close()
 
 
 def tar_members(stream) -> Iterator[dict[str, Any]]:
@@ -72,9 +145,10 @@ def group_samples(files: Iterator[dict[str, Any]], url: str) -> Iterator[dict[st
         yield sample
 
 
-def shard_samples(url: str) -> Iterator[dict[str, Any]]:
-    """The samples of one shard (a path or an http(s) URL), as dicts of raw bytes by extension."""
-    with open_url(url) as stream:
+def shard_samples(url: str, problems: Problems | None = None) -> Iterator[dict[str, Any]]:
+    """The samples of one shard (a path or an http(s) URL), as dicts of raw bytes by extension; reconnections
+    to a URL are counted in ``problems``."""
+    with open_url(url, problems.retried if problems is not None else None) as stream:
         yield from group_samples(tar_members(stream), url)
 
 
@@ -102,11 +176,15 @@ def open_image(encoded: bytes) -> Image.Image:
 
 
 class Problems:
-    """Damaged shards and undecodable samples met by one reader; warns once per shard."""
+    """Damaged shards, undecodable samples and reconnections met by one reader; warns once per shard."""
 
     def __init__(self):
         self.shards: dict[str, str] = {}
         self.samples = 0
+        self.retries = 0
+
+    def retried(self) -> None:
+        self.retries += 1
 
     def bad_shard(self, url: str, error: BaseException) -> None:
         if url not in self.shards:
@@ -118,4 +196,5 @@ class Problems:
         self.bad_shard(sample.get("__url__", "?"), ValueError(f"sample {sample.get('__key__')}: {error}"))
 
     def snapshot(self, worker: int = 0) -> dict[str, Any]:
-        return {"worker": worker, "shards": tuple(sorted(self.shards)), "samples": self.samples}
+        return {"worker": worker, "shards": tuple(sorted(self.shards)), "samples": self.samples,
+                "retries": self.retries}

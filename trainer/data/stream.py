@@ -113,7 +113,7 @@ def _read_samples(shards: Iterator[dict[str, Any]], problems: Problems) -> Itera
                 return  # every shard is: end the stream rather than spin
             continue
         try:
-            for sample in shard_samples(url):
+            for sample in shard_samples(url, problems):
                 mine = share is None or sample_owner(share[0], epoch, share[2], position) == share[1]
                 position += 1
                 if mine:
@@ -307,3 +307,7 @@ class ProblemLog:
     @property
     def samples(self) -> int:
         return sum(s["samples"] for s in self.by_worker.values())
+
+    @property
+    def retries(self) -> int:
+        return sum(s.get("retries", 0) for s in self.by_worker.values())
