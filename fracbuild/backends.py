@@ -11,10 +11,14 @@ import itertools
 import logging
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .errors import FracbuildError
+
+_watching = threading.Lock()
 
 BACKENDS = ("loky", "threading", "dask", "ray")
 
@@ -71,13 +75,40 @@ def _ctrl_c_to_parent_only() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def exit_with_parent(poll: float = 0.2) -> None:
+    """In a worker process, exit as soon as the process that started it is gone.
+
+    A render killed with SIGKILL cannot stop its workers, and loky's idle ones wait 300 s for a
+    task before giving up. PR_SET_PDEATHSIG would not do: it fires when the *thread* that forked
+    the worker exits, and loky starts workers from a thread of its own. Once the parent dies the
+    worker is re-parented, which ``getppid`` shows. Started once per process.
+    """
+    if not _watching.acquire(blocking=False):
+        return
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(1)  # no cleanup: the render that resumes removes the partial shard
+
+    threading.Thread(target=watch, name="fracbuild-exit-with-parent", daemon=True).start()
+
+
+def _started() -> int:
+    """A warm-up task: the worker watches its parent from now on, not only once it gets a shard (one that
+    never does would otherwise outlive a killed render by loky's 300 s)."""
+    exit_with_parent()
+    return os.getpid()
+
+
 def _start_workers() -> None:
     """Start loky's worker processes now, for the render's tasks to reuse."""
     from joblib import Parallel, delayed
 
     with _ctrl_c_to_parent_only():
         parallel = Parallel()
-        parallel(delayed(os.getpid)() for _ in range(parallel.n_jobs if parallel.n_jobs > 0 else os.cpu_count() or 1))
+        parallel(delayed(_started)() for _ in range(parallel.n_jobs if parallel.n_jobs > 0 else os.cpu_count() or 1))
 
 
 def _as_completed(tasks: Iterable[Any]) -> Iterator[Any]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from .card import CARD
 from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
+from .durable import replace_synced
 from .errors import FracbuildError
 from .jsonfile import save_json
 from .progress import progress_bar
@@ -90,7 +91,8 @@ def download(url: str, path: Path, size: int, sha256: str, bar) -> int:
         part.unlink()
         what = f"{got} bytes, manifest says {size}" if got != size else "sha256 does not match the manifest"
         raise FracbuildError(f"{path.name}: {what}; the download was discarded")
-    os.replace(part, path)
+    with open(part, "rb") as f:  # checked: now durable, then in place (durable.replace_synced)
+        replace_synced(f, part, path)
     return transferred
 
 

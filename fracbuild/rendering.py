@@ -13,7 +13,6 @@ import fcntl
 import json
 import os
 import sys
-import threading
 import time
 import warnings
 import zlib
@@ -21,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .backends import parallel_backend
+from .backends import exit_with_parent, parallel_backend
 from .card import CARD, write_card
 from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
 from .dataset import preview as make_preview
@@ -114,33 +113,12 @@ def shard_plan(recipe: dict[str, Any]) -> list[tuple[int, int, int]]:
 
 # The process that called render(): its shard tasks run in this process only on the threading backend.
 _render_pid: int | None = None
-_watching = threading.Lock()
-
-
-def _exit_with_parent(poll: float = 0.2) -> None:
-    """In a worker process, exit as soon as the process that started it is gone.
-
-    A render killed with SIGKILL cannot stop its workers, and loky's idle ones wait 300 s for a
-    task before giving up. PR_SET_PDEATHSIG would not do: it fires when the *thread* that forked
-    the worker exits, and loky starts workers from a thread of its own. Once the parent dies the
-    worker is re-parented, which ``getppid`` shows. Started once per process.
-    """
-    if not _watching.acquire(blocking=False):
-        return
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll)
-        os._exit(1)  # no cleanup: the render that resumes removes the partial shard
-
-    threading.Thread(target=watch, name="fracbuild-exit-with-parent", daemon=True).start()
 
 
 def render_shard(recipe: dict[str, Any], out_dir: str, shard: int, first: int, count: int) -> dict[str, Any]:
     """Render samples ``[first, first + count)`` and write them as shard number ``shard``."""
     if os.getpid() != _render_pid:  # a worker process (loky, dask, ray), not a thread of render()
-        _exit_with_parent()
+        exit_with_parent()
     source = create_source(recipe)
     _, instances = counts(recipe)
     redraws = 0
