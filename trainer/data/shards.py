@@ -111,11 +111,26 @@ class ResumingBody(io.RawIOBase):
         super().close()
 
 
+class _Counted:
+    """A stream's ``read``, counting the bytes it gave."""
+
+    def __init__(self, stream):
+        self.stream, self.bytes = stream, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.bytes += len(data)
+        return data
+
+
 def tar_members(stream) -> Iterator[dict[str, Any]]:
     """``{"fname", "data"}`` of each file in a tar stream. tarfile takes a damaged header for the end
     of the archive and drops the rest unnoticed; here reading goes past it, and the gap it leaves
-    (or a stream with no member at all) is an error, so the shard is counted as damaged."""
+    (or a stream with no member at all) is an error, so the shard is counted as damaged. So is a stream
+    that ends without the end-of-archive zero blocks: cut at a member's boundary, it reads as a shorter
+    archive whose lost samples nothing else would count."""
     end = 0
+    stream = _Counted(stream)
     with tarfile.open(fileobj=stream, mode="r|", ignore_zeros=True) as tar:
         for info in tar:
             if info.offset != end:
@@ -126,6 +141,8 @@ def tar_members(stream) -> Iterator[dict[str, Any]]:
             tar.members = []  # a stream: keep no index
     if end == 0:
         raise tarfile.ReadError("no tar member: not a tar file")
+    if stream.bytes < end + tarfile.BLOCKSIZE:
+        raise tarfile.ReadError(f"truncated at byte {stream.bytes}: no end-of-archive marker")
 
 
 def group_samples(files: Iterator[dict[str, Any]], url: str) -> Iterator[dict[str, Any]]:
