@@ -67,18 +67,26 @@ def test_fuzzed_recipes(tmp_path_factory, key, value, cut, malformed):
     assert ok, (key, value, malformed, result.output, result.exception)
 
 
+# One bad option, or two (a bad one beside another bad or good one): one option alone has only 8 x 14 values,
+# fewer than the 100 trials a long run makes.
+BAD_OPTION = st.tuples(st.sampled_from(OPTIONS), st.sampled_from(
+    ["-1", "0", "1e12", "1000000000000", "nan", "inf", "-inf", "abc", "", "99999999999999999999", "-0", "2.5",
+     "0x10", "1e-9"]))
+GOOD_OPTION = st.tuples(st.sampled_from(["--classes", "--size", "--jobs"]), st.sampled_from(["1", "2"]))
+
+
 @seed(SEED)
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-@given(option=st.sampled_from(OPTIONS), value=st.sampled_from(["-1", "0", "1e12", "1000000000000", "nan", "inf",
-                                                               "-inf", "abc", "", "99999999999999999999", "-0"]))
-def test_fuzzed_options(tmp_path_factory, option, value):
+@given(options=st.tuples(BAD_OPTION, st.none() | BAD_OPTION | GOOD_OPTION))
+def test_fuzzed_options(tmp_path_factory, options):
     tmp = tmp_path_factory.mktemp("fuzz")
     (tmp / "r.json").write_text(json.dumps(tiny_recipe()))
     out = tmp / "out"
-    result = CliRunner().invoke(main, ["render", str(tmp / "r.json"), "-o", str(out), "--no-preview", option, value])
+    args = [part for option in options if option is not None for part in option]
+    result = CliRunner().invoke(main, ["render", str(tmp / "r.json"), "-o", str(out), "--no-preview", *args])
     ok = outcome(result, out)
     record(ok, "bad input: fuzzed render option")
-    assert ok, (option, value, result.output, result.exception)
+    assert ok, (args, result.output, result.exception)
 
 
 def test_refused_commands_leave_nothing(tiny, tmp_path):  # noqa: F811
