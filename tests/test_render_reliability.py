@@ -30,22 +30,10 @@ def test_a_directory_being_rendered_is_refused_untouched(recipe, tmp_path):
     assert render(recipe, out, jobs=1, progress=False, preview=False)["samples"] == 12
 
 
-def test_every_rename_is_fsynced_before_and_its_directory_after(recipe, tmp_path, monkeypatch):
+def test_every_rename_is_fsynced_before_and_its_directory_after(recipe, tmp_path, disk_writes):
     """What a power loss could undo: a renamed file whose data never reached the disk, a rename
     itself, a journal line the resumed render relies on."""
-    calls = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd):
-        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
-
-    def replace(src, dst):
-        calls.append(("replace", str(src), str(dst)))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    calls = disk_writes
     out = tmp_path / "out"
     m = render(recipe, out, jobs=1, progress=False, preview=False)  # one job: the shards are written here
     replaced = [(i, c[1], c[2]) for i, c in enumerate(calls) if c[0] == "replace"]

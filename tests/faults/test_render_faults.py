@@ -27,28 +27,26 @@ def shard_bytes(out_dir):
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     """A recipe of 60 shards of 4 small images, its command, and the shards of an uninterrupted render."""
-    from fracbuild.recipe import load_recipe
-
-    root = tmp_path_factory.mktemp("render-faults")
-    recipe = load_recipe(os.path.join(os.path.dirname(__file__), "..", "..", "manifests", "1p-frac.json"))
-    recipe["perturb"]["classes"] = 240
-    recipe["render"].update(size=64, points=20000, shard_size=4)
-    (root / "r.json").write_text(json.dumps(recipe))
-    render(recipe, root / "ref", jobs=1, progress=False, preview=False)
-    cmd = [sys.executable, "-m", "fracbuild", "render", str(root / "r.json"), "--jobs", "2", "--no-preview"]
-    return cmd, shard_bytes(root / "ref")
+    cmd, reference, _ = rendered(tmp_path_factory, "render-faults", classes=240, size=64, points=20000, shard_size=4)
+    return cmd, reference
 
 
 @pytest.fixture(scope="module")
 def small_job(tmp_path_factory):
     """A recipe of 48 one-image shards, whose manifest is larger than any shard or journal: its
     command, the shards of an uninterrupted render, and that render's directory."""
+    return rendered(tmp_path_factory, "render-faults-small", classes=48, size=16, points=2000, shard_size=1)
+
+
+def rendered(tmp_path_factory, name: str, *, classes: int, **render_settings):
+    """The shipped 1p-frac recipe shrunk as given: the command that renders it, the shards of an uninterrupted
+    render, and that render's directory."""
     from fracbuild.recipe import load_recipe
 
-    root = tmp_path_factory.mktemp("render-faults-small")
+    root = tmp_path_factory.mktemp(name)
     recipe = load_recipe(os.path.join(os.path.dirname(__file__), "..", "..", "manifests", "1p-frac.json"))
-    recipe["perturb"]["classes"] = 48
-    recipe["render"].update(size=16, points=2000, shard_size=1)
+    recipe["perturb"]["classes"] = classes
+    recipe["render"].update(render_settings)
     (root / "r.json").write_text(json.dumps(recipe))
     render(recipe, root / "ref", jobs=1, progress=False, preview=False)
     cmd = [sys.executable, "-m", "fracbuild", "render", str(root / "r.json"), "--jobs", "2", "--no-preview"]

@@ -258,22 +258,10 @@ def test_a_crash_between_a_checkpoints_write_and_its_rename(tiny, stopped, tmp_p
     assert not failures, failures
 
 
-def test_each_run_file_is_on_disk_before_its_rename_and_the_rename_after(tiny, tmp_path, monkeypatch):  # noqa: F811
+def test_each_run_file_is_on_disk_before_its_rename_and_the_rename_after(tiny, tmp_path, disk_writes):  # noqa: F811
     """fsync of the temporary file, then the rename, then fsync of the directory: what power loss needs for the
     directory to hold the old file or the new one, whole."""
-    events = []
-    fsync, replace = os.fsync, os.replace
-
-    def synced(fd):
-        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        fsync(fd)
-
-    def renamed(src, dst):
-        events.append(("replace", os.fspath(src), os.fspath(dst)))
-        replace(src, dst)
-
-    monkeypatch.setattr(os, "fsync", synced)
-    monkeypatch.setattr(os, "replace", renamed)
+    events = disk_writes
     out = tmp_path / "run"
     trainer.pretrain(str(tiny), out, preset="smoke", samples=160, workers=0, progress=False, save_every=5)
     renames = [i for i, e in enumerate(events) if e[0] == "replace"]
