@@ -164,11 +164,11 @@ def check_finite(loss: float) -> None:
         raise TrainerError(f"the loss is {loss}: training diverged (try a lower --lr or --clip-grad)")
 
 
-Problems = Callable[[], tuple[set[str], int, int]]  # damaged shards, skipped samples, shard reconnections
+ProblemCounts = Callable[[], tuple[set[str], int, int]]  # damaged shards, skipped samples, shard reconnections
 
 
 def train(training: Training, batches: Iterable[dict[str, Any]], steps: Steps, *, d: Dist, global_batch: int,
-          log: Callable[[dict[str, Any]], None], problems: Problems = lambda: (set(), 0, 0),
+          log: Callable[[dict[str, Any]], None], problems: ProblemCounts = lambda: (set(), 0, 0),
           save: Callable[[int], None] | None = None, evaluate: Callable[[], dict[str, float]] | None = None,
           progress: bool | None = None, desc: str = "train") -> dict[str, Any]:
     """Train from ``steps.start`` to ``steps.total`` on ``batches`` (dicts with ``image`` and ``label`` on the

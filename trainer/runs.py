@@ -61,6 +61,8 @@ def hold(out: str | os.PathLike) -> None:
         os.close(fd)
         raise TrainerError(f"{out} is being written by another run; wait for it to end or choose another "
                            "--out") from None
+    except OSError:
+        pass  # a file system without locks (some network mounts): the run goes on unlocked, as a render does
     _HELD[key] = fd
 
 
