@@ -197,13 +197,24 @@ def test_every_rand_augment_op_runs_on_a_batch_and_keeps_8_bit_values():
     p = A.draw_params(recipe, len(spec.ops), 16, 16, generator(), CPU)
     p["op"] = torch.arange(len(spec.ops)).view(-1, 1).repeat(1, spec.layers)
     p["apply"] = torch.tensor([True, False]).repeat(len(spec.ops), 1)  # each sample: its own op, once
-    x = A.rand_augment(images.float(), spec, p)
+    x = A.DeviceAugment(recipe).rand_augment(images.float(), p)
     assert torch.equal(x, x.round()) and x.min() >= 0 and x.max() <= 255
     changed = (x != images.float()).flatten(1).any(1)
     unchanged = {spec.ops[i] for i in range(len(spec.ops)) if not changed[i]}
     assert unchanged == {"ColorIncreasing"}  # colour of a grayscale image is itself, as in PIL
     invert = spec.ops.index("Invert")
     assert torch.equal(x[invert], 255 - images[invert].float())
+
+
+def one_op(name, images, magnitude, sign, spec="rand-m9-mstd0.5-inc1"):
+    """``images`` (0-255 floats [B, C, H, W]) through the batched RandAugment with op ``name`` in the first
+    layer of every sample, at ``magnitude`` and ``sign`` ([B]), and no op in the second."""
+    recipe = A.Augmentation(img_size=images.shape[-1], rand_augment=A.RandAugmentSpec.parse(spec), re_prob=0.0)
+    n, layers = len(images), recipe.rand_augment.layers
+    p = {"op": torch.full((n, layers), recipe.rand_augment.ops.index(name)),
+         "apply": torch.tensor([True] + [False] * (layers - 1)).repeat(n, 1),
+         "magnitude": magnitude.view(-1, 1).repeat(1, layers), "sign": sign.view(-1, 1).repeat(1, layers)}
+    return A.DeviceAugment(recipe).rand_augment(images, p)
 
 
 @pytest.mark.parametrize("name,sign", [("AutoContrast", 1), ("Equalize", 1), ("Invert", 1), ("PosterizeIncreasing", 1),
@@ -215,14 +226,30 @@ def test_each_colour_op_is_timms_pil_op_within_one_level(name, sign):
     from timm.data.auto_augment import LEVEL_TO_ARG, NAME_TO_OP
 
     a = (np.random.default_rng(0).random((3, 1, 40, 40)) ** 2 * 230).astype(np.uint8)
-    magnitude = torch.tensor([9.0, 6.0, 3.0])
-    arg = A.level(name, magnitude, torch.full((3,), float(sign)))
-    ours = A._pixel_op(name, torch.from_numpy(a).float(), arg).clamp(0, 255).round()[:, 0].numpy()
+    magnitude, signs = torch.tensor([9.0, 6.0, 3.0]), torch.full((3,), float(sign))
+    arg = A.level(name, magnitude, signs)
+    ours = one_op(name, torch.from_numpy(a).float(), magnitude, signs)[:, 0].numpy()
     for i in range(3):  # the level rules are compared above; here the ops, at the same argument
         whole = name.startswith(("Posterize", "Solarize"))
         args = () if LEVEL_TO_ARG[name] is None else (int(arg[i]) if whole else float(arg[i]),)
         ref = np.asarray(NAME_TO_OP[name](Image.fromarray(a[i, 0]), *args))
         assert np.abs(ours[i] - ref).max() <= 1, (name, float(magnitude[i]))
+
+
+@pytest.mark.parametrize("name", ["AutoContrast", "Equalize", "ContrastIncreasing", "ColorIncreasing",
+                                  "SharpnessIncreasing", "PosterizeIncreasing"])
+def test_each_colour_op_of_a_colour_image_is_timms_pil_op_within_one_level(name):
+    from timm.data.auto_augment import LEVEL_TO_ARG, NAME_TO_OP
+
+    a = (np.random.default_rng(1).random((3, 24, 24, 3)) ** 2 * 230).astype(np.uint8)
+    magnitude, signs = torch.tensor([9.0, 6.0, 3.0]), torch.tensor([1.0, -1.0, 1.0])
+    arg = A.level(name, magnitude, signs)
+    ours = one_op(name, torch.from_numpy(a).permute(0, 3, 1, 2).float(), magnitude, signs).permute(0, 2, 3, 1)
+    for i in range(3):
+        whole = name.startswith(("Posterize", "Solarize"))
+        args = () if LEVEL_TO_ARG[name] is None else (int(arg[i]) if whole else float(arg[i]),)
+        ref = np.asarray(NAME_TO_OP[name](Image.fromarray(a[i]), *args))
+        assert np.abs(ours[i].numpy() - ref).max() <= 1, (name, float(magnitude[i]))
 
 
 def _pil_affine(coefficients):
@@ -244,14 +271,46 @@ def test_geometric_ops_map_pixels_as_pil_does(name, arg, pil):
     assert np.array_equal(ours[0, 0].numpy(), np.asarray(pil(Image.fromarray(a))))
 
 
-def test_the_gpu_and_cpu_ways_of_choosing_ops_agree():
+def test_each_sample_gets_its_own_ops_and_nothing_of_the_others():
+    """A batch of samples that drew different ops equals each sample augmented alone: the batched lookup tables,
+    blends and warps keep to their samples, and the identity of one op is exact for the samples of another."""
     recipe = A.Augmentation(img_size=16, rand_augment=A.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
     images = torch.randint(0, 256, (64, 1, 16, 16), generator=generator(), dtype=torch.uint8).float()
     p = A.draw_params(recipe, 64, 16, 16, generator(1), CPU)
-    sparse = A.rand_augment(images, recipe.rand_augment, p, sparse=True)
-    dense = A.rand_augment(images, recipe.rand_augment, p, sparse=False)
-    assert (dense - sparse).abs().max() <= 1  # rounding of the two orders of float operations
-    assert (dense != images).flatten(1).any(1).float().mean() > 0.5  # most samples were changed
+    augment = A.DeviceAugment(recipe)
+    batched = augment.rand_augment(images, p)
+    alone = torch.cat([augment.rand_augment(images[i:i + 1], {k: v[i:i + 1] for k, v in p.items()})
+                       for i in range(64)])
+    assert torch.equal(batched, alone)
+    untouched = ~p["apply"].any(1)
+    assert untouched.any() and torch.equal(batched[untouched], images[untouched])
+    assert (batched != images).flatten(1).any(1).float().mean() > 0.5  # most samples were changed
+
+
+@pytest.mark.parametrize("side,channels,size", [(512, 1, 224), (512, 1, 32), (32, 3, 224), (28, 1, 32), (8, 1, 32),
+                                                (40, 3, 24)])
+def test_the_crop_is_timms_random_resized_crop_within_one_grey_level(side, channels, size, monkeypatch):
+    """On the same boxes and flips, the held image cropped and resized on the device gives the grey levels of
+    timm's RandomResizedCrop (PIL's resize of the box) and flips, shrinking (512 px shards) and enlarging
+    (downstream sets of 8-32 px)."""
+    from torchvision.transforms import functional as TF
+
+    n = 12
+    rng = np.random.default_rng(side + channels)
+    arrays = (rng.random((n, side, side, channels)) ** 2 * 255).astype(np.uint8)
+    recipe = A.Augmentation(img_size=size, re_prob=0.0)
+    p = A.draw_params(recipe, n, side, side, generator(side), CPU)
+    held = torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()
+    ours = A.DeviceAugment(recipe).crop(held, p).permute(0, 2, 3, 1).numpy()
+    timm = RandomResizedCropAndInterpolation(size, scale=recipe.scale, ratio=recipe.ratio, interpolation="bicubic")
+    for i in range(n):
+        box = tuple(int(v) for v in p["crop"][i])
+        monkeypatch.setattr(timm, "get_params", lambda *args, _box=box: _box)
+        image = timm(Image.fromarray(arrays[i, ..., 0] if channels == 1 else arrays[i]))
+        image = TF.hflip(image) if p["hflip"][i] else image
+        image = TF.vflip(image) if p["vflip"][i] else image
+        ref = np.asarray(image).reshape(size, size, channels).astype(float)
+        assert np.abs(ours[i] - ref).max() <= 1, (box, np.abs(ours[i] - ref).max())
 
 
 # erasing and mixing ----------------------------------------------------------------------------------------
@@ -292,7 +351,7 @@ def test_mixup_and_cutmix_lambdas_on_memory_batches():
     Beta(0.8, 0.8), CutMix is chosen half the time, and the soft targets carry the same lambda."""
     k, batch, rounds = 10, 4, 8000
     mixup, _ = create_criterion({**PAPER, "smoothing": 0.0}, k)
-    np.random.seed(0)
+    torch.manual_seed(0)
     values = torch.tensor([10.0, 20.0, 30.0, 40.0])
     labels = torch.tensor([0, 1, 2, 3])
     lams, cut = [], 0
@@ -363,9 +422,11 @@ def test_passes_are_reshuffled_and_a_resumed_run_continues_the_sequence():
 def test_batches_are_augmented_normalised_and_labelled():
     data = held(16, 40)
     config, d = {**PAPER, "img_size": 24}, distributed.Dist()
-    loader = MemoryInput(data, config, d, why="test", num_classes=5).batches(batch_size=8, steps=3)
-    for b in loader:
-        assert b["image"].shape == (8, 3, 24, 24) and b["image"].dtype == torch.float32
+    memory = MemoryInput(data, config, d, why="test", num_classes=5)
+    for b in memory.batches(batch_size=8, steps=3):
+        assert torch.equal(b["image"], data.images[b["index"]])  # augmented in the step, with these parameters
+        image = memory.augment(b["image"], b["augment"])
+        assert image.shape == (8, 3, 24, 24) and image.dtype == torch.float32
         assert torch.equal(b["label"], data.labels[b["index"]])
     with pytest.raises(trainer.errors.TrainerError, match="outside"):
         MemoryInput(data, config, d, why="test", num_classes=3)
@@ -377,7 +438,8 @@ def test_batches_are_augmented_normalised_and_labelled():
 def test_decoding_reads_every_sample_once(tiny):  # noqa: F811
     source = resolve_data(str(tiny))
     data = M.decode_source(source, img_size=16, device=CPU)
-    assert data.images.shape == (12, 1, 32, 32) and data.images.dtype == torch.uint8  # 64 px held at 2 x 16
+    assert data.images.shape == (12, 1, 64, 64) and data.images.dtype == torch.uint8  # held whole: 64 <= 4 x 16
+    assert M.decode_source(source, img_size=8, device=CPU).images.shape == (12, 1, 32, 32)  # shrunk to 4 x 8
     assert sorted(data.labels.tolist()) == list(range(12))
 
 

@@ -136,7 +136,8 @@ def test_the_memory_input_of_a_split_gives_augmented_batches_and_its_test_split_
     train = create_train_input(data.train, {**config, "input": "memory"}, Dist(), num_classes=10)
     assert isinstance(train, MemoryInput) and train.describe()["held_in_memory"]["height"] == 28
     batch = next(train.batches(batch_size=8, steps=1))
-    assert batch["image"].shape == (8, 3, 32, 32) and batch["image"].dtype == torch.float32
+    image = train.augment(batch["image"], batch["augment"])
+    assert image.shape == (8, 3, 32, 32) and image.dtype == torch.float32
     test = create_eval_input(data.test, config, Dist(), batch_size=8, like=train)
     assert isinstance(test, MemoryEvalInput)
     first = next(iter(test))

@@ -389,7 +389,7 @@ def test_mixing_draws_one_lambda_per_chunk_and_pairs_within_it():
     draws = {}
     for chunk in (0, 4):
         mixup, _ = create_criterion({**config, "mix_chunk": chunk}, num_classes=16)
-        np.random.seed(0)
+        torch.manual_seed(0)
         mixed, targets = mixup(images.clone(), labels)
         lam = targets[labels, labels]  # each sample's own label keeps weight lambda
         partner = targets.clone()
@@ -409,7 +409,7 @@ def test_cutmix_or_mixup_is_chosen_per_chunk():
 
     mixup, _ = create_criterion(dict(mixup=0.8, cutmix=1.0, mixup_switch=0.5, smoothing=0.0, mix_chunk=2),
                                 num_classes=64)
-    np.random.seed(1)
+    torch.manual_seed(1)
     images = torch.rand(64, 3, 8, 8)
     mixed, _ = mixup(images.clone(), torch.arange(64))
     # CutMix leaves some pixels of each image untouched; Mixup blends every pixel.

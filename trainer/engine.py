@@ -20,18 +20,19 @@ from torch.nn.parallel import DistributedDataParallel
 from . import distributed
 from .distributed import Dist
 from .errors import TrainerError
-from .loss import ChunkedMixup, create_criterion
+from .loss import Mixing, create_criterion
 from .optim import RunPlan, create_optimizer, create_scheduler
 from .signals import stop_requests
 
 
 class Precision:
-    """Automatic mixed precision: bf16 where the GPU supports it, fp16 with loss scaling otherwise."""
+    """Automatic mixed precision: bf16 where the GPU has it natively, fp16 with loss scaling otherwise."""
 
     def __init__(self, device: torch.device, enabled: bool | None):
         self.enabled = device.type == "cuda" if enabled is None else bool(enabled)
         if self.enabled and device.type == "cuda":
-            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+            self.dtype = torch.bfloat16 if native else torch.float16
         else:
             self.dtype = torch.bfloat16
         self.device = device
@@ -48,28 +49,9 @@ class Precision:
         return str(self.dtype).removeprefix("torch.") if self.enabled else "fp32"
 
 
-def train_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, criterion: nn.Module,
-               optimizer: torch.optim.Optimizer, precision: Precision, clip_grad: float | None) -> torch.Tensor:
-    """One optimisation step; returns the loss as a detached tensor (read it only when logging:
-    ``.item()`` on every step would make the GPU wait for the CPU)."""
-    with precision.autocast():
-        loss = criterion(model(images), targets)
-    optimizer.zero_grad(set_to_none=True)
-    precision.scaler.scale(loss).backward()
-    if clip_grad:
-        precision.scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-    precision.scaler.step(optimizer)
-    precision.scaler.update()
-    return loss.detach()
-
-
-def wrap(net: nn.Module, compile: bool, d: Dist) -> nn.Module:
-    """``net`` compiled if ``compile``, and in DDP when there are several processes."""
-    model = torch.compile(net) if compile else net
-    if d.world > 1:
-        model = DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-    return model
+def compiles(setting: bool | None, device: torch.device) -> bool:
+    """Whether a run compiles its step: as set, or (None) where there is a GPU."""
+    return device.type == "cuda" if setting is None else bool(setting)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -80,32 +62,67 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 @dataclass
 class Training:
-    """What a run trains with: the model as it is stepped (compiled, in DDP), the optimizer and its lr
-    schedule, mixed precision, Mixup/CutMix and the loss, the weights' EMA and gradient clipping."""
+    """What a run trains with: the model as it is stepped (in DDP under several processes), the optimizer and its
+    lr schedule, mixed precision, the input's device augmentation (if its batches need it), Mixup/CutMix and the
+    loss, the weights' EMA and gradient clipping.
+
+    One step: ``forward_loss`` (augmentation, mixing, forward and loss: one ``torch.compile`` graph when
+    compiling, its backward compiled with it), the backward pass, then the optimizer (fused where the settings
+    ask). Every random number of the augmentation and the mixing is drawn before, as tensors on the device: the
+    compiled graph takes them as inputs, and draws nothing but the model's own (drop path) and the erased noise.
+    """
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any
     precision: Precision
     criterion: nn.Module
-    mixup: ChunkedMixup | None = None
+    mixup: Mixing | None = None
     ema: ModelEmaV3 | None = None
     clip_grad: float | None = None
+    augment: nn.Module | None = None
+    img_size: int = 0
+    compiled: bool = False
+    compile_backend: str = "inductor"
+
+    def __post_init__(self):
+        self.forward_loss = self._forward_loss
+        if self.compiled:
+            self.forward_loss = torch.compile(self._forward_loss, fullgraph=True, backend=self.compile_backend)
 
     @property
     def net(self) -> nn.Module:
         return unwrap(self.model)
 
-    def step(self, batch: dict[str, torch.Tensor], step: int) -> torch.Tensor:
-        """One optimisation step on a batch, then the schedule and the EMA at step ``step`` (counted from 1)."""
-        images, targets = batch["image"], batch["label"]
-        if self.mixup is not None:
-            images, targets = self.mixup(images, targets)
-        loss = train_step(self.model, images, targets, self.criterion, self.optimizer, self.precision, self.clip_grad)
+    def _forward_loss(self, images: torch.Tensor, labels: torch.Tensor, augment: dict[str, torch.Tensor] | None,
+                      mix: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        if augment is not None:
+            images = self.augment(images, augment)
+        targets = labels
+        if mix is not None:
+            images, targets = self.mixup.apply(images, labels, mix)
+        with self.precision.autocast():
+            return self.criterion(self.model(images), targets)
+
+    def step(self, batch: dict[str, Any], step: int) -> torch.Tensor:
+        """One optimisation step on a batch, then the schedule and the EMA at step ``step`` (counted from 1); returns
+        the loss as a detached tensor (read it only when logging: ``.item()`` on every step would make the GPU wait
+        for the CPU)."""
+        images, labels = batch["image"], batch["label"]
+        mix = self.mixup.draw(len(labels), self.img_size, labels.device) if self.mixup is not None else None
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.forward_loss(images, labels, batch.get("augment"), mix)
+        scaler = self.precision.scaler
+        scaler.scale(loss).backward()
+        if self.clip_grad:
+            scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad)
+        scaler.step(self.optimizer)
+        scaler.update()
         self.scheduler.step_update(step)
         if self.ema is not None:
             self.ema.update(self.model, step=step)
-        return loss
+        return loss.detach()
 
     def state_dict(self) -> dict[str, Any]:
         state = {"state_dict": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -124,17 +141,27 @@ class Training:
 
 
 def create_training(net: nn.Module, config: dict[str, Any], plan: RunPlan, *, num_classes: int, d: Dist,
-                    state: dict[str, Any] | None = None) -> Training:
+                    state: dict[str, Any] | None = None, augment: nn.Module | None = None) -> Training:
     """The pieces to train ``net`` with a run's settings and plan; ``state`` (a checkpoint) restores them
-    before the model is compiled or put in DDP."""
+    before the model is put in DDP. ``augment``: the input's device augmentation, for batches that carry its
+    parameters (``batch["augment"]``)."""
+    backend = config.get("compile_backend") or "inductor"
+    if compiles(config["compile"], d.device) and backend not in torch._dynamo.list_backends(exclude_tags=()):
+        raise TrainerError(f"unknown --compile-backend {backend!r}; torch has "
+                           f"{', '.join(torch._dynamo.list_backends(exclude_tags=()))}")
+    if d.device.type == "cuda" and config.get("tf32"):
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     ema = ModelEmaV3(net, decay=config["ema"]) if config.get("ema", 0) > 0 else None
     optimizer = create_optimizer(net, config, plan.lr)
     mixup, criterion = create_criterion(config, num_classes)
-    training = Training(net, optimizer, create_scheduler(optimizer, plan), Precision(d.device, config["amp"]),
-                        criterion, mixup, ema, config["clip_grad"])
+    model = net
+    if d.world > 1:
+        model = DistributedDataParallel(net, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    training = Training(model, optimizer, create_scheduler(optimizer, plan), Precision(d.device, config["amp"]),
+                        criterion, mixup, ema, config["clip_grad"], augment, config["img_size"],
+                        compiles(config["compile"], d.device), backend)
     if state is not None:
         training.load_state_dict(state)
-    training.model = wrap(net, config["compile"], d)
     return training
 
 

@@ -83,7 +83,7 @@ def _fit(kind, init, dataset, out: Path, blocks, preset, overrides, force, progr
     train_input = create_train_input(data.train, config, d, num_classes=data.classes)
     plan = plan_run(config, train_input.samples, d.world, fit_batch=True)
     test_input = create_eval_input(data.test, config, d, batch_size=plan.batch_per_process, like=train_input)
-    training = create_training(net, config, plan, num_classes=data.classes, d=d)
+    training = create_training(net, config, plan, num_classes=data.classes, d=d, augment=train_input.augment)
     effective = {**config, "kind": kind, "init": init, "blocks": blocks, "dataset": data.describe(),
                  "batch_size_used": plan.global_batch, **plan.as_dict(), **train_input.describe(),
                  "threads": distributed.set_threads(train_input.threads), "precision": training.precision.name,

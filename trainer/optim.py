@@ -107,7 +107,8 @@ def create_optimizer(model: nn.Module, config: dict[str, Any], lr: float, **opti
 
     The model's no-weight-decay list (a ViT's ``pos_embed`` and ``cls_token``) is honoured unless
     ``embed_decay``: the reference handed the DDP-wrapped model to timm, which then found no such list.
-    ``options`` go to the optimizer (``fused=True`` for torch's fused AdamW).
+    ``fused`` (a setting): torch's fused kernel where torch has one for the optimizer (AdamW, Adam, SGD, on CPUs and
+    GPUs), the multi-tensor one otherwise. ``options`` go to the optimizer.
     """
     groups, layer_decay = None, config.get("layer_decay")
     if config.get("embed_decay") and config["weight_decay"]:
@@ -116,10 +117,18 @@ def create_optimizer(model: nn.Module, config: dict[str, Any], lr: float, **opti
                 return param_groups_layer_decay(m, weight_decay=config["weight_decay"], no_weight_decay_list=(),
                                                 layer_decay=layer_decay)
             return param_groups_weight_decay(m, config["weight_decay"], no_weight_decay_list=())
-    try:
+    def create(**extra: Any) -> torch.optim.Optimizer:
         return create_optimizer_v2(model, opt=config["opt"], lr=lr, weight_decay=config["weight_decay"],
                                    momentum=config["momentum"], param_group_fn=groups, layer_decay=layer_decay,
-                                   **options)
+                                   **options, **extra)
+
+    try:
+        if config.get("fused"):
+            try:  # torch's fused kernel (one launch for every tensor), where torch has one for this optimizer
+                return create(fused=True)
+            except (TypeError, RuntimeError, ValueError):
+                pass
+        return create()
     except (ValueError, AssertionError, KeyError) as e:
         raise TrainerError(f"cannot create optimizer {config['opt']!r}: {e}") from None
 

@@ -158,7 +158,8 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
     torch.manual_seed(config["seed"])  # the same initial weights on every rank
     net = create_model(config["model"], num_classes=num_classes, img_size=config["img_size"],
                        drop_path=config["drop_path"], model_kwargs=config["model_kwargs"]).to(d.device)
-    training = create_training(net, config, plan, num_classes=num_classes, d=d, state=checkpoint)
+    training = create_training(net, config, plan, num_classes=num_classes, d=d, state=checkpoint,
+                               augment=data_input.augment)
     start = checkpoint["step"] if checkpoint is not None else 0
     # torch, numpy and random (timm's crops and RandAugment use random, Mixup numpy): differ across ranks
     # and after a resume, but are the same from run to run. A checkpoint that holds the states the run drew

@@ -113,8 +113,16 @@ SETTINGS: tuple[Setting, ...] = (
        pretrain=None, finetune=None, probe=Hidden(None)),
     _s("amp", bool, "Automatic mixed precision: bf16 where the GPU has it, else fp16 (default: on with CUDA).",
        **_ALL),
-    _s("compile", bool, "torch.compile the model.", runtime=True, pretrain=False, finetune=False,
+    _s("compile", bool, "torch.compile the training step (augmentation, mixing, forward, loss and their backward) "
+       "(default: off; the paper presets: on with CUDA).", runtime=True, pretrain=False, finetune=False,
        probe=Hidden(False)),
+    _s("compile_backend", str, "torch.compile backend of --compile (timm's --torchcompile): inductor generates "
+       "kernels; aot_eager traces the same graphs, forward and backward, and runs them op by op.", runtime=True,
+       pretrain="inductor", finetune="inductor", probe=Hidden("inductor")),
+    _s("fused", bool, "The optimizer's fused kernel, where torch has one for it (AdamW, Adam, SGD).", runtime=True,
+       pretrain=False, finetune=False, probe=False),
+    _s("tf32", bool, "TF32 matrix products and convolutions on GPUs (no effect on a CPU).", runtime=True,
+       pretrain=False, finetune=False, probe=False),
     _s("ema", float, "EMA decay of the weights (0: no EMA).", UNIT_OPEN_ABOVE, pretrain=0.0),
     _s("scale", PAIR, "RandomResizedCrop area range MIN MAX.", AREA, pretrain=_AUG["scale"],
        finetune=_AUG["scale"], probe=_AUG["scale"]),

@@ -4,34 +4,73 @@ parameters per sample, drawn by timm's rules.
     Augmentation    the per-sample augmentation of a run (crop, flips, RandAugment, erasing, mean/std), from
                     its settings
     draw_params     its random parameters for ``n`` samples, drawn on the device with a ``torch.Generator``
-    apply_params    crop + flips as one affine ``grid_sample``, RandAugment, normalisation, random erasing
+    DeviceAugment   applies them: crop + flips as PIL resizes (``resample``), RandAugment, normalisation, random
+                    erasing; its constants are made once, on the device
+    apply_params    the same, in one call
+
+The same code runs on every device, with no value read back by the host: every choice is a per-sample tensor
+and every op runs once per batch. RandAugment's colour ops are 8-bit lookup tables (one per sample, built from
+its op, its argument and its image's histogram) applied in one gather; Color, Sharpness and the geometric ops
+are one blend, one blend and one warp per layer, the identity for the samples that drew another op.
 
 How this differs from timm's PIL recipe is listed in the README (Training, "Inputs").
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import kornia
 import torch
 import torch.nn.functional as F
 
 from ..errors import TrainerError
+from .resample import columns_first, columns_first_when_taller, pil_resize, pil_weights
 from .transforms import mean_std
 
 MEAN = STD = (0.5, 0.5, 0.5)
 FILL = 128  # RandAugment's fill for geometric ops at mean 0.5 (timm fills with the mean: img_mean)
 
+# timm's level-to-argument rule of each RandAugment op, as data: with f = magnitude / 10,
+# raw = f * mult (floored where ``whole``, times the random sign where ``signed``, at most ``cap``), and the
+# argument is max(add + scale * raw, least).
+#          (mult,  whole, signed, cap,   add, scale, least)
+_NONE = (0.0, False, False, math.inf, 0.0, 1.0, -math.inf)
+_LEVELS: dict[str, tuple] = {
+    "AutoContrast": _NONE, "Equalize": _NONE, "Invert": _NONE,
+    "Rotate": (30.0, False, True, math.inf, 0.0, 1.0, -math.inf),
+    "ShearX": (0.3, False, True, math.inf, 0.0, 1.0, -math.inf),
+    "ShearY": (0.3, False, True, math.inf, 0.0, 1.0, -math.inf),
+    "TranslateXRel": (0.45, False, True, math.inf, 0.0, 1.0, -math.inf),
+    "TranslateYRel": (0.45, False, True, math.inf, 0.0, 1.0, -math.inf),
+    "Posterize": (4.0, True, False, math.inf, 0.0, 1.0, -math.inf),
+    "PosterizeIncreasing": (4.0, True, False, math.inf, 4.0, -1.0, -math.inf),
+    "Solarize": (256.0, True, False, 256.0, 0.0, 1.0, -math.inf),
+    "SolarizeIncreasing": (256.0, True, False, 256.0, 256.0, -1.0, -math.inf),
+    "SolarizeAdd": (110.0, True, False, 128.0, 0.0, 1.0, -math.inf),
+    **{name: (1.8, False, False, math.inf, 0.1, 1.0, -math.inf) for name in ("Color", "Contrast", "Brightness",
+                                                                            "Sharpness")},
+    **{name + "Increasing": (0.9, False, True, math.inf, 1.0, 1.0, 0.1) for name in ("Color", "Contrast",
+                                                                                     "Brightness", "Sharpness")},
+}
 # timm's RandAugment ops that device augmentation implements (the ``inc1`` set and the plain one).
-OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "PosterizeIncreasing", "Solarize",
-       "SolarizeIncreasing", "SolarizeAdd", "Color", "ColorIncreasing", "Contrast", "ContrastIncreasing",
-       "Brightness", "BrightnessIncreasing", "Sharpness", "SharpnessIncreasing", "ShearX", "ShearY",
-       "TranslateXRel", "TranslateYRel")
+OPS = tuple(_LEVELS)
 GEOMETRIC = ("Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
+
+# What each op does to a sample's pixels: a kind, the same for an op and its Increasing variant.
+IDENTITY, AUTOCONTRAST, EQUALIZE, INVERT, POSTERIZE, SOLARIZE, SOLARIZE_ADD, BRIGHTNESS, CONTRAST, COLOR, \
+    SHARPNESS, ROTATE, SHEAR_X, SHEAR_Y, TRANSLATE_X, TRANSLATE_Y = range(16)
+_KINDS = {"AutoContrast": AUTOCONTRAST, "Equalize": EQUALIZE, "Invert": INVERT, "Posterize": POSTERIZE,
+          "Solarize": SOLARIZE, "SolarizeAdd": SOLARIZE_ADD, "Brightness": BRIGHTNESS, "Contrast": CONTRAST,
+          "Color": COLOR, "Sharpness": SHARPNESS, "Rotate": ROTATE, "ShearX": SHEAR_X, "ShearY": SHEAR_Y,
+          "TranslateXRel": TRANSLATE_X, "TranslateYRel": TRANSLATE_Y}
+
+
+def kind(name: str) -> int:
+    return _KINDS[name.removesuffix("Increasing")]
 
 
 @dataclass(frozen=True)
@@ -94,6 +133,9 @@ class Augmentation:
         return tuple(min(255, round(255 * m)) for m in self.mean)
 
 
+# ------------------------------------------------------------------------------------------- drawing parameters
+
+
 def _uniform(shape, lo, hi, g: torch.Generator, device) -> torch.Tensor:
     return torch.rand(shape, generator=g, device=device) * (hi - lo) + lo
 
@@ -137,9 +179,9 @@ def draw_params(augmentation: Augmentation, n: int, height: int, width: int, g: 
     """Every random parameter of ``n`` samples: crop, flips, RandAugment ops/magnitudes/signs, erasing box."""
     a = augmentation
     p: dict[str, torch.Tensor] = {"crop": draw_crops(n, height, width, a.scale, a.ratio, g, device)}
-    p["hflip"] = torch.rand(n, generator=g, device=device) < augmentation.hflip
-    p["vflip"] = torch.rand(n, generator=g, device=device) < augmentation.vflip
-    ra = augmentation.rand_augment
+    flips = torch.rand((n, 2), generator=g, device=device)
+    p["hflip"], p["vflip"] = flips[:, 0] < a.hflip, flips[:, 1] < a.vflip
+    ra = a.rand_augment
     if ra is not None:
         shape = (n, ra.layers)
         if ra.weights is None:  # timm: np.random.choice with replacement
@@ -147,57 +189,53 @@ def draw_params(augmentation: Augmentation, n: int, height: int, width: int, g: 
         else:  # timm: weighted choice without replacement
             w = torch.tensor(ra.weights, device=device).expand(n, -1)
             p["op"] = torch.multinomial(w, ra.layers, replacement=False, generator=g)
-        p["apply"] = torch.rand(shape, generator=g, device=device) <= ra.prob
+        # per layer: apply?, magnitude noise, sign (timm's _randomly_negate: negative when random() > 0.5)
+        u = torch.rand((3, *shape), generator=g, device=device)
+        p["apply"] = u[0] <= ra.prob
         if math.isinf(ra.magnitude_std):
-            m = _uniform(shape, 0.0, ra.magnitude, g, device)
+            m = u[1] * ra.magnitude
         elif ra.magnitude_std > 0:
             m = ra.magnitude + ra.magnitude_std * torch.randn(shape, generator=g, device=device)
         else:
             m = torch.full(shape, ra.magnitude, device=device)
         p["magnitude"] = m.clamp(0.0, ra.magnitude_max)
-        # timm's _randomly_negate: negative when random() > 0.5
-        p["sign"] = torch.where(torch.rand(shape, generator=g, device=device) > 0.5, -1.0, 1.0)
-    if augmentation.re_prob > 0:
-        s = augmentation.img_size
-        erase = torch.rand(n, generator=g, device=device) < augmentation.re_prob
+        p["sign"] = torch.where(u[2] > 0.5, -1.0, 1.0)
+    if a.re_prob > 0:
+        s = a.img_size
+        erase = torch.rand(n, generator=g, device=device) < a.re_prob
         log_aspect = (math.log(0.3), math.log(1 / 0.3))
         w, h, ok = _boxes(n, s * s, (0.02, 1 / 3), log_aspect, lambda w, h: (w < s) & (h < s), g, device)
-        top, left = _randint((n,), s - h, g, device), _randint((n,), s - w, g, device)
+        corner = torch.rand((n, 2), generator=g, device=device)
+        top = torch.floor(corner[:, 0] * (s - h + 1)).clamp(max=s - h)
+        left = torch.floor(corner[:, 1] * (s - w + 1)).clamp(max=s - w)
         p["erase"] = erase & ok
         p["erase_box"] = torch.stack([top, left, h, w], 1)
     return p
 
 
+def _level_table(names) -> torch.Tensor:
+    return torch.tensor([[float(v) for v in _LEVELS[name]] for name in names], dtype=torch.float32)
+
+
+def _levels(table: torch.Tensor, magnitude: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    """The argument of each sample's op from its row of ``_LEVELS`` (``table`` ``[..., 7]``)."""
+    mult, whole, signed, cap, add, scale, least = table.unbind(-1)
+    raw = magnitude / 10.0 * mult
+    raw = torch.where(whole > 0, torch.floor(raw), raw)
+    raw = torch.where(signed > 0, raw * sign, raw).minimum(cap)
+    return (add + scale * raw).maximum(least)
+
+
 def level(name: str, magnitude: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
     """timm's level-to-argument rule of op ``name`` for magnitudes on timm's 0-10 scale (batched)."""
-    f = magnitude / 10.0
-    if name == "Rotate":
-        return f * 30.0 * sign
-    if name in ("ShearX", "ShearY"):
-        return f * 0.3 * sign
-    if name in ("TranslateXRel", "TranslateYRel"):
-        return f * 0.45 * sign
-    if name == "Posterize":
-        return torch.floor(f * 4)
-    if name == "PosterizeIncreasing":
-        return 4 - torch.floor(f * 4)
-    if name == "Solarize":
-        return torch.floor(f * 256).clamp(max=256)
-    if name == "SolarizeIncreasing":
-        return 256 - torch.floor(f * 256).clamp(max=256)
-    if name == "SolarizeAdd":
-        return torch.floor(f * 110).clamp(max=128)
-    if name in ("Color", "Contrast", "Brightness", "Sharpness"):
-        return f * 1.8 + 0.1
-    if name.endswith("Increasing"):  # the enhance ops: 1 +- 0.9 f, at least 0.1
-        return (1.0 + f * 0.9 * sign).clamp(min=0.1)
-    return torch.zeros_like(magnitude)  # AutoContrast, Equalize, Invert take no argument
+    return _levels(_level_table([name])[0].to(magnitude.device), magnitude, sign)
 
 
 # ------------------------------------------------------------------------------------ applying the parameters
 
 
-def _warp(x: torch.Tensor, matrix: torch.Tensor, out_hw: tuple[int, int], *, fill: float | None) -> torch.Tensor:
+def _warp(x: torch.Tensor, matrix: torch.Tensor, out_hw: tuple[int, int], *, fill: float | torch.Tensor | None
+          ) -> torch.Tensor:
     """``x`` [B, C, H, W] resampled at ``matrix`` [B, 2, 3] (output pixel -> input pixel, pixel-edge coordinates,
     as PIL's affine transform), bicubic; outside the image: ``fill``, or the nearest edge pixel if None."""
     b, _, h, w = x.shape
@@ -214,154 +252,198 @@ def _warp(x: torch.Tensor, matrix: torch.Tensor, out_hw: tuple[int, int], *, fil
     return F.grid_sample(x - fill, grid, mode="bicubic", padding_mode="zeros", align_corners=False) + fill
 
 
-def crop_matrices(crop: torch.Tensor, hflip: torch.Tensor, vflip: torch.Tensor, size: int) -> torch.Tensor:
-    """Output pixel -> input pixel maps [B, 2, 3] of RandomResizedCrop to ``size`` followed by the flips."""
-    top, left, h, w = crop.unbind(1)
-    sx, sy = w / size, h / size
-    zero = torch.zeros_like(sx)
-    # a flip reads the output from the other side: u -> size - u
-    ax = torch.where(hflip, -sx, sx)
-    bx = torch.where(hflip, left + w, left)
-    ay = torch.where(vflip, -sy, sy)
-    by = torch.where(vflip, top + h, top)
-    return torch.stack([torch.stack([ax, zero, bx], 1), torch.stack([zero, ay, by], 1)], 1)
-
-
 def _geometry(name: str, arg: torch.Tensor, size: int) -> torch.Tensor:
     """PIL's affine map (output pixel -> input pixel) of a RandAugment geometric op, per sample [B, 2, 3]."""
-    one, zero = torch.ones_like(arg), torch.zeros_like(arg)
-    if name == "ShearX":
-        rows = [(one, arg, zero), (zero, one, zero)]
-    elif name == "ShearY":
-        rows = [(one, zero, zero), (arg, one, zero)]
-    elif name == "TranslateXRel":
-        rows = [(one, zero, arg * size), (zero, one, zero)]
-    elif name == "TranslateYRel":
-        rows = [(one, zero, zero), (zero, one, arg * size)]
-    else:  # Rotate by arg degrees counter-clockwise about the centre, as Image.rotate
-        a = torch.deg2rad(-arg)
-        c, s, centre = torch.cos(a), torch.sin(a), size / 2
-        rows = [(c, s, centre - c * centre - s * centre), (-s, c, centre + s * centre - c * centre)]
-    return torch.stack([torch.stack(r, 1) for r in rows], 1)
+    k = torch.full_like(arg, kind(name))
+    return _matrices(k, arg, size)
 
 
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    """PIL's ``convert("L")`` of [B, C, H, W] (identity for one channel)."""
-    if x.shape[1] == 1:
+def _matrices(kinds: torch.Tensor, arg: torch.Tensor, size: int) -> torch.Tensor:
+    """PIL's affine maps [B, 2, 3] of each sample's geometric op (the identity for any other kind): rotation by
+    ``arg`` degrees counter-clockwise about the centre (``Image.rotate``), shear by ``arg``, translation by ``arg``
+    of the size."""
+    angle = torch.deg2rad(torch.where(kinds == ROTATE, -arg, 0.0))
+    c, s, centre = torch.cos(angle), torch.sin(angle), size / 2
+    shear_x = torch.where(kinds == SHEAR_X, arg, 0.0)
+    shear_y = torch.where(kinds == SHEAR_Y, arg, 0.0)
+    move_x = torch.where(kinds == TRANSLATE_X, arg * size, 0.0)
+    move_y = torch.where(kinds == TRANSLATE_Y, arg * size, 0.0)
+    # (only one of rotation, shear and translation is not the identity for a sample)
+    row0 = torch.stack([c, s + shear_x, centre - c * centre - s * centre + move_x], 1)
+    row1 = torch.stack([shear_y - s, c, centre + s * centre - c * centre + move_y], 1)
+    return torch.stack([row0, row1], 1)
+
+
+# The rows of ``_layer_terms``: what each sample's op does, per layer, before its image is seen.
+_GAIN, _OFFSET, _MEAN_WEIGHT, _HALF, _AUTOCONTRAST, _SOLARIZE_AT, _RAISE_BELOW, _RAISE, _POSTERIZE_STEP, _EQUALIZE, \
+    _COLOR, _SHARPNESS = range(12)
+
+
+def _layer_terms(kinds: torch.Tensor, args: torch.Tensor) -> torch.Tensor:
+    """The image-free parts of each sample's op ``[B, layers]`` as ``[B, layers, terms]`` (rows above): lookup
+    table gain and offset (Brightness, Contrast, Invert), the weight of the image's mean grey (Contrast), the
+    rounding (none for AutoContrast, which floors), flags, thresholds and steps, and the blend factors of Color
+    and Sharpness (1 for the identity)."""
+    def on(k: int, value, other) -> torch.Tensor:
+        return torch.where(kinds == k, value, other)
+
+    gain = torch.where((kinds == BRIGHTNESS) | (kinds == CONTRAST), args, on(INVERT, -1.0, 1.0))
+    terms = [gain, on(INVERT, 255.0, 0.0), on(CONTRAST, 1 - args, 0.0), on(AUTOCONTRAST, 0.0, 0.5),
+             on(AUTOCONTRAST, 1.0, 0.0), on(SOLARIZE, args, 256.0), on(SOLARIZE_ADD, 128.0, 0.0), args,
+             on(POSTERIZE, torch.exp2(8 - args).clamp(min=1), 1.0), on(EQUALIZE, 1.0, 0.0), on(COLOR, args, 1.0),
+             on(SHARPNESS, args, 1.0)]
+    return torch.stack(terms, 2)
+
+
+class DeviceAugment(torch.nn.Module):
+    """An ``Augmentation`` on a device: uint8 ``[B, C, H, W]`` and ``draw_params``' parameters -> normalised float
+    ``[B, 3, S, S]``: crop + flips, RandAugment, normalisation, random erasing. Its constants are buffers, made once."""
+
+    def __init__(self, augmentation: Augmentation, device: torch.device | str = "cpu"):
+        super().__init__()
+        a = self.augmentation = augmentation
+        s = a.img_size
+        mean, std = torch.tensor(a.mean), torch.tensor(a.std)
+        self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", std.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("grid", torch.arange(s, dtype=torch.float32), persistent=False)
+        self.register_buffer("values", torch.arange(256, dtype=torch.float32), persistent=False)
+        self.register_buffer("one", torch.ones(1, 1, 1), persistent=False)
+        ra = a.rand_augment
+        self.uniform_fill = len(set(a.fill)) == 1
+        self.when_taller = columns_first_when_taller()  # probed here: Pillow cannot run inside a compiled graph
+        self.register_buffer("fill", torch.tensor(a.fill, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        if ra is not None:
+            self.register_buffer("levels", _level_table(ra.ops), persistent=False)
+            self.register_buffer("kinds", torch.tensor([kind(n) for n in ra.ops]), persistent=False)
+            self.has = {kind(n) for n in ra.ops}
+            # PIL's ImageFilter.SMOOTH (Sharpness's degenerate image): 3 x 3, centre 5, the rest 1, over 13
+            smooth = torch.ones(3, 3)
+            smooth[1, 1] = 5
+            self.register_buffer("smooth", (smooth / 13).view(1, 1, 3, 3), persistent=False)
+            border = torch.ones(1, 1, s, s)  # 1 on the border, which SMOOTH keeps
+            border[..., 1:-1, 1:-1] = 0
+            self.register_buffer("border", border, persistent=False)
+        self.to(device)
+
+    def forward(self, images: torch.Tensor, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        a, s = self.augmentation, self.augmentation.img_size
+        x = self.crop(images, p)
+        if a.rand_augment is not None:
+            if not self.uniform_fill:  # a fill per channel (ImageNet's mean): a gray image becomes timm's RGB image
+                x = x.expand(-1, 3, -1, -1)
+            x = self.rand_augment(x, p)
+        x = (x.expand(-1, 3, -1, -1) / 255).sub_(self.mean).div_(self.std)  # timm's ToTensor and Normalize
+        if "erase" in p:
+            top, left, h, w = (v.view(-1, 1, 1, 1) for v in p["erase_box"].unbind(1))
+            rows, cols = self.grid.view(1, 1, s, 1), self.grid.view(1, 1, 1, s)
+            inside = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
+            inside = inside & p["erase"].view(-1, 1, 1, 1)
+            x = torch.where(inside, torch.randn_like(x), x)  # timm's pixel mode: per-pixel, per-channel N(0, 1)
         return x
-    return (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).round()
 
-
-def _blend(degenerate: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return degenerate + factor.view(-1, 1, 1, 1) * (x - degenerate)
-
-
-def _pixel_op(name: str, x: torch.Tensor, arg: torch.Tensor) -> torch.Tensor:
-    """A RandAugment colour op on [B, C, H, W] holding 0-255 values; ``arg`` [B] from ``level``."""
-    a = arg.view(-1, 1, 1, 1)
-    if name == "Invert":
-        return 255 - x
-    if name == "AutoContrast":
-        lo, hi = x.amin((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)
-        scaled = torch.floor((x - lo) * (255 / (hi - lo).clamp(min=1)))
-        return torch.where(hi > lo, scaled, x)
-    if name == "Equalize":
-        return kornia.enhance.equalize(x / 255) * 255
-    if name.startswith("Posterize"):  # keep the top ``a`` bits; 0 bits: black (see transforms._posterize)
-        step = torch.exp2(8 - a)
-        return torch.where(a >= 8, x, torch.floor(x / step) * step)
-    if name.startswith("Solarize") and name != "SolarizeAdd":
-        return torch.where(x >= a, 255 - x, x)
-    if name == "SolarizeAdd":
-        return torch.where(x < 128, (x + a).clamp(max=255), x)
-    if name.startswith("Color"):
-        return _blend(_gray(x), x, arg)
-    if name.startswith("Contrast"):
-        mean = torch.floor(_gray(x).mean((1, 2, 3), keepdim=True) + 0.5)
-        return _blend(mean, x, arg)
-    if name.startswith("Brightness"):
-        return x * a
-    if name.startswith("Sharpness"):
-        return kornia.enhance.sharpness(x / 255, arg) * 255
-    raise AssertionError(name)
-
-
-def rand_augment(x: torch.Tensor, spec: RandAugmentSpec, p: Mapping[str, torch.Tensor], *,
-                 sparse: bool | None = None, fill: float | torch.Tensor = FILL) -> torch.Tensor:
-    """RandAugment with per-sample op choice. ``x`` holds 0-255 values and is rounded to them after every op,
-    as PIL's 8-bit images are. Each layer's geometric ops run together as one warp, filling with ``fill`` (a
-    value, or one per channel as ``[1, C, 1, 1]``).
-
-    On a GPU every op is computed for the whole batch and selected per sample (no host sync, so the GPU
-    never waits for the host); on the CPU (``sparse``) each op runs on the samples that chose it only.
-    """
-    size = x.shape[-1]
-    sparse = x.device.type == "cpu" if sparse is None else sparse
-    for layer in range(spec.layers):
-        op, apply = p["op"][:, layer], p["apply"][:, layer]
-        magnitude, sign = p["magnitude"][:, layer], p["sign"][:, layer]
-        geometric = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        matrix = torch.eye(3, device=x.device, dtype=x.dtype)[:2].expand(x.shape[0], 2, 3)
-        out = x.clone() if sparse else x
-        for k, name in enumerate(spec.ops):
-            chosen = apply & (op == k)
-            if name in GEOMETRIC:
-                matrix = torch.where(chosen.view(-1, 1, 1), _geometry(name, level(name, magnitude, sign), size),
-                                     matrix)
-                geometric |= chosen
-            elif name in ("Color", "ColorIncreasing") and x.shape[1] == 1:  # colour of one channel: identity
-                continue
-            elif sparse:
-                at = chosen.nonzero()[:, 0]
-                if len(at):
-                    out[at] = _pixel_op(name, x[at], level(name, magnitude[at], sign[at]))
-            else:
-                out = torch.where(chosen.view(-1, 1, 1, 1), _pixel_op(name, x, level(name, magnitude, sign)), out)
-        if sparse:
-            at = geometric.nonzero()[:, 0]
-            if len(at):
-                out[at] = _warp(x[at], matrix[at], (size, size), fill=fill)
+    def crop(self, images: torch.Tensor, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """RandomResizedCrop and the flips: each sample's box resized to the training size as PIL resizes it."""
+        s, (h, w) = self.augmentation.img_size, images.shape[-2:]
+        top, left, ch, cw = p["crop"].unbind(1)
+        if h == w:  # both axes' weights in one go
+            both = pil_weights(torch.cat([top, left]), torch.cat([ch, cw]), torch.cat([p["vflip"], p["hflip"]]), h, s)
+            wy, wx = both.chunk(2)
         else:
-            out = torch.where(geometric.view(-1, 1, 1, 1), _warp(x, matrix, (size, size), fill=fill), out)
-        x = out.clamp(0, 255).round()
-    return x
+            wy, wx = pil_weights(top, ch, p["vflip"], h, s), pil_weights(left, cw, p["hflip"], w, s)
+        return pil_resize(images, wy, wx, columns_first(ch, cw, s, s, when_taller=self.when_taller))
+
+    def rand_augment(self, x: torch.Tensor, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """RandAugment on 0-255 values, rounded to them after every op as PIL's 8-bit images are."""
+        b, c, h, w = x.shape
+        layers = self.augmentation.rand_augment.layers
+        args = _levels(self.levels[p["op"]], p["magnitude"], p["sign"])  # [B, layers]
+        kinds = torch.where(p["apply"], self.kinds[p["op"]], IDENTITY)
+        if c == 1:  # colour of one channel is the identity, as in PIL
+            kinds = torch.where(kinds == COLOR, IDENTITY, kinds)
+        # Everything that does not depend on the image, for all layers at once: [layers, terms, B, 1, 1].
+        terms = _layer_terms(kinds, args).permute(1, 2, 0).reshape(layers, -1, b, 1, 1)
+        geometric = bool(self.has & {ROTATE, SHEAR_X, SHEAR_Y, TRANSLATE_X, TRANSLATE_Y})
+        if geometric:
+            matrices = _matrices(kinds.t().reshape(-1), args.t().reshape(-1), w).view(layers, b, 2, 3)
+            fill = self.fill if not self.uniform_fill else float(self.augmentation.fill[0])
+        for layer in range(layers):
+            t = terms[layer]
+            x = self._point_ops(x, t)
+            if COLOR in self.has and c == 3:
+                x = torch.lerp(self._gray(x), x, t[_COLOR].unsqueeze(1)).round_()
+            if SHARPNESS in self.has:
+                x = self._sharpness(x, t[_SHARPNESS])
+            if geometric:
+                x = _warp(x, matrices[layer], (h, w), fill=fill).clamp_(0, 255).round_()
+        return x
+
+    def _gray(self, x: torch.Tensor) -> torch.Tensor:
+        """PIL's ``convert("L")`` of [B, 3, H, W]: ITU-R 601-2 luma in its 16-bit fixed point."""
+        r, g, b = x.unbind(1)
+        return torch.floor((r * 19595 + g * 38470 + b * 7471 + 32768) / 65536).unsqueeze(1)
+
+    def _point_ops(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The ops that map each grey level to another (AutoContrast, Equalize, Invert, Posterize, Solarize,
+        SolarizeAdd, Brightness, Contrast): one lookup table per sample and channel, applied in one gather.
+        ``t``: the layer's ``_layer_terms`` ``[terms, B, 1, 1]``."""
+        b, c, h, w = x.shape
+        index = x.to(torch.int64).reshape(b, c, h * w)
+        hist = torch.zeros(b, c, 256, device=x.device).scatter_add_(2, index, self.one.expand(b, c, h * w))
+        i = self.values
+        seen = (hist > 0).to(torch.int8)
+        # PIL's autocontrast: the darkest and brightest levels present
+        lo = seen.argmax(2, keepdim=True).float()
+        hi = seen.flip(2).argmax(2, keepdim=True).float().neg_().add_(255)
+        if c == 1:  # Contrast's degenerate image: the mean grey, rounded (of the "L" image for colour)
+            mean = (hist * i).sum(2, keepdim=True) / (h * w)
+        else:
+            mean = self._gray(x).mean((2, 3), keepdim=True).view(b, 1, 1)
+        mean = mean.add_(0.5).floor_()
+        # Brightness: a x; Contrast: mean + a (x - mean); Invert: 255 - x; AutoContrast: (x - lo) 255 / (hi - lo),
+        # floored; anything else: x. The image-free parts (gain, offset, ...) come in ``t``.
+        stretch = 255 / (hi - lo).clamp_(min=1)
+        contrasted = (hi > lo) & (t[_AUTOCONTRAST] > 0)
+        gain = torch.where(contrasted, stretch, t[_GAIN])
+        offset = torch.where(contrasted, -lo * stretch, torch.addcmul(t[_OFFSET], mean, t[_MEAN_WEIGHT]))
+        lut = (i * gain + offset + t[_HALF]).floor_()
+        # Solarize: levels >= a inverted; SolarizeAdd: levels < 128 raised by a; Posterize: the top a bits.
+        lut = torch.where(i >= t[_SOLARIZE_AT], 255 - lut, lut)
+        lut = torch.where(i < t[_RAISE_BELOW], (i + t[_RAISE]).clamp_(max=255), lut)
+        lut = lut.div_(t[_POSTERIZE_STEP]).floor_().mul_(t[_POSTERIZE_STEP])
+        if EQUALIZE in self.has:
+            lut = torch.where(t[_EQUALIZE] > 0, self._equalize(hist, hi), lut)
+        return lut.clamp_(0, 255).gather(2, index).view(b, c, h, w)
+
+    def _equalize(self, hist: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        """PIL's ``ImageOps.equalize`` table per sample and channel, from the histogram ``[B, C, 256]``."""
+        total = hist.sum(2, keepdim=True)
+        step = torch.floor((total - hist.gather(2, hi.long())) / 255)
+        before = hist.cumsum(2) - hist  # pixels below each level
+        lut = torch.floor((torch.floor(step / 2) + before) / step.clamp(min=1))
+        return torch.where(step > 0, lut, self.values)
+
+    def _sharpness(self, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+        """PIL's Sharpness: a blend with the image smoothed by ``ImageFilter.SMOOTH`` (its border kept)."""
+        b, c, h, w = x.shape
+        smooth = F.conv2d(x.reshape(b * c, 1, h, w), self.smooth).round_().view(b, c, h - 2, w - 2)
+        degenerate = F.pad(smooth, (1, 1, 1, 1)) + x * self.border
+        return torch.lerp(degenerate, x, factor.view(-1, 1, 1, 1)).round_()
 
 
 def apply_params(images: torch.Tensor, augmentation: Augmentation, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """uint8 [B, C, H, W] -> float [B, 3, S, S]: crop + flips, RandAugment, normalisation, random erasing."""
-    s, a = augmentation.img_size, augmentation
-    x = images.float()
-    x = _warp(x, crop_matrices(p["crop"], p["hflip"], p["vflip"], s), (s, s), fill=None).clamp(0, 255).round()
-    if a.rand_augment is not None:
-        if len(set(a.fill)) == 1:
-            fill: float | torch.Tensor = float(a.fill[0])
-        else:  # a fill per channel (ImageNet's mean): a gray image becomes the RGB image timm's route makes
-            x = x.expand(-1, 3, -1, -1)
-            fill = torch.tensor(a.fill, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        x = rand_augment(x, a.rand_augment, p, fill=fill)
-    x = normalize(x, a.mean, a.std)
-    if "erase" in p:
-        top, left, h, w = (v.view(-1, 1, 1, 1) for v in p["erase_box"].unbind(1))
-        rows = torch.arange(s, device=x.device, dtype=x.dtype).view(1, 1, s, 1)
-        cols = torch.arange(s, device=x.device, dtype=x.dtype).view(1, 1, 1, s)
-        inside = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w) & p["erase"].view(-1, 1, 1, 1)
-        x = torch.where(inside, torch.randn_like(x), x)  # timm's pixel mode: per-pixel, per-channel N(0, 1)
-    return x
+    return DeviceAugment(augmentation, images.device)(images, p)
+
+
+@functools.lru_cache(maxsize=16)
+def _normalisation(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
+    """``mean`` and ``std`` as ``[1, 3, 1, 1]`` tensors on ``device``, made once."""
+    return tuple(torch.tensor(v).view(1, 3, 1, 1).to(device) for v in (mean, std))
 
 
 def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """0-255 values [B, C, H, W] (one channel or three) -> normalised float [B, 3, H, W]."""
-    if len(set(mean)) == 1 and len(set(std)) == 1:  # the same arithmetic as one number per channel
-        return (x.expand(-1, 3, -1, -1) / 255 - mean[0]) / std[0]
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x.expand(-1, 3, -1, -1) / 255 - m) / s
-
-
-def eval_size(height: int, width: int, img_size: int, crop_pct: float) -> tuple[int, int]:
-    """The size timm's evaluation transform resizes an image to: short side ``floor(img_size / crop_pct)``, the long
-    side in proportion (torchvision's Resize)."""
-    short = math.floor(img_size / crop_pct)
-    if height <= width:
-        return (height, width) if height == short else (short, int(short * width / height))
-    return (height, width) if width == short else (int(short * height / width), short)
+    """0-255 values [B, C, H, W] (one channel or three) -> normalised float [B, 3, H, W], as timm's ToTensor and
+    Normalize compute it."""
+    m, s = _normalisation(tuple(mean), tuple(std), x.device)
+    return (x.expand(-1, 3, -1, -1) / 255).sub_(m).div_(s)

@@ -29,7 +29,7 @@ from ..distributed import Dist, plan_cores
 from ..errors import TrainerError
 from ..settings import INPUTS
 from ..signals import leave_stops_to_parent
-from .device_augment import Augmentation
+from .device_augment import Augmentation, DeviceAugment
 from .device_eval import eval_images
 from .downstream import ImageList
 from .memory import (
@@ -57,11 +57,15 @@ class TrainInput(ABC):
     workers: int  # loader worker processes of this process
     threads: int  # torch threads that leave the workers their cores
     why: str  # why this kind
+    # The augmentation the training step applies on the device, to batches that carry its parameters
+    # (``batch["augment"]``): the memory input's; None where batches come finished.
+    augment: torch.nn.Module | None = None
 
     @abstractmethod
     def batches(self, *, batch_size: int, steps: int, start: int = 0, steps_per_epoch: int | None = None,
                 state: dict[str, Any] | None = None) -> Iterator[dict[str, torch.Tensor]]:
-        """``steps`` batches of ``batch_size`` (this process's) ``{"image", "label"}`` on the device, continuing
+        """``steps`` batches of ``batch_size`` (this process's) ``{"image", "label"}`` on the device (and
+        ``"augment"``, the parameters of ``augment``, where the images are still to be augmented), continuing
         a run at step ``start``; ``state``, one that ``state`` returned, continues its random draws exactly."""
 
     def state(self) -> dict[str, Any] | None:
@@ -225,6 +229,7 @@ class MemoryInput(TrainInput):
         self.samples = held.samples
         self.workers, self.threads = plan_cores(d.device.type, loader=False)
         self.augmentation = Augmentation.from_config(config)
+        self.augment = DeviceAugment(self.augmentation, d.device)
         self.generator: torch.Generator | None = None
 
     def batches(self, *, batch_size, steps, start=0, steps_per_epoch=None, state=None):

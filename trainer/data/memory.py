@@ -4,10 +4,11 @@
                       training device (grayscale stays one channel)
     decode_images     the same for a downstream split (at its own size: a 32 px image stays 32 px)
     epoch_order       pass p is a permutation of the dataset seeded with (seed, p), split between ranks
-    MemoryLoader      ``steps`` batches ``{"image", "label", "index"}``, augmented (``device_augment``),
-                      normalised and on the device
+    MemoryLoader      ``steps`` batches ``{"image", "label", "index", "augment"}`` on the device: the held uint8
+                      images and the random parameters of their augmentation (``device_augment``), which the
+                      training step applies (inside its compiled graph, when it compiles)
 
-Mixup/CutMix stay in the training loop, as on the stream input.
+Mixup/CutMix stay in the training step, as on the stream input.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from PIL import Image
 
 from ..errors import TrainerError
-from .device_augment import Augmentation, apply_params, draw_params
+from .device_augment import Augmentation, draw_params
 from .downstream import ImageList
 
 if TYPE_CHECKING:  # the shard readers (webdataset, braceexpand) are imported only where shards are read
@@ -31,9 +32,10 @@ if TYPE_CHECKING:  # the shard readers (webdataset, braceexpand) are imported on
 
 # ``auto`` holds the data in memory when it takes less than this share of the device's free memory.
 AUTO_SHARE = 0.25
-# Images are held at no more than this many times the training resolution (downscaled once, with
-# antialiasing, at decode time): grid_sample does not antialias, so no crop shrinks by more than about 2x.
-HOLD_FACTOR = 2
+# Images are held at their own size, as timm's RandomResizedCrop reads them, unless their shorter side passes this
+# many times the training resolution (then downscaled once, as PIL does, at decode time): the paper's 512 px
+# images are held whole for 224 px training, so that each crop is PIL's resize of the same pixels.
+HOLD_FACTOR = 4
 
 
 # ---------------------------------------------------------------------------------------------- decoding
@@ -240,8 +242,8 @@ class MemoryLoader:
         device = self.data.images.device
         for index in self.indices():
             params = draw_params(self.augmentation, len(index), h, w, self.generator, device)
-            images = apply_params(self.data.images[index], self.augmentation, params)
-            yield {"image": images, "label": self.data.labels[index], "index": index}
+            yield {"image": self.data.images[index], "label": self.data.labels[index], "index": index,
+                   "augment": params}
 
 
 def summary(data: MemoryData) -> dict[str, Any]:
