@@ -140,6 +140,7 @@ def card_text(manifest: dict[str, Any], examples: list[dict[str, Any]], *, summa
     recipe = manifest.get("recipe", {})
     source = recipe.get("source", "fractal")
     size = recipe.get("render", {}).get("size")
+    rgb = recipe.get("image", {}).get("convert") == "rgb"
     made = (f"```sh\n{command}\n```" if command else
             "A call of `fracbuild.render(recipe, out_dir)`. The same shards come from `fracbuild render RECIPE -o "
             "DIR` with `manifest.json`'s `recipe` saved as RECIPE.")
@@ -149,7 +150,7 @@ def card_text(manifest: dict[str, Any], examples: list[dict[str, Any]], *, summa
              "below) -->",
              "", f"# {name}", "",
              f"A formula-driven pre-training dataset rendered by fracbuild from the `{source}` source"
-             + (f", {size} × {size} px, 8-bit grayscale PNG" if size else "") + ". "
+             + (f", {size} × {size} px, 8-bit {'RGB' if rgb else 'grayscale'} PNG" if size else "") + ". "
              "Each sample is `png` (the image), `cls` (its class) and `json` (its class, instance and drawn "
              "parameters).", "", facts(manifest), "",
              "## Recipe", "", "```", summary, "```", "",

@@ -94,7 +94,8 @@ class _Search(click.Command):
 @click.option("--from", "from_dir", type=click.Path(file_okay=False),
               help="Read the categories from FractalDB's published parameter CSVs in this folder.")
 @click.option("--image", help="Image file, or skimage:NAME for a bundled photograph (skimage:camera).")
-@click.option("--convert", type=click.Choice(["canny", "gray"]), help="Canny edges or gray levels (canny).")
+@click.option("--convert", type=click.Choice(["canny", "gray", "rgb"]),
+              help="Canny edges, gray levels or the colours, RGB shards (canny).")
 @click.option("--warp", type=click.Choice(["affine", "elastic", "polynomial"]), help="Class warps (affine).")
 @click.option("--flips", is_flag=True, default=None, help="Each class in its 4 flips: 4 instances (off).")
 @click.option("--name", help="Dataset name, the shard prefix (1p-frac; image: real-CONVERT-WARP; others: the source).")

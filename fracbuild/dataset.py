@@ -74,7 +74,7 @@ def check_shard(path: Path, record: dict[str, Any], classes: int, size: int | No
                 continue
             if not 0 <= label < classes:
                 problems.append(f"{where}: label {label} outside [0, {classes})")
-            if size is not None and image.shape != (size, size):
+            if size is not None and image.shape[:2] != (size, size):
                 problems.append(f"{where}: image {image.shape}, expected ({size}, {size})")
             pixels.update(image.tobytes())
     except (tarfile.TarError, EOFError, OSError) as e:
@@ -184,12 +184,13 @@ def preview(out_dir: str | os.PathLike, output: str | os.PathLike | None = None,
     cols = int(np.ceil(np.sqrt(len(classes))))
     rows = int(np.ceil(len(classes) / cols))
     label = 14
-    sheet = Image.new("L", (cols * tile, rows * (tile + label)), 40)
+    rgb = any(image.ndim == 3 for image in images)
+    sheet = Image.new("RGB" if rgb else "L", (cols * tile, rows * (tile + label)), (40,) * 3 if rgb else 40)
     draw = ImageDraw.Draw(sheet)
     for k, (cls, image) in enumerate(zip(classes, images, strict=True)):
         x, y = (k % cols) * tile, (k // cols) * (tile + label)
         sheet.paste(Image.fromarray(image).resize((tile - 4, tile - 4), Image.Resampling.BOX), (x + 2, y + 2))
-        draw.text((x + 4, y + tile), f"class {cls}", fill=220)
+        draw.text((x + 4, y + tile), f"class {cls}", fill=(220,) * 3 if rgb else 220)
     output = Path(output) if output else out_dir / PREVIEW
     try:
         sheet.save(output)

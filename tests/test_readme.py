@@ -388,3 +388,16 @@ def test_an_unknown_command_and_an_unknown_option_fail_clearly(workspace):
     assert check_syntax(parse("fracbuild --help")) == check_syntax(parse("python -m trainer --version")) == []
     blocks = read_blocks("<!-- readme-test: maybe -->\n```sh\nfracbuild info x\n```\n")
     assert blocks[0].problems and "unknown marker" in blocks[0].problems[0]
+
+
+def test_the_reference_the_project_cites_is_its_own():
+    """Code and docs cite docs/reference.md, never a file outside the project; the project paths that the
+    reference and the README name exist."""
+    cited = [p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*") if p.suffix in (".py", ".md", ".toml")
+             and not {".venv", ".git", "node_modules"} & set(p.relative_to(ROOT).parts)
+             and "REFERENCE.md" in p.read_text(errors="replace") and p.name != "test_readme.py"]
+    assert cited == []
+    reference = (ROOT / "docs" / "reference.md").read_text()
+    named = set(re.findall(r"`((?:manifests|trainer|fracbuild|docs|tests)/[\w./-]+)`", reference))
+    named |= set(re.findall(r"\]\(((?:docs|experiments|manifests)/[^)#\s]+)\)", README.read_text()))
+    assert "docs/reference.md" in named and [p for p in sorted(named) if not (ROOT / p).exists()] == []

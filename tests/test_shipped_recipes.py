@@ -6,7 +6,9 @@ digests are pinned per recipe: of the samples' contents (key, ``.cls`` and ``.js
 decoded pixels, which hold on any zlib) and of the shards' bytes (file names and sha256s, which
 hold with the zlib they were pinned with, ``ZLIB``). The recipes that existed before sources became
 one module each were pinned on the code before that change (commit be9b2e1), so the change is
-shown to leave every shard byte-identical; a recipe added since was pinned when it was added.
+shown to leave every shard byte-identical; a recipe added since was pinned when it was added. The
+six RCDB and VisualAtom recipes were drawn again and re-pinned when a category's draws got a seed
+stream no sample shares (``fracbuild.sources.common.CATEGORY``).
 """
 
 import hashlib
@@ -132,28 +134,28 @@ PINNED = {
     ),
     # Added with the rcdb and visualatom sources, pinned on their first version.
     "paper/rcdb-1k.json": (
-        "94305a491d4eaae61c901d28cccf418cbaf7c4e510cb16f82a8e70a053f7e111",
-        "e1e463c8483dfd23a91cec40f69c812a3a0a9314574f26e7c430664edcf96b26",
+        "6eb1f04eb4f75947babc86fc8bd347882a67235e2ec5b340a75172d1cc23526e",
+        "44821d9417e68e2301f5a36375ed15e10936842a9da6bd92fe0f79cf5afcefa9",
     ),
     "paper/rcdb-1m.json": (
-        "c43b3535fe904e20f40e281d993ab19590423bfc79cb90d64d70ee13bdf4694a",
-        "09956772aa784655a1c5cf1664628d226ea58dddfbd9a19fdc4107de3f974e6e",
+        "4aad8bc2f1798b97f1d950a3bac301d7b0bb8688e1cda24f3def7a117ceb8410",
+        "31ac1467c63b0f815db7fa538be3b3c821122739c75c15e2bc0cc3ac3d8908b7",
     ),
     "paper/rcdb-lpce.json": (
-        "cf7fa4fccbc131462582ab945ec2c8f17dd5e721be42c5561a168a1d025c261d",
-        "8bd78573d99f932cc12d313427692441669189cd6f9161ebc31a2642c7bb84aa",
+        "4163302305f1df9d0b56ab23a9bf5dfae781009a7c919f786b7008014c48992a",
+        "efa8f42d6da7681d3e3e879372171b2bf080139b740eca64529f92f87a525652",
     ),
     "paper/visualatom-1k.json": (
-        "9adf91f9267901d79d02b3a98f88db23fa3e31039cc0f6693484dc5d87085333",
-        "7b415a6764fbd5e049ad7be6f2fbaba6a92ad43bb31c584be3c075d14fe8938a",
+        "8ed17fd2d2a6ffb5558fcc3fb339b3b8a55ea99b48fb59cb589e79275643b0c4",
+        "7ce185ebc4dd06f33ed23c585277c5b62a711d1d7c86f55d3ddd7af1eceec21a",
     ),
     "paper/visualatom-1m.json": (
-        "f7a6489f05ae82bd684974d3605e48d434734638f47509be8a4b4598fd6fa73b",
-        "8d843c99880c6657cee0b08457292fad6fb7f9f39dad173cbd849876795fb2ba",
+        "882e3d8a0864fec92eeee91ddb38224605d58885fb03424a3d6679453a1a7a4a",
+        "625d0d82303810789bcaba0cb8e36e45f6a63a149a898c8dcd8dd78849121b63",
     ),
     "paper/visualatom-lpce.json": (
-        "4d485347239f0881322ad4a9b86dc563fb302a1631c008db3736f11cbb62714d",
-        "63f650ee83d78b9ff9fc23ab022f5cce1c3664af2debb9af1bb248814dc3aad3",
+        "79c45113827d9bfe24beacdc5b00ec09b3de310ad3fee4e68a1cdfd17a275790",
+        "523e50703396b6118240f2e0d19ce6491ad79788a1149317235956393488931a",
     ),
 }
 

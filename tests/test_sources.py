@@ -1,5 +1,6 @@
 """The sources other than 1p-frac (FractalDB, OFDB, noise, one real image) and the shipped recipes."""
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -329,6 +330,35 @@ def test_image_canny_edges_are_sparse_white_lines():
     assert set(np.unique(base)) == {0, 255} and 0.01 < (base > 0).mean() < 0.3
     gray = create_source(small(shipped("real-gray-affine.json"), size=128)).base
     assert len(np.unique(gray)) > 100
+
+
+def test_image_rgb_keeps_the_colours_and_warps_them_as_the_gray_levels(tmp_path):
+    """``--convert rgb`` (Table 11's RGB row): shards hold RGB PNGs of the colour photograph, each class
+    the warp a gray recipe applies, to every channel alike: channel k is the class of channel k alone."""
+    out = tmp_path / "rgb.json"
+    result = run("search", "--source", "image", "--image", "skimage:coffee", "--convert", "rgb", "--warp", "polynomial",
+                 "--classes", 3, "-o", out)
+    assert result.exit_code == 0, result.output
+    recipe = small(load_recipe(out), classes=3, size=64)
+    assert recipe["name"] == "real-rgb-polynomial" and recipe["image"]["convert"] == "rgb"
+    render(recipe, tmp_path / "ds", jobs=1, progress=False, preview=True)
+    assert verify(tmp_path / "ds") == []
+    shard = next((tmp_path / "ds").glob("*.tar"))
+    with Image.open(io.BytesIO(next(read_shard(shard))["png"])) as im:
+        assert im.mode == "RGB" and im.size == (64, 64)
+    planes = []  # each channel of the photograph as a gray photograph, under the same warps
+    with Image.open(image_source.image_file("skimage:coffee")) as photo:
+        for k, band in enumerate(photo.convert("RGB").split()):
+            band.save(tmp_path / f"{k}.png")
+            planes.append(create_source(small(image_source.new_recipe(
+                image=str(tmp_path / f"{k}.png"), convert="gray", warp="polynomial"), classes=3, size=64)))
+    for image, cls, meta in samples(tmp_path / "ds"):
+        assert image.shape == (64, 64, 3) and meta["fill"] == np.mean(image.max(axis=2) > 0)
+        assert np.abs(image.astype(int) - image[..., :1]).mean() > 5  # coloured, not three equal channels
+        for k, plane in enumerate(planes):
+            np.testing.assert_array_equal(image[..., k], plane.sample(cls, 0)[0])
+    with Image.open(tmp_path / "ds" / "preview.png") as im:
+        assert im.mode == "RGB"
 
 
 def test_image_instances_need_flips():

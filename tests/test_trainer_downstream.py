@@ -254,35 +254,52 @@ def places365_tree(root, categories=("/a/abbey", "/b/bakery/shop", "/c/creek", "
             Image.new("RGB", (8, 8), (i, k, 0)).save(root / "data_256_standard" / c.strip("/") / f"{k:08d}.jpg")
             train.append(f"{c}/{k:08d}.jpg {i}\n")
     (root / "val_256").mkdir()
-    for n in range(8):
+    for n in range(len(categories)):  # one per category, in category order
         Image.new("RGB", (8, 8), (n, 0, 9)).save(root / "val_256" / f"Places365_val_{n:08d}.jpg")
         val.append(f"Places365_val_{n:08d}.jpg {n % len(categories)}\n")
     (root / "places365_train_standard.txt").write_text("".join(train))
     (root / "places365_val.txt").write_text("".join(val))
 
 
-def test_places30_has_no_pinned_list_and_takes_one_from_a_file(tmp_path):
-    places365_tree(tmp_path / "p")
-    with pytest.raises(TrainerError, match="no published list was found in FractalDB's public repositories, so none "
-                                           r"is pinned: give the 30 Places365 classes with \?classes=FILE"):
-        load_dataset(f"places30:{tmp_path / 'p'}")
-    (tmp_path / "three.txt").write_text("# three of them\ncreek\n/e/escalator/indoor\n/a/abbey\n")
-    data = load_dataset(f"places30:{tmp_path / 'p'}?classes={tmp_path / 'three.txt'}")
-    assert data.info["class_names"] == ["abbey", "creek", "escalator/indoor"]
-    assert (data.classes, len(data.train), len(data.test)) == (3, 6, 6)
-    assert data.train.labels == [0, 0, 1, 1, 2, 2] and data.test.labels == [0, 1, 2, 0, 1, 2]
-    assert data.test.image(1).getpixel((0, 0))[0] in (1, 2, 3)  # val image 2 (creek) after val image 0 (abbey)
-    (tmp_path / "bad.txt").write_text("creek\nvolcano\n")
-    with pytest.raises(TrainerError, match="'volcano' is not a Places365 category"):
+def pinned_places30():
+    from importlib import resources
+
+    text = (resources.files("trainer.data.downstream") / "classlists" / "places30.txt").read_text()
+    return [line for line in text.splitlines() if line.startswith("/")]
+
+
+def test_places30_takes_its_pinned_30_classes_and_refuses_a_list_of_another_length(tmp_path):
+    pinned = pinned_places30()
+    assert len(pinned) == len(set(pinned)) == 30 and SUBSETS["places30"].pinned == "places30.txt"
+    from importlib import resources
+
+    text = (resources.files("trainer.data.downstream") / "classlists" / "places30.txt").read_bytes()
+    assert hashlib.sha256(text).hexdigest() == SUBSETS["places30"].sha256
+    places365_tree(tmp_path / "p", ["/a/airfield", *pinned])  # and one class not in the list
+    data = load_dataset(f"places30:{tmp_path / 'p'}")
+    names = sorted(n.split("/", 2)[2] for n in pinned)
+    assert (data.classes, len(data.train), len(data.test)) == (30, 60, 30) and data.info["class_names"] == names
+    assert data.train.labels == [i // 2 for i in range(60)] and "organize_places-30.py" in data.info["classes_from"]
+    first_val = data.test.images[0]  # val image n has category n: 0 is airfield, 1 the first pinned
+    assert first_val.endswith("Places365_val_00000001.jpg") and data.test.labels[0] == names.index(pinned[0][3:])
+    (tmp_path / "three.txt").write_text("# three of them\ncreek\n/e/escalator/indoor\n/a/amphitheater\n")
+    with pytest.raises(TrainerError, match=f"the class list {tmp_path / 'three.txt'} has 3 classes; places30 is 30 "
+                                           "classes of Places365"):
+        load_dataset(f"places30:{tmp_path / 'p'}?classes={tmp_path / 'three.txt'}")
+    (tmp_path / "thirty.txt").write_text("\n".join(["/a/airfield", *pinned[1:]]))
+    data = load_dataset(f"places30:{tmp_path / 'p'}?classes={tmp_path / 'thirty.txt'}")
+    assert "airfield" in data.info["class_names"] and data.info["classes_from"] == str(tmp_path / "thirty.txt")
+    (tmp_path / "bad.txt").write_text("\n".join(["volcano2", *pinned[1:]]))
+    with pytest.raises(TrainerError, match="'volcano2' is not a Places365 category"):
         load_dataset(f"places30:{tmp_path / 'p'}?classes={tmp_path / 'bad.txt'}")
     with pytest.raises(TrainerError, match="no categories_places365.txt in"):
-        load_dataset(f"places30:{tmp_path}?classes={tmp_path / 'three.txt'}")
+        load_dataset(f"places30:{tmp_path}")
 
 
 @pytest.mark.parametrize("command,spec,message", [
     ("finetune", "in100:{tmp}/nowhere", "in100:{tmp}/nowhere: no directory {tmp}/nowhere (a local ImageNet copy)"),
     ("probe", "places30:", "unknown dataset 'places30:' (one of digits, mnist5k, folder:PATH, wds:DATA, torch/NAME, "
-                           "hfds/NAME[:CONFIG], in100:ROOT, places30:ROOT)"),
+                           "hfds/NAME[:CONFIG], in100:ROOT, places30:ROOT, voc12:ROOT, vtab/NAME)"),
     ("finetune", "hfds/{tmp}/nowhere", "hfds/{tmp}/nowhere: no directory {tmp}/nowhere"),
     ("finetune", "torch/stl100", "torch/stl100: not a torch/ set"),
 ])
@@ -304,3 +321,132 @@ def test_inspect_measures_on_an_hfds_sets_test_images(tmp_path):
     measured = json.loads((tmp_path / "inspect.json").read_text())
     assert measured["dataset"] == f"hfds/{tmp_path / 'saved'}" and measured["images"] == 8  # all of the test split
     assert set(measured["models"]) == {"scratch"}
+
+
+# voc12: and vtab/ -------------------------------------------------------------------------------------------
+
+
+def voc_tree(root, images):
+    """VOC 2012's layout (``VOCdevkit/VOC2012``): one annotation XML and one JPEG per image, the image sets.
+    ``images``: split -> [(image id, [(class, difficult, (xmin, ymin, xmax, ymax)), ...]), ...]."""
+    voc = root / "VOCdevkit" / "VOC2012"
+    for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (voc / folder).mkdir(parents=True, exist_ok=True)
+    for split, entries in images.items():
+        (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{name}\n" for name, _ in entries))
+        for name, objects in entries:
+            pixels = np.arange(40 * 30 * 3, dtype=np.uint32).reshape(30, 40, 3) % 251
+            Image.fromarray(pixels.astype(np.uint8)).save(voc / "JPEGImages" / f"{name}.jpg", quality=100)
+            boxes = "".join(
+                f"<object><name>{c}</name><pose>Left</pose><truncated>0</truncated><difficult>{d}</difficult>"
+                f"<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+                for c, d, (x0, y0, x1, y1) in objects)
+            (voc / "Annotations" / f"{name}.xml").write_text(
+                f"<annotation><folder>VOC2012</folder><filename>{name}.jpg</filename><size><width>40</width>"
+                f"<height>30</height><depth>3</depth></size><segmented>0</segmented>{boxes}</annotation>")
+    return voc
+
+
+def test_voc12_crops_each_object_box_and_labels_it_with_its_class(tmp_path):
+    voc = voc_tree(tmp_path / "voc", {
+        "train": [("2008_000001", [("dog", 0, (1, 1, 10, 20)), ("person", 1, (5, 5, 40, 30))]),
+                  ("2008_000002", [("aeroplane", 0, (11, 2, 30, 12))])],
+        "val": [("2008_000003", [("tvmonitor", 0, (3, 4, 7, 9)), ("dog", 0, (1, 1, 40, 30))])]})
+    data = load_dataset(f"voc12:{tmp_path / 'voc'}")
+    assert (data.classes, len(data.train), len(data.test)) == (20, 2, 2)
+    names = data.info["class_names"]
+    assert names[:3] == ["aeroplane", "bicycle", "bird"] and names[19] == "tvmonitor"
+    assert data.train.labels == [11, 0] and data.test.labels == [19, 11]  # dog, aeroplane; tvmonitor, dog
+    photo = np.asarray(Image.open(voc / "JPEGImages" / "2008_000002.jpg"))
+    crop, label = data.train[1]
+    assert crop.size == (20, 11) and label == 0  # columns 11..30 and rows 2..12 of VOC's 1-based pixels
+    np.testing.assert_array_equal(np.asarray(crop), photo[1:12, 10:30])
+    assert data.test[1][0].size == (40, 30)
+    every = load_dataset(f"voc12:{tmp_path / 'voc'}?difficult=1")
+    assert every.train.labels == [11, 14, 0] and "difficult ones too" in every.info["split"]
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("voc12:{tmp}/none", "voc12:{tmp}/none: no VOC 2012 train set in {tmp}/none/VOCdevkit/VOC2012 (Dataset not found "
+                         "or corrupted"),
+    ("voc12:{tmp}/voc?download=2", "download= takes 1 or 0, got '2'"),
+    ("voc12:{tmp}/voc?year=2007", "unknown option 'year'; voc12:ROOT takes download="),
+    ("voc12:{tmp}/odd", "names an object outside VOC's 20 classes: 'unicorn'"),
+])
+def test_bad_voc12_copies_are_one_clear_error(tmp_path, spec, message):
+    voc_tree(tmp_path / "voc", {s: [(f"{s}_1", [("cat", 0, (1, 1, 5, 5))])] for s in ("train", "val")})
+    voc_tree(tmp_path / "odd", {s: [(f"{s}_1", [("unicorn", 0, (1, 1, 5, 5))])] for s in ("train", "val")})
+    with pytest.raises(TrainerError) as e:
+        load_dataset(spec.format(tmp=tmp_path))
+    assert message.format(tmp=tmp_path) in str(e.value) and "\n" not in str(e.value)
+
+
+def vtab_copy(root, labels):
+    """A local copy of one of clip-benchmark's VTAB repositories: ``train/0.tar`` and ``test/0.tar`` of
+    webdataset samples, ``KEY.webp`` and ``KEY.cls``."""
+    import io
+    import tarfile
+
+    for split, ys in labels.items():
+        (root / split).mkdir(parents=True)
+        with tarfile.open(root / split / "0.tar", "w") as tar:
+            for i, (y, picture) in enumerate(zip(ys, pictures(len(ys), len(split)), strict=True)):
+                webp = io.BytesIO()
+                Image.fromarray(picture).save(webp, format="WEBP", lossless=True)
+                for ext, data in (("webp", webp.getvalue()), ("cls", str(y).encode())):
+                    info = tarfile.TarInfo(f"{i:06d}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+
+
+def test_vtab_names_stand_for_torch_and_hub_sets_with_their_labels_pinned(tmp_path):
+    from trainer.data.downstream.vtab import SETS, resolve
+
+    assert [(n, s.classes) for n, s in SETS.items()] == [
+        ("retinopathy", 5), ("resisc45", 45), ("camelyon", 2), ("clevr_count", 8), ("snorb_azimuth", 18)]
+    assert resolve("camelyon?root=/data")[0] == "torch/pcam?root=/data"
+    assert resolve("clevr_count")[0] == "torch/clevr_count"
+    assert resolve("snorb_azimuth")[0] == "hfds/clip-benchmark/wds_vtab-smallnorb_label_azimuth?label=cls"
+    assert resolve(f"resisc45?from={tmp_path}")[0] == f"hfds/{tmp_path}?label=cls"
+    vtab_copy(tmp_path / "norb", {"train": list(range(18)) * 2, "test": [17, 0, 5]})
+    data = load_dataset(f"vtab/snorb_azimuth?from={tmp_path / 'norb'}")
+    assert (data.classes, len(data.train), len(data.test)) == (18, 36, 3) and data.test.labels == [17, 0, 5]
+    assert data.info["columns"] == {"image": "webp", "label": "cls"} and data.info["vtab"]["column"] == "sNORB-A"
+    assert np.asarray(data.test.image(0)).shape == (12, 12, 3)
+    vtab_copy(tmp_path / "category", {"train": [0, 1, 2, 3, 4], "test": [4, 0]})  # smallNORB's 5 categories
+    with pytest.raises(TrainerError, match=f"vtab/snorb_azimuth\\?from={tmp_path / 'category'}: hfds/.* gives 5 "
+                                           r"classes; sNORB-A has 18 \(camera azimuth"):
+        load_dataset(f"vtab/snorb_azimuth?from={tmp_path / 'category'}")
+
+
+def norb_dict():
+    """smallNORB as Hub copies hold it: two cameras' images and five labels, two of them ClassLabels."""
+    features = datasets.Features({"image_lt": datasets.Image(), "category": datasets.ClassLabel(num_classes=5),
+                                  "azimuth": datasets.ClassLabel(num_classes=18), "lighting": datasets.Value("int32")})
+    return datasets.DatasetDict({split: datasets.Dataset.from_dict(
+        {"image_lt": [Image.fromarray(a) for a in pictures(n, n)], "category": [i % 5 for i in range(n)],
+         "azimuth": [i % 18 for i in range(n)], "lighting": [0] * n}, features=features)
+        for split, n in (("train", 18), ("test", 4))})
+
+
+def test_an_hfds_set_with_two_label_columns_is_refused_until_one_is_named(tmp_path):
+    norb_dict().save_to_disk(str(tmp_path / "norb"))
+    with pytest.raises(TrainerError, match=r"2 \(category, azimuth\) ClassLabel columns; give label=COL"):
+        load_dataset(f"hfds/{tmp_path / 'norb'}")
+    assert load_dataset(f"hfds/{tmp_path / 'norb'}?label=category").classes == 5
+    data = load_dataset(f"vtab/snorb_azimuth?from={tmp_path / 'norb'}&label=azimuth")
+    assert data.classes == 18 and data.info["columns"] == {"image": "image_lt", "label": "azimuth"}
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("vtab/norb", "vtab/norb: not a vtab/ set; expected one of retinopathy, resisc45, camelyon, clevr_count, "
+                  "snorb_azimuth"),
+    ("vtab/camelyon?from=/data", "vtab/camelyon?from=/data: from= takes a local copy of a Hub set; camelyon is "
+                                 "torch/pcam: give root=DIR"),
+    ("vtab/clevr_count?root={tmp}&download=0", "torch/clevr_count?root={tmp}&download=0: not found in {tmp} with "
+                                               "download=0"),
+])
+def test_bad_vtab_specs_are_one_clear_error(tmp_path, spec, message):
+    with pytest.raises(TrainerError) as e:
+        load_dataset(spec.format(tmp=tmp_path))
+    assert message.format(tmp=tmp_path) in str(e.value) and "\n" not in str(e.value)

@@ -1,6 +1,6 @@
 """Presets: every setting of a run, by name; any one of them can be overridden.
 
-``paper`` follows the reference recipes (REFERENCE.md); ``cpu`` is a small ViT at 32 px sized for 2
+``paper`` follows the reference recipes (docs/reference.md); ``cpu`` is a small ViT at 32 px sized for 2
 cores (it learned the OR-ed drawing in about 20 minutes; the README says where it stands on the
 reference's); ``smoke`` is tiny, for tests and checks. ``auto`` is
 ``paper`` where there is a GPU and ``cpu`` otherwise.
@@ -34,7 +34,7 @@ LIGHT_AUG = dict(scale=(1.0, 1.0), auto_augment=None, re_prob=0.0, mixup=0.0, cu
 FAST = dict(compile=None, fused=True, tf32=True)
 
 PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    # REFERENCE.md: global batch 256, 80,000 epochs over the 1000 images, 5 warm-up epochs, AMP; and, as the
+    # docs/reference.md: global batch 256, 80,000 epochs over the 1000 images, 5 warm-up epochs, AMP; and, as the
     # reference trains, decay of pos_embed/cls_token and one mixing draw per GPU's 32 samples.
     "paper": dict(epochs=80_000, warmup_epochs=5, embed_decay=True, mix_chunk=32, **FAST),
     # A few thousand steps need a larger lr than the recipe's 1e-3 per 512 (made for 240k steps).
@@ -46,7 +46,7 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
-    # REFERENCE.md: SGD, lr 0.01 x batch / 512, wd 1e-4, 10 warm-up epochs, cosine, "up to 1000 epochs";
+    # docs/reference.md: SGD, lr 0.01 x batch / 512, wd 1e-4, 10 warm-up epochs, cosine, "up to 1000 epochs";
     # as the reference's finetuning.sh runs: 96 per GPU x 8 (lr 0.015), ImageNet mean/std, evaluation at
     # timm's crop 0.875, decay of pos_embed/cls_token, one mixing draw per GPU's 96 samples.
     "paper": dict(batch_size=768, normalize="imagenet", crop_pct=0.875, embed_decay=True, mix_chunk=96, **FAST),

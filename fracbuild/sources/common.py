@@ -10,8 +10,10 @@ from ..checks import check_name, number, section
 from ..errors import FracbuildError
 from ..kernels import PAD
 
-#: Seed-sequence tags, so that class noise and random sequences never share a stream.
-NOISE, SHARED_SEQUENCE, CLASS_SEQUENCE = 0, 1, 2
+#: Seed-sequence tags, so that class noise, random sequences and drawn categories never share a stream.
+#: numpy pads a seed list with zeros to four words, so ``[seed, tag, c]`` is ``[seed, tag, c, 0]``:
+#: each kind of stream needs a tag of its own, not only a list of another length.
+NOISE, SHARED_SEQUENCE, CLASS_SEQUENCE, CATEGORY = 0, 1, 2, 3
 #: ``render.sequence``: one random sequence for every class, or one per class.
 SEQUENCE_MODES = ("shared", "per-class")
 #: Instance i of a class is flipped by FLIPS[i % 4] when ``render.flips`` is on.

@@ -4,7 +4,7 @@ noise moves radially, drawn as their public renderers draw them.
 A category is one parameter set (``FIELDS``): a vertex count, a contour-line count, a Perlin
 coefficient, a radial offset (the originals' "line width"), a radius, two oval rates and a centre,
 and for VisualAtom two sine frequencies. ``new_recipe`` draws C of them from ``ranges`` (the
-originals' draws, ``RANGES``), category c from ``default_rng([seed, CATEGORY, c])``. An instance
+originals' draws, ``RANGES``), category c from ``default_rng(category_seed(seed, c))``. An instance
 starts the polygon on the category's oval and, for each contour line, draws a gray level and two
 Perlin inputs per vertex, moves every vertex and draws the closed polygon (``contour_kernels``);
 RCDB's instances after the first redraw the oval rates, the radius and the centre, VisualAtom's the
@@ -28,7 +28,7 @@ import numpy as np
 from .. import ifs
 from ..checks import check_name, check_seed, choice, number, section
 from ..errors import FracbuildError
-from .common import NOISE, sequence_seed, settings_lines, shared_keys
+from .common import CATEGORY, NOISE, sequence_seed, settings_lines, shared_keys
 from .contour_kernels import draw_contours, ink_fraction
 
 SHAPE = ("radius", "oval_x", "oval_y", "centre_x", "centre_y")
@@ -62,8 +62,6 @@ GAIN = {"rcdb": 2.0, "visualatom": 1.0}
 NOISE_SPAN = 10000.0
 #: Vertex updates per image at most (the originals' largest is 200 lines x 1000 vertices).
 MAX_STEPS = 2_000_000
-#: Seed-sequence tag of a category's generator in ``new_recipe``.
-CATEGORY = 2
 MAX_TRIES = 10_000
 
 PERTURB_DEFAULTS: dict[str, Any] = {"classes": 1000, "seed": 0, "delta": None, "mode": "multiplicative"}
@@ -154,6 +152,11 @@ def draw_shape(source: str, ranges: dict[str, Any], rng: np.random.Generator, ke
     return shape
 
 
+def category_seed(seed: int, category: int) -> list[int]:
+    """The seed of category ``category``'s draws in ``new_recipe``: a stream no sample draws from."""
+    return [seed, CATEGORY, category]
+
+
 def draw_category(source: str, ranges: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     """One category's parameter set: ``FIELDS[source]``."""
     lo, hi = ranges["vertices"]
@@ -191,7 +194,7 @@ def new_recipe(source: str, name: str | None = None, classes: int = 1000, seed: 
     number("classes", classes, 1, integer=True)
     ranges = check_ranges({"source": source, "ranges": ranges or {}})
     count = classes if delta is None else 1
-    drawn = [draw_category(source, ranges, np.random.default_rng([seed, CATEGORY, c])) for c in range(count)]
+    drawn = [draw_category(source, ranges, np.random.default_rng(category_seed(seed, c))) for c in range(count)]
     if delta is not None:  # one parameter set for every image: in the middle, not at a random place
         drawn[0].update(centre_x=ranges["canvas"] / 2, centre_y=ranges["canvas"] / 2)
     perturb = {"classes": classes, "seed": seed, **({"delta": delta} if delta is not None else {})}

@@ -17,7 +17,7 @@ from .common import NOISE, SEQUENCE_MODES, flip, flip_name, sequence_seed, setti
 
 #: A class whose perturbations keep failing the fill check this often is an error, not a loop.
 MAX_REDRAWS = 1000
-#: The paper's perturbation defaults (REFERENCE.md): Δ = 0.1 multiplicative, L = 1000 classes.
+#: The paper's perturbation defaults (docs/reference.md): Δ = 0.1 multiplicative, L = 1000 classes.
 PERTURB_DEFAULTS: dict[str, Any] = {
     "mode": "multiplicative",
     "delta": 0.1,

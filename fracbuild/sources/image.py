@@ -1,8 +1,9 @@
-"""One real image (the paper's Tables 11 and 12): its Canny edges or its gray levels, warped.
+"""One real image (the paper's Tables 11 and 12): its Canny edges, its gray levels or its colours, warped.
 
 The image (a file, or ``skimage:NAME`` for one of scikit-image's bundled photographs) is made
-gray, cropped to its central square and resized to ``render.size``; ``convert: canny`` keeps
-its Canny edges (white on black). Class c is one random warp of it: ``affine`` and
+gray (``convert: canny`` or ``gray``) or RGB (``convert: rgb``, Table 11's RGB row), cropped to its
+central square and resized to ``render.size``; ``convert: canny`` keeps its Canny edges (white on
+black). Class c is one random warp of it: ``affine`` and
 ``polynomial`` (order 2) perturb the identity's parameters by ``U(-Δ/2, Δ/2)`` each (the paper's
 Eq. 9), ``elastic`` displaces every pixel by a smooth random field whose largest displacement is
 Δ/2. Warps act in coordinates where the image spans [-1, 1], so a class is the same warp at any
@@ -28,7 +29,7 @@ from ..kernels import fill_rate
 from .common import NOISE, flip, flip_name, settings_lines, shared_keys
 
 WARPS = ("affine", "elastic", "polynomial")
-CONVERSIONS = ("canny", "gray")
+CONVERSIONS = ("canny", "gray", "rgb")
 BUILTIN = "skimage:"
 #: The identity of each parametric warp: an affine map ``a b c d e f`` (as the IFS maps), and
 #: the ``(2, 6)`` coefficients of an order-2 polynomial over ``1, x, y, x², xy, y²``.
@@ -137,16 +138,17 @@ def summary(manifest: dict[str, Any]) -> list[str]:
 
 
 def load_image(image: dict[str, Any], size: int) -> np.ndarray:
-    """The recipe's image as ``size x size`` uint8: gray, central square, resized, maybe edges."""
+    """The recipe's image as ``size x size`` uint8 (``x 3`` for ``rgb``): gray or RGB, central square,
+    resized, maybe edges."""
     from PIL import Image
 
     ski = skimage()
     with Image.open(image_file(image["path"])) as im:
-        gray = im.convert("L")
-        side = min(gray.size)
-        left, top = (gray.width - side) // 2, (gray.height - side) // 2
-        gray = gray.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
-    pixels = np.asarray(gray)
+        im = im.convert("RGB" if image["convert"] == "rgb" else "L")
+        side = min(im.size)
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
+    pixels = np.asarray(im)
     if image["convert"] == "canny":
         edges = ski.feature.canny(pixels / 255.0, sigma=image["canny_sigma"])
         pixels = edges.astype(np.uint8) * 255
@@ -213,8 +215,12 @@ class ImageSource:
             p = self.perturb
             params = warp_params(p["warp"], p["delta"], np.random.default_rng([p["seed"], NOISE, cls]))
             coords = source_coordinates(p["warp"], params, self.render["size"], p["delta"], p["smooth"])
-            out = skimage().transform.warp(self.base.astype(np.float64), coords, order=1, preserve_range=True)
-            self._class = cls, params, np.rint(out).astype(np.uint8)
+            warp = skimage().transform.warp
+            # Coordinates address rows and columns: an RGB image is warped channel by channel, alike.
+            planes = [self.base] if self.base.ndim == 2 else np.moveaxis(self.base, 2, 0)
+            out = np.stack([warp(plane.astype(np.float64), coords, order=1, preserve_range=True) for plane in planes],
+                           axis=-1)
+            self._class = cls, params, np.rint(out.reshape(self.base.shape)).astype(np.uint8)
         return self._class[1], self._class[2]
 
     def sample(self, cls: int, instance: int) -> tuple[np.ndarray, dict[str, Any]]:
@@ -227,7 +233,7 @@ class ImageSource:
             "warp": self.perturb["warp"],
             # An elastic warp's field is large: its seed says how to draw it again.
             "params": None if self.perturb["warp"] == "elastic" else params.tolist(),
-            "fill": float(fill_rate(image)),
+            "fill": float(fill_rate(image if image.ndim == 2 else image.max(axis=2))),  # ink: any channel
             "flip": how,
             "seeds": {"warp": [self.perturb["seed"], NOISE, cls]},
         }

@@ -22,7 +22,7 @@ from .wording import UNDECIDED_WORDS, claim, points, trend
 
 LABELS = {"scratch": "scratch", "1p-frac": "1p-frac, Δ = 0.1", "1p-frac Δ=0.001": "1p-frac, Δ = 0.001",
           "1p-frac + RandAugment": "1p-frac, Δ = 0.1, + RandAugment"}
-# The paper's direction for a comparison (subject, baseline), with its figures (REFERENCE.md). The probe has
+# The paper's direction for a comparison (subject, baseline), with its figures (docs/reference.md). The probe has
 # none: the paper's Figure 3 compares 1p-frac with ImageNet-1k pre-training, not with scratch.
 PAPER = {("1p-frac", "scratch"): (ABOVE, "Table 2: 84.2 against scratch's 64.2 on CIFAR-100"),
          ("1p-frac Δ=0.001", "scratch"): (BELOW, "Table 5: Δ = 0.001 fine-tunes CIFAR-100 to 1.2, scratch 64.2"),
@@ -263,7 +263,7 @@ def write_report(summary: dict[str, Any], report: Path, *, name: str = "REPORT.m
 
 def _distance(c: dict[str, Any], gpu: bool, seeds: int) -> list[str]:
     samples = c["total_steps"] * c["batch_size"]
-    paper = 240_000 * 256  # REFERENCE.md: 80,000 epochs of 3 steps at batch 256
+    paper = 240_000 * 256  # docs/reference.md: 80,000 epochs of 3 steps at batch 256
     lines = ["## How far this is from the paper", "",
              f"- Pre-training saw {samples:,} samples ({c['num_classes']} classes, {c['img_size']} px, "
              f"{c['total_steps']:,} steps); the paper's saw {paper:,} (1000 classes, 224 px, 240,000 "

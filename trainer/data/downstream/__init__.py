@@ -6,6 +6,8 @@
     torch/NAME                                ``torchvision_sets``: torchvision's sets, by timm's names
     hfds/NAME[:CONFIG]                        ``hub``: Hugging Face datasets, local or on the Hub
     in100:ROOT, places30:ROOT                 ``subsets``: the paper's class lists over ImageNet / Places365
+    voc12:ROOT                                ``voc``: Pascal VOC 2012's object boxes, cropped, as the paper's VOC12
+    vtab/NAME                                 ``vtab``: the paper's five VTAB sets, each a torch/ or hfds/ set
 
 A family may take options after ``?`` (``torch/svhn?root=/data&download=0``); its module names them.
 ``shots`` keeps the first N training images of each class, in the family's order.
@@ -41,6 +43,8 @@ FAMILIES = (
     Family("hfds/NAME[:CONFIG]", "hfds/", "load_hfds"),
     Family("in100:ROOT", "in100:", "load_in100"),
     Family("places30:ROOT", "places30:", "load_places30"),
+    Family("voc12:ROOT", "voc12:", "load_voc12"),
+    Family("vtab/NAME", "vtab/", "load_vtab"),
 )
 SPECS = ", ".join(f.syntax for f in FAMILIES)
 
@@ -92,6 +96,18 @@ def load_places30(rest: str) -> Downstream:
     from .subsets import load
 
     return load("places30", rest)
+
+
+def load_voc12(rest: str) -> Downstream:
+    from .voc import load
+
+    return load(rest)
+
+
+def load_vtab(rest: str) -> Downstream:
+    from .vtab import load
+
+    return load(rest)
 
 
 def load_dataset(spec: str, *, shots: int | None = None) -> Downstream:

@@ -4,14 +4,16 @@
 published (``SUBSETS`` records where). ROOT is an ImageNet copy with ``train/WNID/`` and ``val/WNID/`` folders
 (the layout torchvision's ``ImageNet`` leaves); the test split is ImageNet's validation set.
 
-``places30`` is FractalDB's Places-30, 30 classes of Places365-Standard. No published list of its classes was
-found in FractalDB's public repositories, so none is pinned: ``classes=FILE`` gives the 30 category names (one
-per line, as in ``categories_places365.txt``, with or without the ``/a/`` prefix). ROOT is a Places365 copy in
-torchvision's layout (``categories_places365.txt``, ``places365_train_standard.txt``, ``places365_val.txt`` and
-the image folders); the test split is Places365's validation set.
+``places30`` is FractalDB's Places-30, 30 classes of Places365-Standard. FractalDB's public repositories
+publish no list; the one pinned in ``classlists/places30.txt`` is the list of FractalDB's supplementary material
+as a public preparation script restates it (the file's header says so; it is not checked against the
+supplementary). ROOT is a Places365 copy in torchvision's layout (``categories_places365.txt``,
+``places365_train_standard.txt``, ``places365_val.txt`` and the image folders); the test split is Places365's
+validation set.
 
-Either takes ``classes=FILE`` to use another list. Labels follow the sorted class names, as an ImageFolder of
-the subset would number them.
+Either takes ``classes=FILE`` to use another list of as many classes (one per line; Places365 names with or
+without the ``/a/`` prefix); a list of another length is refused, as it would be another dataset. Labels follow
+the sorted class names, as an ImageFolder of the subset would number them.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class NamedSubset:
     size: int  # classes in the list
     pinned: str | None  # the list's file in classlists/, None where no published list was found
     source: str  # where the pinned list was published (or why there is none)
-    sha256: str | None  # of the pinned file, as published
+    sha256: str | None  # of the pinned file
     read: Callable[[str, Path, list[str]], tuple[Split, Split]]  # (spec, root, class names) -> train, test
 
 
@@ -102,8 +104,10 @@ SUBSETS: dict[str, NamedSubset] = {
         "imagenet100.txt of github.com/HobbitLong/CMC, commit bc687a26de7ae350d98f671d25d164b65336b8c2",
         "79f3f1552ccc478ce24bd934b4573625db584ddc1f4643ae23c994a94cb11397", _imagenet),
     "places30": NamedSubset(
-        "places30:ROOT", "Places365", 30, None,
-        "no published list was found in FractalDB's public repositories", None, _places365),
+        "places30:ROOT", "Places365", 30, "places30.txt",
+        "places30.txt: FractalDB's supplementary Table 2 as a public preparation script (organize_places-30.py) "
+        "restates it, not checked against the supplementary",
+        "72f3984974ece6a738e16f142c19a8fd29a61d1cb0514d446cb5e298563ebb00", _places365),
 }
 
 
@@ -124,6 +128,9 @@ def class_names(spec: str, subset: NamedSubset, file: str | None) -> tuple[list[
         names = [_category(n) for n in names]
     if len(set(names)) != len(names) or not names:
         raise TrainerError(f"{spec}: the class list {where} is empty or names a class twice")
+    if len(names) != subset.size:
+        raise TrainerError(f"{spec}: the class list {where} has {len(names)} classes; {subset.syntax.split(':')[0]} "
+                           f"is {subset.size} classes of {subset.of}")
     return sorted(names), where
 
 

@@ -31,6 +31,12 @@ def _second(name: str) -> Callable[[Any], Sequence[int]]:
     return lambda ds: [s[1] for s in getattr(ds, name)]
 
 
+def _pcam_labels(ds: Any) -> Sequence[int]:
+    """PCam's labels, read from its targets file at once (its items open the image file as well)."""
+    with ds.h5py.File(ds._base_folder / ds._FILES[ds._split]["targets"][0]) as targets:
+        return targets["y"][:, 0, 0, 0].tolist()  # shape [images, 1, 1, 1]
+
+
 @dataclass(frozen=True)
 class TorchSet:
     """How to open one set: its torchvision class (None: through timm), the arguments of its train and test
@@ -69,6 +75,8 @@ SETS: dict[str, TorchSet] = {
     "dtd": TorchSet(({"split": "train"}, {"split": "test"}), _attribute("_labels"), "DTD"),
     "gtsrb": TorchSet(({"split": "train"}, {"split": "test"}), _second("_samples"), "GTSRB", 43),
     "country211": TorchSet(({"split": "train"}, {"split": "test"}), _attribute("targets"), "Country211"),
+    # PatchCamelyon (VTAB's Camelyon): 96 px patches, 2 classes; needs h5py
+    "pcam": TorchSet(({"split": "train"}, {"split": "test"}), _pcam_labels, "PCAM", 2),
     # scenes of 3 to 10 objects, labelled 0 to 7; CLEVR's test split has no labels, so val is the test split
     "clevr_count": TorchSet(({"split": "train"}, {"split": "val"}), _attribute("_labels"), "CLEVRClassification", 8,
                             offset=3),
