@@ -15,7 +15,7 @@ import re
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,12 +149,19 @@ def build(number: str, size: str, *, out: str | os.PathLike, data_dir: str | os.
           seed: int = 0, seeds: int | None = None, finetune_seeds: int | None = None,
           pretrain_samples: int | None = None, image_size: int | None = None, classes: int | None = None,
           shots: int | None = None, digits_epochs: float | None = None, mnist_epochs: float | None = None,
-          expand: bool = False) -> Planned:
+          rows: tuple[str, ...] | None = None, expand: bool = False) -> Planned:
     """Table ``number``'s renders and runs at ``size`` (nothing is run). ``preset`` replaces every run's preset
-    (``smoke`` for a quick check of the chain); the other options shrink or override the size's values."""
+    (``smoke`` for a quick check of the chain); ``rows`` keeps those rows (by ``slug``) and scratch; the other
+    options shrink or override the size's values."""
     if size not in SIZES:
         raise TrainerError(f"unknown size {size!r} for --table (one of {', '.join(SIZES)})")
     table = tables.load(number)
+    if rows:
+        unknown = [r for r in rows if r not in {slug(row.label) for row in table.rows}]
+        if unknown:
+            raise TrainerError(f"table {number} has no row {unknown[0]!r} (one of "
+                               f"{', '.join(slug(row.label) for row in table.rows)})")
+        table = replace(table, rows=tuple(r for r in table.rows if r.scratch or slug(r.label) in rows))
     out, data_dir = Path(out), Path(data_dir)
     preset = preset or ("cpu" if size == "cpu" else "paper")
     own = table.sizes.get(size, {})
