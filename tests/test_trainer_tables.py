@@ -139,3 +139,25 @@ def test_the_paper_direction_comes_from_the_papers_own_numbers():
     assert found[("Δ = 0.1", "C100")].paper == (ABOVE, "Table 5: 84.2 against scratch's 64.2 on C100")
     assert found[("Δ = 0.001", "C100")].paper[0] != ABOVE  # 1.2 against 64.2
     assert found[("Δ = 0.01", "IN100")].paper is None  # the paper gives no IN100 figure for Δ = 0.01
+
+
+def test_the_readme_table_names_every_plan_and_its_rows(monkeypatch):
+    """README: 'paper row -> command'. Every table's command names a plan, and its rows column lists exactly the
+    rows that plan runs (by --rows name), so the table cannot drift from the plans."""
+    import re
+
+    monkeypatch.chdir(ROOT)
+    text = (ROOT / "README.md").read_text()
+    lines = [line for line in text.splitlines() if re.match(r"^\| (Table \d+|Figure 3)", line)]
+    seen = set()
+    for line in lines:
+        paper, listed, _, command = [c.strip() for c in line.strip("|").split(" | ")]
+        match = re.search(r"--table (\w+)", command)
+        if match is None:
+            assert paper.startswith("Table 10"), line  # construction time: a render, timed
+            continue
+        number = match.group(1)
+        seen.add(number)
+        planned = reproduce.build(number, "paper", out="runs", data_dir="shards")
+        assert {reproduce.slug(label) for label in planned.pretrain} == set(re.findall(r"`([^`]+)`", listed)), line
+    assert seen == set(tables.TABLES)

@@ -374,9 +374,12 @@ def write_table_report(planned: Any, report: Path, *, name: str, renders: list[s
                                if planned.size == "cpu" else "") + ".", "",
               "| row | runs | " + " | ".join(wheres) + " |",
               "| --- | ---: | " + " | ".join("---:" for _ in wheres) + " |"]
+    paper = {r.label: r.paper for r in table.rows}
     for label in [scratch, *planned.pretrain]:
         group = [r for r in planned.downstream if r.variant == label]
         cells = [_spread([r.result["top1"] for r in group if r.label == w]) for w in wheres]
+        theirs = [paper[label].get(w) for w in wheres]  # on the paper's own sets (not the cpu stand-ins)
+        cells = [c if p is None else f"{c}; paper {p:.1f}" for c, p in zip(cells, theirs, strict=True)]
         lines.append(f"| {label} | {len([r for r in group if r.label == wheres[0]])} | " + " | ".join(cells) + " |")
     lines += ["", *_difference_rows(found, seeds, "set"), ""]
     if planned.skipped:
