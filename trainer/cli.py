@@ -209,8 +209,13 @@ _downstream("probe", probe_run, "Linear probe on the frozen patch embedding and 
 
 
 @main.command()
-@click.option("--size", "size", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "gpu"]),
-              help="cpu: about two hours on 2 cores; gpu: the paper's recipe, one GPU (auto: gpu where there is one).")
+@click.option("--table", "table", help="A paper table's plan instead (2-9, 11-14, fig3): its rows and sets at --size "
+              "(README: paper row -> command).")
+@click.option("--rows", help="With --table: only these rows (their run-name parts, comma-separated) and scratch.")
+@click.option("--dry-run", is_flag=True, help="With --table: print the commands and the estimated hours; run nothing.")
+@click.option("--size", "size", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "gpu", "paper"]),
+              help="cpu: about two hours on 2 cores; gpu: the paper's recipe, one GPU (auto: gpu where there is one); "
+                   "paper (with --table): the paper's schedules, for a cluster.")
 @click.option("--out", type=click.Path(file_okay=False), help="Where the runs go (default: runs/experiment[-gpu]).")
 @click.option("--report", default="experiments", show_default=True, type=click.Path(file_okay=False),
               help="Where the report and charts go.")
@@ -245,11 +250,17 @@ _downstream("probe", probe_run, "Linear probe on the frozen patch embedding and 
                    "its figures written to diagnosis-runs.md.")
 @click.option("--lengths", default="15000,30000,60000", show_default=True,
               help="With --diagnose: pre-training lengths in samples, comma-separated.")
-def experiment(size, out, probe_blocks, diagnose, lengths, **kwargs):
-    """The paper's Table 2: pre-train on one fractal, fine-tune and probe vs scratch (at cpu or gpu size)."""
+def experiment(table, rows, dry_run, size, out, probe_blocks, diagnose, lengths, **kwargs):
+    """The paper's Table 2: pre-train on one fractal, fine-tune and probe vs scratch (at cpu or gpu size);
+    with --table, any paper table's plan."""
     from .experiments import experiment as run_experiment
     from .presets import preset_name
 
+    if table is not None:
+        _table(table, rows, dry_run, size, out, probe_blocks, diagnose, kwargs)
+        return
+    if dry_run or rows or size == "paper":
+        raise click.UsageError(f"{'--dry-run' if dry_run else '--rows' if rows else '--size paper'} needs --table")
     if diagnose:
         from .experiments import diagnose as run_diagnosis
 
@@ -274,6 +285,26 @@ def experiment(size, out, probe_blocks, diagnose, lengths, **kwargs):
     out = out or ("runs/experiment-gpu" if size == "gpu" else "runs/experiment")
     r = run_experiment(out, size=size, probe_blocks=blocks, **kwargs)
     click.echo(f"{r['report']}, {r['chart']}")
+
+
+def _table(table, rows, dry_run, size, out, probe_blocks, diagnose, kwargs) -> None:
+    """``experiment --table``: the options a table plan takes; the Table 2 grid's own are refused."""
+    from .experiments.reproduce import run_table
+    from .presets import preset_name
+
+    own = {"--probe-blocks": probe_blocks, "--diagnose": diagnose or None, "--randaugment": kwargs["randaugment"],
+           "--cifar-epochs": kwargs["cifar_epochs"], "--no-collapse": None if kwargs["collapse"] else True}
+    given = [flag for flag, value in own.items() if value is not None]
+    if given:
+        raise click.UsageError(f"{given[0]} is not an option of --table (the table's plan sets it)")
+    if size == "auto":
+        size = "gpu" if preset_name("auto") == "paper" else "cpu"
+    keep = ("preset", "seed", "seeds", "finetune_seeds", "pretrain_samples", "image_size", "classes", "shots",
+            "digits_epochs", "mnist_epochs")
+    r = run_table(table, size, rows=tuple(rows.split(",")) if rows else None, out=out, report=kwargs["report"],
+                  data_dir=kwargs["data_dir"], dry=dry_run,
+                  progress=kwargs["progress"], **{k: kwargs[k] for k in keep})
+    click.echo(r["text"] if dry_run else r["report"])
 
 
 @main.command("inspect")

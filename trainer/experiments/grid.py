@@ -50,11 +50,11 @@ class Run:
 
 
 def render(recipe: str, out: Path, *, classes: int | None = None, size: int | None = None,
-           delta: float | None = None) -> str:
+           delta: float | None = None, instances: int | None = None) -> str:
     """Render with the ``fracbuild`` command (trainer reads shards; it does not import the renderer) unless
     ``out`` holds a dataset; ``None`` keeps the recipe's value. Returns the command line."""
     words = [sys.executable, "-m", "fracbuild", "render", recipe, "-o", str(out)]
-    for flag, value in (("--classes", classes), ("--size", size), ("--delta", delta)):
+    for flag, value in (("--classes", classes), ("--instances", instances), ("--size", size), ("--delta", delta)):
         if value is not None:
             words += [flag, str(value)]
     if not (out / "manifest.json").exists():

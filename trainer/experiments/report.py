@@ -326,3 +326,68 @@ def _charts(summary: dict[str, Any], found: dict[str, Any], results: Path, curve
     colors = {f"{v} seed {s}": charts.COLORS.get(v, "black") for v, by_seed in summary["pretrain"].items()
               for s in by_seed}
     charts.plot_pretraining(lines, curves, batch=batch, colors=colors)
+
+
+def table_findings(planned: Any) -> list[Finding]:
+    """Every row of a finished paper-table plan minus scratch on each of its sets (and probe depths), paired by
+    fine-tuning seed, with the paper's direction where the paper gives both numbers for that set."""
+    table, seeds, tune = planned.table, planned.seeds, planned.finetune_seeds
+    scratch = next((r.label for r in table.rows if r.scratch), "Scratch")
+    paper = {r.label: r.paper for r in table.rows}
+    found = []
+    for where in dict.fromkeys(r.label for r in planned.downstream):
+        top = _top1([r for r in planned.downstream if r.label == where])
+        base = {f: top[(scratch, None, f)] for f in tune}
+        column = where.split(", K = ")[0]
+        for row in planned.pretrain:
+            d = differences({(s, f): top[(row, s, f)] for s in seeds for f in tune}, base, seeds, tune)
+            ours, theirs = paper.get(row, {}).get(column), paper.get(scratch, {}).get(column)
+            direction = None
+            if ours is not None and theirs is not None and ours != theirs:
+                direction = (ABOVE if ours > theirs else BELOW,
+                             f"Table {table.number}: {ours} against scratch's {theirs} on {column}")
+            found.append(Finding(row, scratch, where, interval(d), direction))
+    return found
+
+
+def write_table_report(planned: Any, report: Path, *, name: str, renders: list[str], minutes: float
+                       ) -> dict[str, dict[str, Any]]:
+    """A paper table's report: the paper's numbers, ours over seeds beside them, every row minus scratch with its
+    interval and the words it supports, what was not run and why, and the commands."""
+    table, seeds, tune = planned.table, planned.seeds, planned.finetune_seeds
+    found = table_findings(planned)
+    wheres = list(dict.fromkeys(r.label for r in planned.downstream))
+    scratch = next((r.label for r in table.rows if r.scratch), "Scratch")
+    lines = [f"# Table {table.number} of the paper at size {planned.size}: {table.title}", "",
+             f"Written by `python -m trainer experiment --table {table.number} --size {planned.size}` from the runs it "
+             f"lists: pre-training seeds {', '.join(map(str, seeds))}, fine-tuning seeds "
+             f"{', '.join(map(str, tune))}; {minutes:.0f} minutes.", "", "## In short", "",
+             *(f"- {f.sentence}" for f in found), "", "## How the comparisons are made", "", method(seeds, tune), "",
+             "## The paper's numbers", "", "Top-1 (%) as the paper prints it (ViT-Tiny unless the table says so).", "",
+             "| row | " + " | ".join(table.columns) + " |",
+             "| --- | " + " | ".join("---:" for _ in table.columns) + " |"]
+    for row in table.rows:
+        cells = ["–" if row.paper.get(c) is None else f"{row.paper[c]:.1f}" for c in table.columns]
+        lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+    lines += ["", "## Ours", "", "Top-1 (%), best over evaluated epochs: mean over every run, lowest to highest in "
+              "parentheses" + ("; the paper's sets stand in as " + ", ".join(t.label for t in planned.tasks)
+                               if planned.size == "cpu" else "") + ".", "",
+              "| row | runs | " + " | ".join(wheres) + " |",
+              "| --- | ---: | " + " | ".join("---:" for _ in wheres) + " |"]
+    paper = {r.label: r.paper for r in table.rows}
+    for label in [scratch, *planned.pretrain]:
+        group = [r for r in planned.downstream if r.variant == label]
+        cells = [_spread([r.result["top1"] for r in group if r.label == w]) for w in wheres]
+        theirs = [paper[label].get(w) for w in wheres]  # on the paper's own sets (not the cpu stand-ins)
+        cells = [c if p is None else f"{c}; paper {p:.1f}" for c, p in zip(cells, theirs, strict=True)]
+        lines.append(f"| {label} | {len([r for r in group if r.label == wheres[0]])} | " + " | ".join(cells) + " |")
+    lines += ["", *_difference_rows(found, seeds, "set"), ""]
+    if planned.skipped:
+        lines += ["## Not run here", "", *(f"- {k}: {v}." for k, v in planned.skipped.items()), ""]
+    lines += ["## Commands", "", "```sh", *renders, *(r.command() for r in planned.order), "```", "",
+              f"Machine: {_machine()}; {_versions()}.", ""]
+    report.mkdir(parents=True, exist_ok=True)
+    (report / name).write_text("\n".join(lines))
+    return {f"{f.subject} − {f.baseline} | {f.where}": {"mean": f.interval.mean, "low": f.interval.low,
+                                                        "high": f.interval.high, "verdict": f.verdict}
+            for f in found}
