@@ -161,12 +161,20 @@ def main(argv: list[str] | None = None) -> int:
     report.add(f"# GPU check, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
                f"- budget {args.budget_s:.0f} s of wall time ({time.time() - started:.0f} s of it spent before "
                f"this script, on the wheels); sections: {', '.join(args.sections)}")
-    cuda = has_cuda(args.device, out)
+    status: dict[str, tuple[str, float]] = {}
+    cuda = args.device.startswith("cuda") if args.device else None
+    if cuda is None:  # ask torch, in a process of its own: this one stays light
+        start = time.time()
+        code, tail = run_until([sys.executable, "-c", "import torch; print('CUDA:', torch.cuda.is_available())"],
+                               min(start + 120, end - RESERVE_S), out / LOG)
+        cuda = code == 0 and tail[-1:] == ["CUDA: True"]
+        if code != 0:
+            status["torch"] = ("failed", time.time() - start)
+            report.failed("importing torch", time.time() - start, tail=tail)
     device = "cuda" if cuda else "cpu"
     data = Path(args.data or (DATA if cuda else out / "tiny-1p-frac")).resolve()
     if not cuda:
         report.add("- no GPU: a tiny run that checks the script, not a measurement")
-    status: dict[str, tuple[str, float]] = {}
     chosen = [BY_NAME[name] for name in args.sections]
     for i, section in enumerate(chosen):
         rendered = (data / "manifest.json").is_file()
@@ -213,14 +221,6 @@ def main(argv: list[str] | None = None) -> int:
         status[section.name] = (state, took)
     summary(report, status, started, args.budget_s)
     return 1 if any(state in ("failed", "cut") for state, _ in status.values()) else 0
-
-
-def has_cuda(device: str | None, out: Path) -> bool:
-    if device is not None:
-        return device.startswith("cuda")
-    code, tail = run_until([sys.executable, "-c", "import torch; print(int(torch.cuda.is_available()))"],
-                           time.time() + 120, out / LOG)
-    return code == 0 and bool(tail) and tail[-1] == "1"
 
 
 def run_until(words: list[str], deadline: float, log: Path) -> tuple[int | None, list[str]]:

@@ -400,7 +400,8 @@ def chain(check: Check) -> None:
     budget = {**GPU_EXPERIMENT["finetune"], "epochs": 0.2 if check.tiny else 2}
     flags = [w for k, v in budget.items()
              for w in ["--" + k.replace("_", "-"), *map(str, v if isinstance(v, (list, tuple)) else [v])]]
-    check.report.add("Fine-tuning budget (`presets.GPU_EXPERIMENT`, shorter): `" + " ".join(flags) + "`", "",
+    flags.append("--no-compile")  # two epochs would not pay a compilation back
+    check.report.add("Fine-tuning budget (`presets.GPU_EXPERIMENT`, shorter, eager): `" + " ".join(flags) + "`", "",
                      "| fine-tuning mnist5k from | best top-1 (%) | last top-1 (%) | seconds |",
                      "| --- | ---: | ---: | ---: |")
     runs = (("the chain's pre-training", str(pt / "checkpoint.pt"), "pretrained"), ("scratch", "scratch", "scratch"))
