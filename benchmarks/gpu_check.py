@@ -108,11 +108,15 @@ class Report:
         self.add(f"- {line}")
         self.figure("targets", [*self.figures().get("targets", []), line])
 
-    def failed(self, what: str, seconds: float, error: BaseException | None = None, tail: list[str] = ()) -> None:
+    def failed(self, what: str, seconds: float, error: BaseException | None = None, tail: list[str] = (),
+               code: int | None = None) -> None:
+        """A failure: its exception (or exit status), then the last lines of its traceback (or output)."""
         why = f": `{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}`" if error else ""
+        status = f" with exit status {code}" if code is not None else ""
         detail = traceback.format_exception(error)[-8:] if error else tail
         lines = [x for chunk in detail for x in chunk.rstrip("\n").splitlines()][-12:]
-        self.add("", f"- **{what} failed** after {seconds:.0f} s{why}", *(["", "```", *lines, "```"] if lines else []))
+        self.add("", f"- **{what} failed**{status} after {seconds:.0f} s{why}",
+                 *(["", "```", *lines, "```"] if lines else []))
 
 
 def wheels() -> list[str]:
@@ -170,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         cuda = code == 0 and tail[-1:] == ["CUDA: True"]
         if code != 0:
             status["torch"] = ("failed", time.time() - start)
-            report.failed("importing torch", time.time() - start, tail=tail)
+            report.failed("importing torch", time.time() - start, tail=tail, code=code)
     device = "cuda" if cuda else "cpu"
     data = Path(args.data or (DATA if cuda else out / "tiny-1p-frac")).resolve()
     if not cuda:
@@ -191,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             status[section.name] = ("skipped", 0.0)
             report.add("", f"## {section.title}", "", f"- **skipped**: {why}")
             continue
-        weights = sum(s.weight for s in chosen[i:] if s.name != "render")
+        weights = sum(s.weight for s in chosen[i:] if not (s.name == "render" and rendered))
         allotted = min(left, max(least, left * section.weight / weights))
         start = time.time()
         deadline = start + allotted
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             state = "failed"
             if section.name == "render" or code != 1:  # 1: the section said why in the report itself
-                report.failed(f"{section.name} (exit status {code})", took, tail=tail)
+                report.failed(section.name, took, tail=tail, code=code)
         status[section.name] = (state, took)
     summary(report, status, started, args.budget_s)
     return 1 if any(state in ("failed", "cut") for state, _ in status.values()) else 0

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -178,6 +179,24 @@ def test_the_wheel_check_fails_on_an_unlisted_import_or_requirement(tmp_path):
         ["cloudpickle (required by joblib)"]
 
 
+def test_the_fine_tuning_model_is_the_one_the_trainer_resolves():
+    """The paper preset leaves the fine-tuning model to the checkpoint; from scratch the trainer takes its default."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from gpu_sections import finetuning
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from trainer.distributed import Dist
+    from trainer.models import DEFAULT_MODEL
+    from trainer.presets import resolve
+
+    config = resolve("finetune", "paper")
+    assert config["model"] is None
+    training, plan, used = finetuning(config, 10, 4000, Dist())
+    assert used["model"] == DEFAULT_MODEL == training.net.pretrained_cfg["architecture"]
+    assert training.net.num_classes == 10 and plan.batch_per_process == config["batch_size"]
+
+
 def check(tmp_path, *args, env=None, script=ROOT / "benchmarks" / "gpu_check.py", timeout=300):
     """Run the check tiny, its report in ``$OUT`` = ``tmp_path``: (the process, the report, its wall seconds)."""
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "OUT": str(tmp_path), **(env or {})}
@@ -233,6 +252,7 @@ def test_a_section_past_its_deadline_is_killed_with_its_processes(tmp_path):
             break
         time.sleep(0.1)
     else:
+        os.kill(pid, signal.SIGKILL)
         pytest.fail(f"process {pid}, started by the section, outlived it")
 
 
