@@ -64,7 +64,7 @@ class Section:
 
 SECTIONS = (
     Section("env", "Device and versions", 1, 20, 5),
-    Section("render", "The default dataset", 1, 30, 10),
+    Section("render", "The default dataset", 2, 60, 10),  # where it was not carried: what needs data waits on it
     Section("synthetic", "Synthetic ceiling", 2, 45, 10),
     Section("inputs", "Pre-training inputs", 2, 45, 10, needs_data=True),
     Section("finetune", "Fine-tuning mnist5k", 2, 45, 10),

@@ -364,9 +364,9 @@ def finetune(check: Check) -> None:
 
 @section
 def chain(check: Check) -> None:
-    """The real commands: pre-training for about a third of the section's time at the rate measured (stopped, with
-    its checkpoint, at its deadline where it runs longer), then fine-tuning mnist5k from it and from scratch with one
-    budget, each in what is left."""
+    """The real commands: pre-training in under half of the section's time, for as many samples as half of that
+    trains at the rate measured (asked to stop, saving its checkpoint, at its deadline where it runs longer), then
+    fine-tuning mnist5k from it and from scratch with one budget, each in half of what is left."""
     from trainer.presets import GPU_EXPERIMENT
 
     name = "smoke" if check.tiny else "paper"
@@ -375,7 +375,7 @@ def chain(check: Check) -> None:
     figures = check.report.figures()
     rate = next((figures[k] for k in ("pretrain memory", "pretrain stream, tail on the device") if k in figures),
                 100.0 if check.tiny else 2000.0)
-    until = time.time() + (check.left() - STOP_S) * 0.45
+    until = time.time() + (check.left() - 2 * STOP_S) * 0.45
     # Half the pre-training's share trains (the rest starts the process, decodes the data, compiles); a tiny run is
     # a check of the commands: a few steps.
     samples = batch * (10 if check.tiny else max(20, int(rate * (until - time.time()) * 0.5) // batch))
@@ -385,7 +385,11 @@ def chain(check: Check) -> None:
     words = ["pretrain", "--data", str(check.data), "--out", str(pt), "--preset", name, "--samples", str(samples),
              "--log-every", "20", "--no-progress", "--force"]
     ran = check.attempt("chain pre-training", command, words, until)
-    if ran is None or not (pt / "checkpoint.pt").is_file():
+    if ran is None:
+        return
+    if not (pt / "checkpoint.pt").is_file():
+        check.failures.append("chain pre-training")
+        check.report.add(f"- **the pre-training saved no checkpoint** in {ran[0]:.0f} s: {ran[1]}")
         return
     wall, said = ran
     metrics = [json.loads(line) for line in (pt / "metrics.jsonl").read_text().splitlines()]
@@ -406,7 +410,7 @@ def chain(check: Check) -> None:
                      "| --- | ---: | ---: | ---: |")
     runs = (("the chain's pre-training", str(pt / "checkpoint.pt"), "pretrained"), ("scratch", "scratch", "scratch"))
     for i, (what, init, folder) in enumerate(runs):
-        until = time.time() + (check.left() - STOP_S) / (len(runs) - i)
+        until = time.time() + (check.left() - 2 * STOP_S) / (len(runs) - i)
         where = check.out / f"finetune-{folder}"
         words = ["finetune", "--init", init, "--dataset", "mnist5k", "--out", str(where), "--preset", name, *flags,
                  "--no-progress", "--force"]
