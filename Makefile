@@ -63,12 +63,15 @@ experiment: $(VENV)/.train
 	@size=$$($(PY) -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')"); set -x; \
 	$(PY) -m trainer experiment --size $$size --report experiments
 
-# The GPU check (benchmarks/gpu_check.py): about 8 minutes on one GPU, every figure in gpu-check/gpu-check.md;
-# on a CPU, a tiny run that checks the script. A GPU host without internet first needs `make gpu-wheels` here.
+# The GPU check (benchmarks/gpu_check.py): inside 7 minutes of wall on one GPU by its own budget (--budget-s 420), its
+# report in $OUT/gpu-check.md where OUT is set in the environment, else gpu-check/; on a CPU, a tiny run that checks
+# the script. A GPU host without internet needs .whl/ (make gpu-wheels, here) and shards/1p-frac (make run) carried.
 gpu-check:
 	bash benchmarks/gpu-check.sh $(GPU_CHECK_ARGS)
 
+# Only the listed wheels: .whl/ is emptied first (gpu-check.sh installs every wheel in it).
 gpu-wheels:
+	rm -rf .whl
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
 	  --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl -r benchmarks/gpu-wheels.txt
 

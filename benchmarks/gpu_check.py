@@ -1,345 +1,315 @@
-"""The GPU check behind ``make gpu-check``: everything a few minutes on one GPU can measure, in one run, written
-to one markdown file (``OUT/gpu-check.md``, default ``gpu-check/``).
+"""The GPU check behind ``make gpu-check``: what one short slot on one GPU can measure, inside a time budget,
+written to one markdown report as it goes.
 
-    python benchmarks/gpu_check.py [--out gpu-check] [--chain-seconds 150] [--steps 60]   # about 7-8 minutes
+    make gpu-check                    # benchmarks/gpu-check.sh: the wheels of .whl/ on the path, then this script
+    python benchmarks/gpu_check.py [--budget-s 420] [--out DIR] [--sections synthetic,inputs] [--device cpu]
 
-1. renders the default dataset (``manifests/1p-frac.json``) if ``shards/1p-frac`` lacks it;
-2. the model's synthetic ceiling, ViT-Tiny at 224 px, batch 256: eager, ``torch.compile`` (default mode) and
-   with CUDA graphs (``mode="reduce-overhead"``), fused AdamW off and on;
-3. pre-training through the memory input and through the stream input (its tail on the device, and in the
-   workers as before), each through the trainer's own loop (``trainer.engine.train``);
-4. fine-tuning ``mnist5k`` at 224 px through memory and through the stream, beside the synthetic ceiling at the
-   fine-tuning batch; evaluation throughput through each;
-5. one chain through the real commands: ``python -m trainer pretrain --preset paper`` on the default dataset for
-   as many samples as ``--chain-seconds`` allow at the measured rate, then ``finetune`` on ``mnist5k`` from it
-   and from scratch with one budget; both top-1s and the pre-training loss curve.
+Carry to a GPU host without internet: ``.whl/`` (``make gpu-wheels`` on a machine with internet: the wheels of
+``benchmarks/gpu-wheels.txt`` for Python 3.12, x86_64) and ``shards/1p-frac`` (``make run``: the default dataset;
+rendered there, inside the budget, where it is missing). The report is ``$OUT/gpu-check.md`` where the variable OUT
+is set (the folder a remote runner hands back), else ``gpu-check/gpu-check.md``; beside it ``log.txt`` (all that
+the sections printed), ``figures.json`` and the chain's runs.
 
-Every step is time-boxed and a failed step is reported, not fatal. The host needs torch, timm and numba; the
-wheels of what else the project imports are listed in ``benchmarks/gpu-wheels.txt`` (``make gpu-wheels``
-downloads them into ``.whl/``; ``benchmarks/gpu-check.sh`` puts them on the path). Without a GPU (``--device
-cpu``, or no CUDA) it runs at a tiny size: a check of the script, not a measurement.
+Sections, in this order, each in a process of its own:
+  env        the device, the versions, the listed wheels found
+  render     the default dataset, only where --data lacks it
+  synthetic  the model's ceiling: one batch held on the device through the trainer's loop, eager and compiled
+  inputs     pre-training through the memory input and through the stream (its tail on the device, in the workers)
+  finetune   mnist5k with the fine-tuning recipe, beside the ceiling at its batch; evaluation through each input
+  chain      the real commands: pretrain (paper preset), then finetune mnist5k from it and from scratch
+
+The budget counts from the start of ``make gpu-check`` (installing the wheels is in it). A section starts only if
+its least time is left; it gets its share of the time left (by weight; what it leaves unused goes to the next),
+sizes its timed steps to its deadline, stops its commands before it and is killed at it with every process it
+started. Each section's figures and target lines are in the report as soon as they are measured; a summary ends
+it. Exit status 1 when a section failed or was cut at its deadline (the report is written all the same), else 0;
+skipped sections are listed. Without a GPU (--device cpu, or no CUDA) it runs tiny: a check of the script, not a
+measurement. GPU_CHECK_FAIL=SECTION makes that section fail at its start and GPU_CHECK_FAIL=SECTION:hang makes it
+hang past its deadline with a child process (to check the check).
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
+import contextlib
 import json
 import os
-import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
-WARMUP = 10  # steps before timing starts (cudnn autotuning, compilation, loader start-up)
+REPORT, FIGURES, LOG = "gpu-check.md", "figures.json", "log.txt"
+DATA = "shards/1p-frac"
+RESERVE_S = 3  # kept for the summary
+STOP_S = 5  # a section ends its own work this long before the deadline at which it is killed
+CUT = 3  # a section's exit status when it stopped itself at its deadline
 
 
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+@dataclass(frozen=True)
+class Section:
+    name: str
+    title: str
+    weight: float  # its share of the time left, against the sections after it
+    least_s: float  # the least time it needs on a GPU, and in the tiny run
+    least_tiny_s: float
+    needs_data: bool = False
+
+
+SECTIONS = (
+    Section("env", "Device and versions", 1, 20, 5),
+    Section("render", "The default dataset", 2, 60, 10),  # where it was not carried: what needs data waits on it
+    Section("synthetic", "Synthetic ceiling", 2, 45, 10),
+    Section("inputs", "Pre-training inputs", 2, 45, 10, needs_data=True),
+    Section("finetune", "Fine-tuning mnist5k", 2, 45, 10),
+    Section("chain", "Chain: the real commands", 3, 60, 20, needs_data=True),
+)
+BY_NAME = {s.name: s for s in SECTIONS}
+
+
+class SectionDeadline(BaseException):
+    """A section's own deadline came (a BaseException, so that no library's ``except Exception`` swallows it)."""
 
 
 class Report:
-    """The markdown file, written again after every step so that a cut run keeps what it measured."""
+    """The markdown report, appended to and flushed line by line (every process of the check writes to it), and
+    ``figures.json``, the figures and target lines that later sections and the summary read."""
 
-    def __init__(self, path: Path):
-        self.path, self.lines = path, []
+    def __init__(self, out: Path):
+        self.out = out
+        self.path = out / REPORT
 
     def add(self, *lines: str) -> None:
-        self.lines += lines
         print(*lines, sep="\n", flush=True)
-        self.path.write_text("\n".join(self.lines) + "\n")
+        with open(self.path, "a") as f:
+            f.write("".join(line + "\n" for line in lines))
 
-    def step(self, title: str, fn, *args, **kwargs):
-        start = time.perf_counter()
+    def figures(self) -> dict:
         try:
-            result = fn(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001 (a failed step is a finding: say it, go on)
-            self.add(f"- **{title} failed** after {time.perf_counter() - start:.0f} s: `{type(e).__name__}: "
-                     f"{str(e).splitlines()[0][:300] if str(e) else ''}`", "", "```",
-                     *traceback.format_exc().splitlines()[-8:], "```")
-            return None
-        return result
+            return json.loads((self.out / FIGURES).read_text())
+        except (OSError, ValueError):
+            return {}
 
+    def figure(self, key: str, value) -> None:
+        figures = self.figures()
+        figures[key] = value
+        tmp = self.out / (FIGURES + ".tmp")
+        tmp.write_text(json.dumps(figures, indent=1))
+        os.replace(tmp, self.out / FIGURES)
 
-def trained(training, batches, steps: int, batch: int, d) -> float:
-    """Samples/s of the trainer's loop over ``steps`` steps of ``batches`` after ``WARMUP`` steps."""
-    from trainer.engine import Steps, train
+    def target(self, line: str) -> None:
+        """A line of the Targets: in the report now, and again in the summary."""
+        self.add(f"- {line}")
+        self.figure("targets", [*self.figures().get("targets", []), line])
 
-    records: list[dict] = []
-    total = WARMUP * (1 + -(-steps // WARMUP))
-    train(training, batches, Steps(total, log_every=WARMUP), d=d, global_batch=batch, log=records.append,
-          progress=False)
-    return sum(r["samples_per_s"] for r in records[1:]) / len(records[1:])
-
-
-def drawn(batches, steps: int, batch: int) -> float:
-    """Samples/s of an input's batches alone (no model) after ``WARMUP`` batches."""
-    for _ in range(WARMUP):
-        next(batches)
-    sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        next(batches)
-    sync()
-    return steps * batch / (time.perf_counter() - start)
-
-
-def model_and_training(config: dict, classes: int, d, *, compile_mode: str | None = None, fused: bool = False,
-                       samples: int = 10**9):
-    from timm.utils import random_seed
-
-    from trainer.engine import create_training
-    from trainer.models import create_model
-    from trainer.optim import create_optimizer, create_scheduler, plan_run
-
-    random_seed(0)
-    net = create_model(config["model"], num_classes=classes, img_size=config["img_size"],
-                       drop_path=config["drop_path"], model_kwargs=config["model_kwargs"]).to(d.device)
-    plan = plan_run({**config, "samples": samples, "epochs": None}, 1000, 1)
-    training = create_training(net, {**config, "compile": False}, plan, num_classes=classes, d=d)
-    if fused:
-        training.optimizer = create_optimizer(net, config, plan.lr, fused=True)
-        training.scheduler = create_scheduler(training.optimizer, plan)
-    if compile_mode is not None:
-        training.model = torch.compile(net, mode=None if compile_mode == "default" else compile_mode)
-    return training
-
-
-def synthetic(config: dict, classes: int, batch: int, steps: int, d, **variant) -> float:
-    training = model_and_training(config, classes, d, **variant)
-    x = torch.randn(batch, 3, config["img_size"], config["img_size"], device=d.device)
-    y = torch.randint(0, classes, (batch,), device=d.device)
-    return trained(training, itertools.repeat({"image": x, "label": y}), steps, batch, d)
-
-
-def render(out: Path, tiny: bool) -> str:
-    if (out / "manifest.json").exists():
-        return f"`{out}` already rendered"
-    words = [sys.executable, "-m", "fracbuild", "render", str(ROOT / "manifests" / "1p-frac.json"), "-o", str(out),
-             "--no-progress", "--no-preview"] + (["--classes", "20", "--size", "64"] if tiny else [])
-    start = time.perf_counter()
-    done = subprocess.run(words, capture_output=True, text=True, timeout=300)
-    if done.returncode:
-        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "render failed")
-    return f"rendered `{out}` in {time.perf_counter() - start:.1f} s: {done.stdout.strip()}"
-
-
-def command(words: list[str], timeout: float) -> tuple[float, str]:
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "trainer", *words], capture_output=True, text=True, timeout=timeout)
-    if done.returncode:
-        raise RuntimeError((done.stderr.strip().splitlines() or ["failed"])[-1])
-    return time.perf_counter() - start, done.stdout.strip().splitlines()[-1]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="gpu-check", help="where gpu-check.md and the runs go")
-    parser.add_argument("--data", default="shards/1p-frac", help="the default dataset (rendered if missing)")
-    parser.add_argument("--steps", type=int, default=100, help="timed steps per throughput line (after 10)")
-    parser.add_argument("--chain-seconds", type=float, default=240, help="the chain's pre-training length, in s")
-    parser.add_argument("--device", default=None, help="cuda (default where there is one) or cpu")
-    args = parser.parse_args()
-    from trainer.distributed import Dist, usable_cores
-
-    cuda = torch.cuda.is_available() if args.device is None else args.device.startswith("cuda")
-    tiny = not cuda
-    d = Dist(device=torch.device("cuda" if cuda else "cpu"))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    report = Report(out / "gpu-check.md")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    versions = {"python": platform.python_version(), "torch": torch.__version__}
-    for name in ("timm", "numba", "PIL", "webdataset", "kornia"):
-        try:
-            versions[name] = __import__(name).__version__
-        except Exception:  # noqa: BLE001
-            versions[name] = "missing"
-    gpu = (f"{torch.cuda.get_device_name()} ({torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB), "
-           f"CUDA {torch.version.cuda}") if cuda else "no GPU: a tiny run that checks the script, not a measurement"
-    report.add(f"# GPU check, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
-               f"- device: {gpu}; {os.cpu_count()} CPU cores ({usable_cores()} usable)",
-               "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
-               f"- wheels a host without internet needs: {', '.join(wheels())} (`make gpu-wheels`)", "")
-    started = time.perf_counter()
-    data = Path(args.data) if not tiny else out / "tiny-1p-frac"
-    rendered = report.step("render", render, data, tiny)
-    if rendered:
-        report.add(f"- {rendered}")
-    steps = max(WARMUP, args.steps if not tiny else WARMUP)
-    figures: dict[str, float] = {}
-    measure_synthetic(report, figures, steps, tiny, d)
-    measure_inputs(report, figures, data, steps, tiny, d)
-    measure_finetuning(report, figures, steps, tiny, d)
-    chain(report, figures, data, out, args.chain_seconds if not tiny else 2, tiny)
-    verdicts(report, figures)
-    report.add("", f"The whole check took {time.perf_counter() - started:.0f} s.")
+    def failed(self, what: str, seconds: float, error: BaseException | None = None, tail: list[str] = (),
+               code: int | None = None) -> None:
+        """A failure: its exception (or exit status), then the last lines of its traceback (or output)."""
+        why = f": `{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}`" if error else ""
+        status = f" with exit status {code}" if code is not None else ""
+        detail = traceback.format_exception(error)[-8:] if error else tail
+        lines = [x for chunk in detail for x in chunk.rstrip("\n").splitlines()][-12:]
+        self.add("", f"- **{what} failed**{status} after {seconds:.0f} s{why}",
+                 *(["", "```", *lines, "```"] if lines else []))
 
 
 def wheels() -> list[str]:
-    return [line.split("#")[0].strip() for line in (ROOT / "benchmarks" / "gpu-wheels.txt").read_text().splitlines()
-            if line.split("#")[0].strip()]
+    """The lines of benchmarks/gpu-wheels.txt, ``name==version``."""
+    text = (ROOT / "benchmarks" / "gpu-wheels.txt").read_text()
+    return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
 
 
-def presets(tiny: bool) -> tuple[dict, dict]:
-    from trainer.presets import resolve
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget-s", type=float, default=420,
+                        help="wall seconds for the whole check, from the start of make gpu-check (default 420)")
+    parser.add_argument("--out", default=os.environ.get("OUT") or "gpu-check",
+                        help="folder of the report and the runs (default: $OUT where set, else gpu-check)")
+    parser.add_argument("--data", default=None,
+                        help=f"the default dataset, rendered if missing (default {DATA}; tiny: OUT/tiny-1p-frac)")
+    parser.add_argument("--steps", type=int, default=50,
+                        help="timed steps per throughput figure, after 10 untimed (fewer where the deadline says)")
+    parser.add_argument("--sections", default=",".join(BY_NAME),
+                        help=f"the sections to run, in their order (default all: {','.join(BY_NAME)})")
+    parser.add_argument("--device", default=None, help="cuda (default where torch sees one) or cpu (a tiny run)")
+    parser.add_argument("--section", help=argparse.SUPPRESS)  # one section, in its own process
+    parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in BY_NAME]
+    if unknown or not wanted:
+        parser.exit(2, f"gpu_check: --sections takes names among {', '.join(BY_NAME)}, got {args.sections!r}\n")
+    args.sections = [s for s in BY_NAME if s in wanted]
+    if args.budget_s <= 0 or args.steps < 1:
+        parser.exit(2, "gpu_check: --budget-s and --steps must be positive\n")
+    return args
 
-    preset = "smoke" if tiny else "paper"
-    return resolve("pretrain", preset), resolve("finetune", preset)
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.section:
+        return run_section(args)
+    started = float(os.environ.get("GPU_CHECK_T0") or time.time())
+    end = started + args.budget_s
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (REPORT, FIGURES, LOG):
+        (out / name).unlink(missing_ok=True)
+    report = Report(out)
+    report.add(f"# GPU check, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+               f"- budget {args.budget_s:.0f} s of wall time ({time.time() - started:.0f} s of it spent before "
+               f"this script, on the wheels); sections: {', '.join(args.sections)}")
+    status: dict[str, tuple[str, float]] = {}
+    cuda = args.device.startswith("cuda") if args.device else None
+    if cuda is None:  # ask torch, in a process of its own: this one stays light
+        start = time.time()
+        code, tail = run_until([sys.executable, "-c", "import torch; print('CUDA:', torch.cuda.is_available())"],
+                               min(start + 120, end - RESERVE_S), out / LOG)
+        cuda = code == 0 and tail[-1:] == ["CUDA: True"]
+        if code != 0:
+            status["torch"] = ("failed", time.time() - start)
+            report.failed("importing torch", time.time() - start, tail=tail, code=code)
+    device = "cuda" if cuda else "cpu"
+    data = Path(args.data or (DATA if cuda else out / "tiny-1p-frac")).resolve()
+    if not cuda:
+        report.add("- no GPU: a tiny run that checks the script, not a measurement")
+    chosen = [BY_NAME[name] for name in args.sections]
+    for i, section in enumerate(chosen):
+        rendered = (data / "manifest.json").is_file()
+        if section.name == "render" and rendered:
+            status["render"] = ("done", 0.0)
+            report.add("", f"## {section.title}", "", f"- `{data}` is rendered already "
+                       f"({json.loads((data / 'manifest.json').read_text()).get('samples')} samples)")
+            continue
+        left = end - RESERVE_S - time.time()
+        least = section.least_s if cuda else section.least_tiny_s
+        why = ("needs the rendered dataset" if section.needs_data and not rendered
+               else f"needs {least:.0f} s, {max(0.0, left):.0f} s left" if left < least else None)
+        if why:
+            status[section.name] = ("skipped", 0.0)
+            report.add("", f"## {section.title}", "", f"- **skipped**: {why}")
+            continue
+        weights = sum(s.weight for s in chosen[i:] if not (s.name == "render" and rendered))
+        allotted = min(left, max(least, left * section.weight / weights))
+        start = time.time()
+        deadline = start + allotted
+        if section.name == "render":
+            report.add("", f"## {section.title}", "")
+            words = [sys.executable, "-m", "fracbuild", "render", str(ROOT / "manifests" / "1p-frac.json"), "-o",
+                     str(data), "--no-progress", "--no-preview"] + ([] if cuda else ["--classes", "20", "--size", "64"])
+        else:
+            words = [sys.executable, str(Path(__file__).resolve()), "--section", section.name, "--deadline",
+                     f"{deadline - STOP_S:.3f}", "--out", str(out), "--data", str(data), "--steps", str(args.steps),
+                     "--device", device]
+        code, tail = run_until(words, deadline, out / LOG)
+        took = time.time() - start
+        if code == 0:
+            state = "done"
+            if section.name == "render":
+                report.add(f"- rendered `{data}` in {took:.0f} s: {tail[-1] if tail else ''}")
+        elif code is None or (code == CUT and section.name != "render"):
+            state = "cut"
+            if code is None:
+                report.add("", f"- **{section.name} killed at its deadline**, after {took:.0f} s of its "
+                           f"{allotted:.0f} s; its last lines:", "", "```", *tail[-8:], "```")
+        else:
+            state = "failed"
+            if section.name == "render" or code != 1:  # 1: the section said why in the report itself
+                report.failed(section.name, took, tail=tail, code=code)
+        status[section.name] = (state, took)
+    summary(report, status, started, args.budget_s)
+    return 1 if any(state in ("failed", "cut") for state, _ in status.values()) else 0
 
 
-def measure_synthetic(report: Report, figures: dict, steps: int, tiny: bool, d) -> None:
-    pre, _ = presets(tiny)
-    batch = pre["batch_size"]
-    report.add("", f"## Synthetic ceiling ({pre['model']}, {pre['img_size']} px, batch {batch}, one batch already on "
-               "the device, the trainer's loop)", "", "| variant | samples/s |", "| --- | ---: |")
-    variants = {"eager": {}, "eager, fused AdamW": {"fused": True}, "torch.compile": {"compile_mode": "default"},
-                "torch.compile, fused AdamW": {"compile_mode": "default", "fused": True},
-                "torch.compile + CUDA graphs (reduce-overhead), fused AdamW": {"compile_mode": "reduce-overhead",
-                                                                              "fused": True}}
-    if tiny:  # compiling takes minutes on a CPU: the script check skips it
-        variants = {k: v for k, v in variants.items() if "compile_mode" not in v}
-    for name, variant in variants.items():
-        rate = report.step(f"synthetic {name}", synthetic, pre, 1000, batch, steps, d, **variant)
-        if rate is not None:
-            figures[f"synthetic {name}"] = rate
-            report.add(f"| {name} | {rate:,.0f} |")
+def run_until(words: list[str], deadline: float, log: Path) -> tuple[int | None, list[str]]:
+    """Run ``words`` in a process group of its own, its output to ours and to ``log``; kill the group at
+    ``deadline`` (status None) and, when the process ends, whatever of it is left (loader or compile workers).
+    Returns the exit status and the last lines of output."""
+    tail: deque[str] = deque(maxlen=40)
+    proc = subprocess.Popen(words, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                            start_new_session=True, cwd=ROOT)
+
+    def copy() -> None:
+        with open(log, "a") as f:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                f.write(line)
+                f.flush()
+                tail.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=copy, daemon=True)
+    reader.start()
+    try:
+        code = proc.wait(timeout=max(0.1, deadline - time.time()))
+    except subprocess.TimeoutExpired:
+        code = None
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    reader.join(timeout=5)
+    return code, list(tail)
 
 
-def measure_inputs(report: Report, figures: dict, data: Path, steps: int, tiny: bool, d) -> None:
-    from trainer.data.inputs import StreamInput, create_train_input
-    from trainer.data.shardlists import resolve_data
+def summary(report: Report, status: dict[str, tuple[str, float]], started: float, budget: float) -> None:
+    report.add("", "## Summary", "", "| section | status | seconds |", "| --- | --- | ---: |",
+               *(f"| {name} | {state} | {took:.0f} |" for name, (state, took) in status.items()))
+    targets = report.figures().get("targets", [])
+    report.add("", "Targets:" if targets else "No target was measured.", *(f"- {line}" for line in targets))
+    report.add("", f"The whole check took {time.time() - started:.0f} s of its {budget:.0f} s budget.")
 
-    pre, _ = presets(tiny)
-    batch = pre["batch_size"]
-    report.add("", f"## Pre-training inputs ({data}, batch {batch}, eager; the trainer's loop)", "",
-               "| input | batches alone, samples/s | training, samples/s |", "| --- | ---: | ---: |")
-    source = report.step("resolve the data", resolve_data, str(data))
-    if source is None:
+
+def run_section(args: argparse.Namespace) -> int:
+    """One section in this process: stopped by SIGALRM at ``--deadline`` (the orchestrator kills it a little
+    later); 0 when it measured everything, 1 when something in it failed, ``CUT`` when its deadline stopped it."""
+    section, out = BY_NAME[args.section], Path(args.out)
+    report = Report(out)
+    report.add("", f"## {section.title}", "")
+
+    def stop(signum, frame):
+        raise SectionDeadline
+
+    signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, max(0.01, args.deadline - time.time()))
+    start = time.time()
+    try:
+        planted(section.name, out)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import gpu_sections
+
+        return 0 if gpu_sections.run(section.name, report, out=out, data=Path(args.data), steps=args.steps,
+                                     device=args.device, deadline=args.deadline) else 1
+    except SectionDeadline:
+        report.add("", f"- **{section.name} stopped at its deadline** after {time.time() - start:.0f} s: "
+                   "the figures above are all it measured")
+        return CUT
+    except Exception as e:  # noqa: BLE001 (a failed section is a finding: say it, and the next one runs)
+        traceback.print_exc()
+        report.failed(section.name, time.time() - start, e)
+        return 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def planted(name: str, out: Path) -> None:
+    """GPU_CHECK_FAIL=NAME: section NAME fails at once; NAME:hang: it hangs past its deadline, ignoring its own
+    alarm, with a child process (its pid in OUT/hang.pid): only the kill at the deadline ends them."""
+    section, _, how = os.environ.get("GPU_CHECK_FAIL", "").partition(":")
+    if section != name:
         return
-    endless, per_epoch = 10**9, max(1, (source.samples or batch) // batch)
-    made = {"memory": lambda: create_train_input(source, {**pre, "input": "memory"}, d),
-            "stream, tail on the device": lambda: create_train_input(source, {**pre, "input": "stream"}, d),
-            "stream, tail in the workers": lambda: StreamInput(source, pre, d, why="comparison",
-                                                               tail_on_device=False)}
-    for name, make in made.items():
-        def measure(make=make):
-            data_input = make()
-            alone = drawn(data_input.batches(batch_size=batch, steps=endless, steps_per_epoch=per_epoch), steps,
-                          batch)
-            training = model_and_training(pre, source.classes or 1000, d)
-            fed = trained(training, data_input.batches(batch_size=batch, steps=endless, steps_per_epoch=per_epoch),
-                          steps, batch, d)
-            return alone, fed, data_input.workers
-
-        result = report.step(f"pre-training through {name}", measure)
-        if result is not None:
-            alone, fed, workers = result
-            figures[f"pretrain {name}"] = fed
-            report.add(f"| {name} ({workers} workers) | {alone:,.0f} | {fed:,.0f} |")
-
-
-def measure_finetuning(report: Report, figures: dict, steps: int, tiny: bool, d) -> None:
-    from trainer.data.downstream import load_dataset
-    from trainer.data.inputs import create_eval_input, create_train_input
-    from trainer.engine import evaluate
-
-    _, ft = presets(tiny)
-    batch = ft["batch_size"]
-    data = report.step("load mnist5k", load_dataset, "mnist5k")
-    if data is None:
-        return
-    report.add("", f"## Fine-tuning mnist5k at {ft['img_size']} px (batch {batch}, the fine-tuning recipe, eager)",
-               "", "| input | training, samples/s | evaluation, images/s |", "| --- | ---: | ---: |")
-    rate = report.step("synthetic at the fine-tuning batch", synthetic, ft, 10, batch, steps, d)
-    if rate is not None:
-        figures["synthetic finetune"] = rate
-        report.add(f"| synthetic (one batch on the device) | {rate:,.0f} | |")
-    for kind in ("memory", "stream"):
-        def measure(kind=kind):
-            config = {**ft, "input": kind}
-            train_input = create_train_input(data.train, config, d, num_classes=10)
-            training = model_and_training(ft, 10, d)
-            fed = trained(training, train_input.batches(batch_size=batch, steps=10**9,
-                                                        steps_per_epoch=len(data.train) // batch), steps, batch, d)
-            test = create_eval_input(data.test, config, d, batch_size=batch, like=train_input)
-            evaluate(training.model, test, training.precision, d, 10)  # warm-up
-            sync()
-            start = time.perf_counter()
-            evaluate(training.model, test, training.precision, d, 10)
-            sync()
-            return fed, len(data.test) / (time.perf_counter() - start), train_input.kind
-
-        result = report.step(f"fine-tuning through {kind}", measure)
-        if result is not None:
-            fed, evaluated, used = result
-            figures[f"finetune {used}"] = fed
-            report.add(f"| {used} | {fed:,.0f} | {evaluated:,.0f} |")
-
-
-def chain(report: Report, figures: dict, data: Path, out: Path, seconds: float, tiny: bool) -> None:
-    """The real commands: pre-train for about ``seconds`` at the measured memory rate, fine-tune from it and
-    from scratch with one budget."""
-    from trainer.presets import GPU_EXPERIMENT
-
-    rate = figures.get("pretrain memory", 1000.0)
-    batch = 16 if tiny else 256
-    samples = max(batch * 20, int(rate * seconds) // batch * batch)
-    preset = "smoke" if tiny else "paper"
-    pt = out / "pretrain"
-    report.add("", f"## Chain: the real commands ({preset} preset)", "")
-    words = ["pretrain", "--data", str(data), "--out", str(pt), "--preset", preset, "--samples", str(samples),
-             "--log-every", "20", "--no-progress", "--force"]
-    result = report.step("chain pre-training", command, words, timeout=seconds * 3 + 180)
-    if result is None:
-        return
-    wall, said = result
-    metrics = [json.loads(line) for line in (pt / "metrics.jsonl").read_text().splitlines()]
-    config = json.loads((pt / "config.json").read_text())
-    report.add(f"- `python -m trainer {' '.join(words)}`: {wall:.0f} s; {said}",
-               f"- input {config['input_used']} ({config['input_why']}), {config['precision']}; chance is "
-               f"ln {config['num_classes']} = {__import__('math').log(config['num_classes']):.3f}", "",
-               "| step | samples | loss | samples/s |", "| ---: | ---: | ---: | ---: |",
-               *(f"| {m['step']} | {m['step'] * config['batch_size']:,} | {m['loss']:.3f} | {m['samples_per_s']:,.0f} |"
-                 for m in metrics[:: max(1, len(metrics) // 10)]), "", "![pre-training](pretrain/curves.png)", "")
-    budget = {**GPU_EXPERIMENT["finetune"], "epochs": 1 if tiny else 10}
-    flags = [w for k, v in budget.items()
-             for w in ["--" + k.replace("_", "-"), *map(str, v if isinstance(v, (list, tuple)) else [v])]]
-    report.add("| fine-tuning mnist5k from | best top-1 (%) | last top-1 (%) | seconds |",
-               "| --- | ---: | ---: | ---: |")
-    for name, init in (("the chain's pre-training", str(pt / "checkpoint.pt")), ("scratch", "scratch")):
-        where = out / f"finetune-{'scratch' if init == 'scratch' else 'pretrained'}"
-        words = ["finetune", "--init", init, "--dataset", "mnist5k", "--out", str(where), "--preset", preset,
-                 *flags, "--no-progress", "--force"]
-        result = report.step(f"fine-tuning from {name}", command, words, timeout=600)
-        if result is not None:
-            results = json.loads((where / "results.json").read_text())
-            figures[f"top1 {name}"] = results["top1"]
-            report.add(f"| {name} | {results['top1']:.2f} | {results['last']['top1']:.2f} | {result[0]:.0f} |")
-    report.add("", "Fine-tuning budget (`presets.GPU_EXPERIMENT`): `" + " ".join(flags) + "`")
-
-
-def verdicts(report: Report, figures: dict) -> None:
-    ceiling = figures.get("synthetic eager")
-    report.add("", "## Targets", "")
-    if ceiling and "pretrain memory" in figures:
-        share = figures["pretrain memory"] / ceiling
-        report.add(f"- pre-training through memory: {share:.0%} of the eager synthetic ceiling (target >= 90%)")
-    if "synthetic finetune" in figures and "finetune memory" in figures:
-        share = figures["finetune memory"] / figures["synthetic finetune"]
-        report.add(f"- fine-tuning through memory: {share:.0%} of the ceiling at its batch (target >= 90%)")
-    device, workers = figures.get("pretrain stream, tail on the device"), figures.get("pretrain stream, tail in the "
-                                                                                      "workers")
-    if device and workers:
-        report.add(f"- the stream with its tail on the device: {device / workers:.2f}x the tail in the workers")
+    if how == "hang":
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        child = subprocess.Popen(["sleep", "600"])
+        (out / "hang.pid").write_text(str(child.pid))
+        time.sleep(600)
+    raise RuntimeError(f"planted failure (GPU_CHECK_FAIL={name})")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
