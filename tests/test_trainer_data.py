@@ -22,7 +22,7 @@ from PIL import Image
 import trainer.data.shards as S
 import trainer.data.stream as D
 from fracbuild.rendering import render
-from trainer.data.rebatch import END, Rebatch, consumed
+from trainer.data.rebatch import END, Rebatch, consumed, taken
 from trainer.data.shardlists import ShardList, resolve_data
 from trainer.data.transforms import create_eval_transform, create_train_transform
 from trainer.errors import TrainerError
@@ -361,6 +361,68 @@ def test_a_rebatch_started_at_its_position_cuts_the_batches_that_came_next(batch
         rest = [[dict(b, image=torch.tensor(b["order"], dtype=torch.float32)[:, None] if b["order"] else None)
                  for b in stream if b["key"] or b["pass"] == END] for stream in rest]
         assert cut(delivered(rest), batch_size=batch_size, workers=3, small=3, position=position) == whole[k:], k
+
+
+def same_samples_every_pass(n: int, workers: int, small: int, passes: int) -> list[list[dict]]:
+    """Small batches of ``passes`` passes over the same ``n`` samples (keys "0".."n-1"), dealt to the workers
+    in turn and shuffled anew every pass, as the stream's workers send them."""
+    rng = random.Random(4)
+    shares = []
+    for _ in range(passes):
+        keys = rng.sample(range(n), n)
+        shares.append([keys[w::workers] for w in range(workers)])
+    streams = [[] for _ in range(workers)]
+    for p, share in enumerate(shares):
+        for w, keys in enumerate(share):
+            for start in range(0, len(keys), small):
+                chunk = keys[start:start + small]
+                streams[w].append({"image": torch.tensor(chunk, dtype=torch.float32)[:, None],
+                                   "label": torch.tensor(chunk), "key": [str(k) for k in chunk],
+                                   "order": list(range(start, start + len(chunk))), "pass": p,
+                                   "problems": {"worker": w, "shards": (), "samples": 0}})
+    for w, stream in enumerate(streams):
+        stream.append({"image": None, "label": None, "key": [], "order": [], "pass": END,
+                       "problems": {"worker": w, "shards": (), "samples": 0}})
+    return streams
+
+
+@pytest.mark.parametrize("n,batch_size", [(100, 64), (30, 8), (21, 20)])
+def test_passes_that_continue_fill_the_last_batch_from_the_next_with_no_sample_twice(n, batch_size):
+    streams = same_samples_every_pass(n, workers=3, small=3, passes=12)
+    batches = cut(delivered(streams), batch_size=batch_size, workers=3, small=3, pass_end="continue")
+    assert len(batches) == 12 * n // batch_size  # nothing dropped
+    assert all(len(set(keys)) == batch_size for keys in batches)
+    flat = [int(k) for keys in batches for k in keys]
+    for p in range(len(flat) // n):
+        assert sorted(flat[p * n:(p + 1) * n]) == list(range(n))
+    assert cut(delivered(streams, random.Random(1)), batch_size=batch_size, workers=3, small=3,
+               pass_end="continue") == batches
+    dropped = cut(delivered(streams), batch_size=batch_size, workers=3, small=3)
+    assert len(dropped) == 12 * (n // batch_size)
+
+
+@pytest.mark.parametrize("n,batch_size", [(100, 64), (30, 8), (21, 20)])
+def test_passes_that_continue_resume_at_a_position_with_the_batches_that_came_next(n, batch_size):
+    streams = same_samples_every_pass(n, workers=3, small=3, passes=6)
+    whole = cut(delivered(streams), batch_size=batch_size, workers=3, small=3, pass_end="continue")
+    waited = 0
+    for k in range(1, len(whole)):
+        rebatch = Rebatch(batch_size, 3, 3, pass_end="continue")
+        cutter = rebatch(iter(delivered(streams)))
+        for _ in range(k):
+            position = next(cutter)["position"]
+        waited += "deferred" in position
+        # The workers start again at its pass and skip what it says was taken (``skip_consumed``).
+        rest = [[dict(b, key=[key for key, r in zip(b["key"], b["order"], strict=True)
+                              if not taken(position, b["pass"], w, r)],
+                      order=[r for r in b["order"] if not taken(position, b["pass"], w, r)])
+                 for b in stream if b["pass"] >= position["pass"]] for w, stream in enumerate(streams)]
+        rest = [[dict(b, image=torch.tensor([int(k) for k in b["key"]], dtype=torch.float32)[:, None]
+                      if b["order"] else None) for b in stream if b["key"] or b["pass"] == END] for stream in rest]
+        assert cut(delivered(rest), batch_size=batch_size, workers=3, small=3, position=position,
+                   pass_end="continue") == whole[k:], k
+    if n == 100:  # some cuts fell where samples of the next pass waited for the batch after
+        assert waited
 
 
 @MANY_WORKERS

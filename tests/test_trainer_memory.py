@@ -391,6 +391,78 @@ def test_every_sample_once_per_pass_and_ranks_disjoint(world):
         assert all(len(set(b.tolist())) == batch for b in s)  # distinct images in every batch
 
 
+def continued(n, *, batch_size, steps, start=0, rank=0, world=1, seed=0, pass_end="continue"):
+    """The sample ids of each batch of a ``BatchOrder`` over ``n`` samples."""
+    order = M.BatchOrder(n, batch_size=batch_size, steps=steps, start=start, rank=rank, world=world, seed=seed,
+                         pass_end=pass_end)
+    return list(order)
+
+
+@pytest.mark.parametrize("n,batch", [(100, 64), (12, 8), (40, 7), (64, 64)])
+def test_passes_that_continue_show_every_sample_once_per_pass_and_none_twice_in_a_batch(n, batch):
+    steps = 101
+    batches = continued(n, batch_size=batch, steps=steps, seed=3)
+    assert all(len(b) == len(set(b)) == batch for b in batches)
+    flat = sum(batches, [])
+    for p in range(len(flat) // n):
+        assert sorted(flat[p * n:(p + 1) * n]) == list(range(n))
+    # Exposure over the run: every sample (here every class: one image each) as often as any other, to one.
+    counts = np.bincount(flat, minlength=n)
+    assert counts.max() - counts.min() <= 1
+    # Dropping the last partial batch, 100 images at batch 64 are seen unevenly: 36 of them each pass are not.
+    if (n, batch) == (100, 64):
+        dropped = np.bincount(sum(continued(n, batch_size=batch, steps=steps, pass_end="drop"), []), minlength=n)
+        assert dropped.max() - dropped.min() > 10
+
+
+def test_passes_that_continue_resume_where_they_were_cut():
+    whole = continued(100, batch_size=64, steps=40, seed=1)
+    for start in (1, 2, 3, 17, 39):
+        assert continued(100, batch_size=64, steps=40 - start, start=start, seed=1) == whole[start:]
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_passes_that_continue_keep_ranks_disjoint_and_equal(world):
+    n, batch, steps = 101, 10, 30
+    ranks = [sum(continued(n, batch_size=batch, steps=steps, rank=r, world=world), []) for r in range(world)]
+    share = n // world
+    for p in range(steps * batch // share):
+        passes = [set(r[p * share:(p + 1) * share]) for r in ranks]
+        assert all(len(s) == share for s in passes)
+        assert len(set().union(*passes)) == share * world  # disjoint
+
+
+def test_avoiding_moves_only_what_it_must():
+    order = torch.tensor([5, 0, 3, 1, 4, 2, 6])
+    moved = M.avoiding(order, torch.tensor([0, 4]), 3, 7)
+    assert moved.tolist() == [5, 1, 3, 0, 4, 2, 6]  # 0 in the head trades places with 1, the first one free after it
+    assert not set(moved[:3].tolist()) & {0, 4}
+
+
+# Ops that make the host wait for a GPU (or copy from the host) in the middle of a step.
+BLOCKING = ("_local_scalar_dense", "item", "nonzero", "tolist", "lift_fresh", "_to_copy", "copy_", "masked_select")
+
+
+def test_batch_order_makes_no_op_that_waits_for_the_device():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    for pass_end in ("drop", "continue"):
+        order = M.BatchOrder(100, batch_size=64, steps=12, start=5, seed=2, pass_end=pass_end)
+        with Ops() as ops:
+            batches = list(order.indices())
+        assert len(batches) == 12 and ops.names
+        assert not [name for name in ops.names if name.split(".")[0] in BLOCKING], pass_end
+
+
 def memory_batches(n, *, batch_size, steps, rank=0, world=1):
     """The sample ids of each batch the memory path draws from ``n`` held images."""
     loader = M.MemoryLoader(held(n, 2), A.Augmentation(img_size=2), batch_size=batch_size, steps=steps, rank=rank,

@@ -172,6 +172,34 @@ def test_a_run_cut_twice_and_resumed_trains_exactly_as_the_uninterrupted_one(tin
     assert_same_run(out, tmp_path / "whole", stopped)
 
 
+@pytest.mark.parametrize("kind", ["memory", "stream"])
+def test_passes_that_continue_resume_exactly(tiny, tmp_path, one_thread, kind):  # noqa: F811
+    # 12 images at batch 8: every other batch spans two passes (on the stream, samples of the next pass that
+    # the batch holds already wait for the one after).
+    args = dict(preset="smoke", samples=480, input=kind, batch_size=8, pass_end="continue", progress=False)
+    if kind == "stream":
+        args.update(workers=1, shuffle_buffer=5)
+    whole = trainer.pretrain(str(tiny), tmp_path / "whole", **args)
+    assert whole["steps"] == 60
+    config = json.loads((tmp_path / "whole" / "config.json").read_text())
+    assert config["steps_per_epoch"] == 1.5 and config["pass_end"] == "continue"
+    out = tmp_path / "cut"
+    stopped = cut_and_resumed(tiny, out, args, cuts=[12, 31])
+    assert_same_run(out, tmp_path / "whole", stopped)
+
+
+def test_a_run_with_an_ema_cut_and_resumed_trains_exactly_as_the_uninterrupted_one(tiny, tmp_path,  # noqa: F811
+                                                                                   one_thread):  # noqa: F811
+    args = dict(preset="smoke", samples=480, input="memory", ema=0.99, progress=False)
+    trainer.pretrain(str(tiny), tmp_path / "whole", **args)
+    out = tmp_path / "cut"
+    stopped = cut_and_resumed(tiny, out, args, cuts=[10])
+    assert_same_run(out, tmp_path / "whole", stopped)
+    a = torch.load(out / "checkpoint.pt", weights_only=True)["state_dict_ema"]
+    b = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["state_dict_ema"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b)
+
+
 @pytest.mark.parametrize("layout", ["one process", "generator"])
 def test_checkpoints_of_earlier_layouts_still_resume_exactly(tiny, tmp_path, one_thread, layout):  # noqa: F811
     # Before every rank's states were kept, "rng" was one dict; before that, the memory input's generator

@@ -137,7 +137,7 @@ class Training:
         self.scheduler.load_state_dict(state["scheduler"])
         self.precision.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:
-            self.ema.load_state_dict(state["state_dict_ema"])
+            self.ema.module.load_state_dict(state["state_dict_ema"])  # as saved: the averaged model's weights
 
 
 def create_training(net: nn.Module, config: dict[str, Any], plan: RunPlan, *, num_classes: int, d: Dist,
@@ -171,16 +171,21 @@ class Steps:
 
     total: int
     start: int = 0
-    per_epoch: int | None = None
+    per_epoch: float | None = None  # steps per epoch: a fraction where passes run on into each other
     log_every: int = 50
     save_every: int | None = None  # steps between checkpoints (None: only a stop saves, if the loop can)
     eval_every: int | None = None  # epochs between evaluations (None: none); the last step evaluates too
 
+    def epochs_done(self, step: int) -> int:
+        """Epochs ended by the end of ``step`` (the step in which a pass ends ends its epoch)."""
+        return math.floor(step / self.per_epoch + 1e-9) if self.per_epoch else 0
+
     def evaluates_after(self, step: int) -> bool:
         if self.eval_every is None:
             return False
-        ends_epoch = bool(self.per_epoch) and step % self.per_epoch == 0
-        return step == self.total or (ends_epoch and (step // self.per_epoch) % self.eval_every == 0)
+        done = self.epochs_done(step)
+        ends_epoch = done > self.epochs_done(step - 1)
+        return step == self.total or (ends_epoch and done % self.eval_every == 0)
 
     def epoch(self, step: int) -> float | None:
         return round(step / self.per_epoch, 4) if self.per_epoch else None
@@ -201,8 +206,9 @@ def train(training: Training, batches: Iterable[dict[str, Any]], steps: Steps, *
     """Train from ``steps.start`` to ``steps.total`` on ``batches`` (dicts with ``image`` and ``label`` on the
     device), in the style of timm's ``train_one_epoch`` but counted in steps.
 
-    Every ``log_every`` steps (and at the end) ``log`` gets a record: step, epoch, mean loss, lr, samples/s,
-    the share of time spent waiting for data, the damaged shards, skipped samples and shard reconnections that
+    Every ``log_every`` steps (and at the end) ``log`` gets a record: step, epoch, mean loss, lr, samples/s
+    (of the training steps and their time: checkpoints and evaluations left out), the share of that time spent
+    waiting for data, the damaged shards, skipped samples and shard reconnections that
     ``problems`` reports, seconds since the loop began. ``save(step)`` runs every ``save_every`` steps and at the
     end, on every rank at the same step (it may gather from the ranks; it writes on rank 0);
     ``evaluate()`` after every ``eval_every`` epochs and at the end, its figures logged with the step and epoch.
@@ -215,6 +221,9 @@ def train(training: Training, batches: Iterable[dict[str, Any]], steps: Steps, *
                disable=(not d.main) or (None if progress is None else not progress))
     training.model.train()
     step, last, count, waited = steps.start, None, 0, 0.0
+    # Seconds of the current logging interval, and of the whole loop, spent on checkpoints and evaluations:
+    # samples/s counts training steps and their time only.
+    paused = paused_in_all = 0.0
     losses = torch.zeros((), device=d.device)
     tick = first_tick = time.perf_counter()
     with stop_requests() as stop, bar, _released(batches) as it:
@@ -238,15 +247,18 @@ def train(training: Training, batches: Iterable[dict[str, Any]], steps: Steps, *
             # make the host wait for the GPU every step.
             stopping = stop[0] if d.world == 1 else step % steps.log_every == 0 and _any(stop[0], d)
             if step % steps.log_every == 0 or step == steps.total or stopping:
-                now = time.perf_counter()
+                # The loss first: reading it waits for the device's queued steps, which the interval's time
+                # must include.
                 loss = distributed.mean(losses.item() / count, d)
+                now = time.perf_counter()
                 check_finite(loss)
+                trained = now - tick - paused
                 shards, skipped, retries = problems()
                 last = {"step": step, "epoch": steps.epoch(step), "loss": round(loss, 5),
                         # the top layer's lr, under layer decay
                         "lr": max(g["lr"] for g in training.optimizer.param_groups),
-                        "samples_per_s": round(count * global_batch / (now - tick), 2),
-                        "data_wait": round(distributed.mean(waited / (now - tick), d), 4),
+                        "samples_per_s": round(count * global_batch / trained, 2),
+                        "data_wait": round(distributed.mean(waited / trained, d), 4),
                         "corrupt_shards": len(set().union(*distributed.gather(sorted(shards), d))),
                         "skipped_samples": int(distributed.total([float(skipped)], d)[0]),
                         "shard_retries": int(distributed.total([float(retries)], d)[0]),
@@ -254,21 +266,36 @@ def train(training: Training, batches: Iterable[dict[str, Any]], steps: Steps, *
                 log(last)
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{last['lr']:.2e}", sps=f"{last['samples_per_s']:.0f}")
                 losses.zero_()
-                count, waited, tick = 0, 0.0, time.perf_counter()
+                count, waited, paused, tick = 0, 0.0, 0.0, time.perf_counter()
             if stopping and step < steps.total:
                 _interrupted(step, steps.total, d, save)
-            if save is not None and (step == steps.total or (steps.save_every and step % steps.save_every == 0)):
+            saves = save is not None and (step == steps.total or (steps.save_every and step % steps.save_every == 0))
+            evaluates = evaluate is not None and steps.evaluates_after(step)
+            if not (saves or evaluates):
+                continue
+            # The steps queued on the device are training time: wait for them before the pause begins (the
+            # checkpoint or the evaluation would wait for them anyway).
+            _synchronize(d.device)
+            p0 = time.perf_counter()
+            if saves:
                 save(step)
-            if evaluate is not None and steps.evaluates_after(step):
+            if evaluates:
                 result = evaluate()
-                epoch = -(-step // steps.per_epoch) if steps.per_epoch else None
+                epoch = math.ceil(step / steps.per_epoch - 1e-9) if steps.per_epoch else None
                 log({"step": step, "epoch": epoch, **{k: round(v, 4) for k, v in result.items()}})
                 bar.set_postfix(top1=f"{result['top1']:.2f}")
                 training.model.train()
-                tick = time.perf_counter()
+            paused += time.perf_counter() - p0
+            paused_in_all += time.perf_counter() - p0
+    trained = max(1e-9, time.perf_counter() - first_tick - paused_in_all)
     return {"steps": step, "loss": last["loss"] if last else None,
-            "samples_per_s": (step - steps.start) * global_batch / max(1e-9, time.perf_counter() - first_tick),
+            "samples_per_s": (step - steps.start) * global_batch / trained,
             "corrupt_shards": last["corrupt_shards"] if last else 0}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _interrupted(step: int, total: int, d: Dist, save: Callable[[int], None] | None) -> None:

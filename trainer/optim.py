@@ -58,7 +58,7 @@ class RunPlan:
     """Everything derived from the settings and the data's size: what ``config.json`` records of a run."""
 
     total_steps: int
-    steps_per_epoch: int | None
+    steps_per_epoch: float | None  # a whole number where a pass drops its last partial batch
     warmup_steps: int
     batch_per_process: int
     processes: int
@@ -77,13 +77,21 @@ class RunPlan:
 def plan_run(config: dict[str, Any], samples: int | None, world: int, *, fit_batch: bool = False) -> RunPlan:
     """Steps, batch per process, warm-up and learning rates of a run over ``samples`` per pass (None: unknown).
 
-    An epoch is ``samples // global batch`` steps (the reference drops a pass's last partial batch); the length
-    is ``samples`` (samples seen) where given, else ``epochs``; the warm-up is ``warmup_epochs``, else 5 % of the
-    run. ``fit_batch``: shrink the batch to a dataset smaller than it (``batch_per_process``).
+    An epoch is one pass over the data. With ``pass_end`` ``drop`` (the reference's: a pass's last partial batch
+    is dropped) it is ``samples // global batch`` steps; with ``continue`` (passes run on into each other) it is
+    ``samples / global batch`` steps, a fraction: the epochs a log reports are then samples seen / samples, and
+    ``epochs`` of training see ``epochs x samples`` samples (to a step). The length is ``samples`` (samples seen)
+    where given, else ``epochs``; the warm-up is ``warmup_epochs``, else 5 % of the run. ``fit_batch``: shrink
+    the batch to a dataset smaller than it (``batch_per_process``).
     """
     per = batch_per_process(config, world, data_samples=samples if fit_batch else None)
     batch = per * world
-    per_epoch = max(1, samples // batch) if samples else None
+    if not samples:
+        per_epoch = None
+    elif config.get("pass_end", "drop") == "continue":
+        per_epoch = samples / batch
+    else:
+        per_epoch = max(1, samples // batch)
     if config.get("samples") is not None:
         total = math.ceil(config["samples"] / batch)
     elif config["epochs"] is not None:

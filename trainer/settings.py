@@ -21,6 +21,8 @@ from .errors import TrainerError
 KINDS = ("pretrain", "finetune", "probe")
 # The names of the inputs (trainer.data.inputs) and of the input mean/std pairs (trainer.data.transforms).
 INPUTS = ("stream", "memory", "auto")
+# How a pass over the training data ends (trainer.data.memory, trainer.data.rebatch).
+PASS_ENDS = ("drop", "continue")
 NORMALIZE = ("0.5", "imagenet")
 # Value types besides int, float, str and bool: a pair of floats, and KEY=VALUE pairs (a dict).
 PAIR, KV = "pair", "kv"
@@ -143,6 +145,10 @@ SETTINGS: tuple[Setting, ...] = (
        runtime=True, pretrain="auto", finetune="auto", probe="auto"),
     _s("workers", int, "DataLoader workers per process (default: from the CPU count).", NON_NEGATIVE,
        runtime=True, **_ALL),
+    _s("pass_end", str, "How a pass over the data ends: drop (the reference's: its last partial batch is left out) "
+       "or continue (batches run on into the next pass: every sample once per pass, no sample twice in a batch; "
+       "an epoch is then samples / batch steps, not a whole number).", choices=PASS_ENDS, pretrain="drop",
+       finetune="drop", probe="drop"),
     _s("shuffle_buffer", int, "Samples in each worker's shuffle buffer.", runtime=True, pretrain=1000),
     _s("seed", int, "Seed of every random draw.", pretrain=0, finetune=0, probe=0),
     _s("log_every", int, "Steps between metrics lines.", POSITIVE, runtime=True, pretrain=50, finetune=10,

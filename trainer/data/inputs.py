@@ -34,6 +34,7 @@ from .device_eval import eval_images
 from .downstream import ImageList
 from .memory import (
     AUTO_SHARE,
+    BatchOrder,
     MemoryData,
     MemoryLoader,
     MixedSizes,
@@ -101,7 +102,7 @@ class StreamInput(TrainInput):
 
     def batches(self, *, batch_size, steps, start=0, steps_per_epoch=None, state=None):
         if isinstance(self.data, ImageList):
-            return on_device(self._dataset_batches(batch_size, steps), self.d.device, self.tail, self._check)
+            return on_device(self._dataset_batches(batch_size, steps, start), self.d.device, self.tail, self._check)
         from .stream import ProblemLog, SeededTail, create_loader
 
         self.log = ProblemLog()
@@ -120,10 +121,10 @@ class StreamInput(TrainInput):
                                  "from the start of its pass, not with the batches the uncut run would have had\n")
         self.loader = create_loader(self.data, transform=self.transform, batch_size=batch_size, steps=steps,
                                     workers=self.workers, seed=self.config["seed"],
-                                    start_pass=start // steps_per_epoch if steps_per_epoch else start,
+                                    start_pass=int(start // steps_per_epoch) if steps_per_epoch else start,
                                     rank=self.d.rank, world=self.d.world, shuffle_buffer=self.config["shuffle_buffer"],
                                     pin_memory=self.d.device.type == "cuda", worker_init_fn=leave_stops_to_parent,
-                                    position=position)
+                                    position=position, pass_end=self.config.get("pass_end", "drop"))
         tail = SeededTail(self.tail, seed=self.config["seed"], rank=self.d.rank, start=start, device=self.d.device)
         return self._handed_out(self.loader, tail)
 
@@ -144,10 +145,17 @@ class StreamInput(TrainInput):
         # Where the batches handed out end: the workers hold nothing else (their draws are seeded by sample).
         return {"position": self.position, "layout": self.layout} if self.position is not None else None
 
-    def _dataset_batches(self, batch_size: int, steps: int) -> Iterator[dict]:
-        """A downstream split's batches, epoch after epoch (each a new permutation), ``steps`` in all."""
+    def _dataset_batches(self, batch_size: int, steps: int, start: int = 0) -> Iterator[dict]:
+        """A downstream split's batches, epoch after epoch (each a new permutation), ``steps`` in all; with
+        ``pass_end`` ``continue``, in the memory input's order from step ``start`` (``batch_indices``)."""
         d, seed = self.d, self.config["seed"]
         dataset = self.data.with_transform(self.transform)
+        if self.config.get("pass_end", "drop") == "continue":
+            order = BatchOrder(len(dataset), batch_size=batch_size, steps=steps, start=start, seed=seed, rank=d.rank,
+                               world=d.world, pass_end="continue")
+            for images, labels in DataLoader(dataset, batch_sampler=order, **_loader_options(self.workers, d)):
+                yield {"image": images, "label": labels}
+            return
         if d.world > 1:
             sampler = DistributedSampler(dataset, num_replicas=d.world, rank=d.rank, shuffle=True, seed=seed,
                                          drop_last=True)
@@ -234,7 +242,8 @@ class MemoryInput(TrainInput):
 
     def batches(self, *, batch_size, steps, start=0, steps_per_epoch=None, state=None):
         loader = MemoryLoader(self.held, self.augmentation, batch_size=batch_size, steps=steps, start=start,
-                              seed=self.config["seed"], rank=self.d.rank, world=self.d.world)
+                              seed=self.config["seed"], rank=self.d.rank, world=self.d.world,
+                              pass_end=self.config.get("pass_end", "drop"))
         self.generator = loader.generator
         if state is not None:
             self.generator.set_state(state["generator"])

@@ -3,7 +3,10 @@
     decode_source     every sample of every shard, once -> one uint8 tensor [N, C, H, W] and the labels, on the
                       training device (grayscale stays one channel)
     decode_images     the same for a downstream split (at its own size: a 32 px image stays 32 px)
-    epoch_order       pass p is a permutation of the dataset seeded with (seed, p), split between ranks
+    epoch_order       pass p is a permutation of the dataset seeded with (seed, p), split between ranks, drawn
+                      on the device
+    BatchOrder        the sample indices of each batch: passes that drop their last partial batch, or run on
+                      into each other (``pass_end``)
     MemoryLoader      ``steps`` batches ``{"image", "label", "index", "augment"}`` on the device: the held uint8
                       images and the random parameters of their augmentation (``device_augment``), which the
                       training step applies (inside its compiled graph, when it compiles)
@@ -24,6 +27,7 @@ import torch
 from PIL import Image
 
 from ..errors import TrainerError
+from ..settings import PASS_ENDS
 from .device_augment import Augmentation, draw_params
 from .downstream import ImageList
 
@@ -182,28 +186,129 @@ def held_bytes(source: ShardList | ImageList, img_size: int) -> int | None:
 # ----------------------------------------------------------------------------------------------- batches
 
 
-def epoch_order(samples: int, *, seed: int, epoch: int, rank: int = 0, world: int = 1) -> torch.Tensor:
+def epoch_order(samples: int, *, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                device: torch.device | str = "cpu") -> torch.Tensor:
     """This rank's share of pass ``epoch``: a permutation seeded with (seed, epoch), cut to a multiple of
-    ``world`` and dealt out, so that ranks are disjoint and equal."""
-    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**63)
-    order = torch.randperm(samples, generator=g)
+    ``world`` and dealt out, so that ranks are disjoint and equal.
+
+    Drawn on ``device`` by a generator of that device: no permutation made on the host and copied over, no
+    wait for the device. A CPU and a GPU draw different permutations from the same seed (their generators
+    differ); every rank of a run draws on the same kind of device, so the ranks still agree.
+    """
+    device = torch.device(device)
+    g = torch.Generator(device).manual_seed((seed * 1_000_003 + epoch) % 2**63)
+    order = torch.randperm(samples, generator=g, device=device)
     return order[: samples - samples % world][rank::world]
 
 
-class MemoryLoader:
-    """``steps`` batches of ``batch_size`` from a ``MemoryData``, starting at step ``start`` of the run.
+def avoiding(order: torch.Tensor, carried: torch.Tensor, head: int, samples: int) -> torch.Tensor:
+    """``order`` (a pass) with none of ``carried`` (dataset indices) in its first ``head`` places: each one
+    there trades places with one of the first samples after the head that is not carried, in turn.
 
-    Step t of the run is batch ``t % per_pass`` of pass ``t // per_pass`` (the last partial batch of a pass
-    is dropped), so a resumed run continues the same sequence of images. A dataset smaller than a batch
-    per process is read as the stream input reads it: passes one after the other, cut into batches.
-    Augmentation draws come from a generator on the device seeded with (seed, rank, start).
+    This is how a batch that spans two passes (the end of one, ``carried``, and the ``head`` of the next)
+    holds no sample twice. It needs ``len(order) - head >= len(carried)``; the draw stays a permutation, and
+    it runs on the device with no wait for it (masks and prefix sums, no ``nonzero``).
+    """
+    n, device = len(order), order.device
+    pos = torch.arange(n, device=device)
+    is_carried = torch.zeros(samples, dtype=torch.bool, device=device).index_fill_(0, carried, True)[order]
+    out = is_carried & (pos < head)  # carried samples in the head: they leave it
+    into = ~is_carried & (pos >= head)  # the others after it: the first of them come in
+    out_rank, into_rank = out.cumsum(0) - 1, into.cumsum(0) - 1
+    # The place of the k-th of each kind at index k (the rest parked at n + place, out of the way).
+    out_at = torch.zeros(2 * n, dtype=torch.long, device=device).scatter_(
+        0, torch.where(out, out_rank, n + pos), pos)
+    into_at = torch.zeros(2 * n, dtype=torch.long, device=device).scatter_(
+        0, torch.where(into, into_rank, n + pos), pos)
+    moves = into & (into_rank < out.sum())
+    source = torch.where(out, into_at[out_rank.clamp(min=0)],
+                         torch.where(moves, out_at[into_rank.clamp(min=0)], pos))
+    return order[source]
+
+
+class BatchOrder:
+    """The sample indices of ``steps`` batches of ``batch_size`` from ``samples``, from step ``start`` of a run:
+    this rank's share of each pass (``epoch_order``), drawn on ``device``.
+
+    ``pass_end`` says how a pass ends. ``drop`` (the reference's): step t is batch ``t % per_pass`` of pass
+    ``t // per_pass``, the last partial batch of a pass dropped. ``continue``: the passes follow one another
+    and step t takes the rank's samples ``t * batch_size`` to ``(t + 1) * batch_size`` of that sequence, so
+    every sample is seen once per pass; a batch that spans two passes holds no sample twice (the next pass's
+    head is drawn to avoid the last one's tail, ``avoiding``). Either way a resumed run (``start``) continues
+    the same sequence. A share smaller than a batch is read as the stream input reads it: passes one after
+    the other, cut into batches (a batch then repeats samples: it must). Iterated, it gives lists (a
+    DataLoader's ``batch_sampler``).
+    """
+
+    def __init__(self, samples: int, *, batch_size: int, steps: int, start: int = 0, seed: int = 0, rank: int = 0,
+                 world: int = 1, pass_end: str = "drop", device: torch.device | str = "cpu"):
+        self.share = samples // world
+        if self.share < 1:
+            raise TrainerError(f"the data's {samples} samples do not reach {world} processes")
+        if pass_end not in PASS_ENDS:
+            raise TrainerError(f"--pass-end must be one of {', '.join(PASS_ENDS)}, got {pass_end!r}")
+        self.samples, self.batch_size, self.steps, self.start = samples, batch_size, steps, start
+        self.seed, self.rank, self.world, self.pass_end, self.device = seed, rank, world, pass_end, device
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (index.tolist() for index in self.indices())
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        return epoch_order(self.samples, seed=self.seed, epoch=epoch, rank=self.rank, world=self.world,
+                           device=self.device)
+
+    def indices(self) -> Iterator[torch.Tensor]:
+        """The sample indices of each batch, in order: tensors on the device, made with no wait for it."""
+        b, share = self.batch_size, self.share
+        per_pass = share // b
+        # Each pass's head depends on the last one's tail when passes run on into each other (and do not
+        # end on a batch): those passes are made in order, from the first, also on a resumed run.
+        chained = self.pass_end == "continue" and per_pass and share % b
+        cache: dict[int, torch.Tensor] = {}
+
+        def order(epoch: int) -> torch.Tensor:
+            if epoch in cache:
+                return cache[epoch]
+            if not chained:
+                if len(cache) > 2:  # passes are visited in order: keep only the last few
+                    cache.clear()
+                cache[epoch] = self._order(epoch)
+                return cache[epoch]
+            for e in range(max((k + 1 for k in cache if k < epoch), default=0), epoch + 1):
+                cache[e] = self._order(e)
+                tail = (e * share) % b  # samples of pass e - 1 in the batch that ends in pass e
+                if e and tail:
+                    cache[e] = avoiding(cache[e], cache[e - 1][share - tail:], b - tail, self.samples)
+                cache.pop(e - 2, None)
+            return cache[epoch]
+
+        for step in range(self.start, self.start + self.steps):
+            if per_pass and self.pass_end == "drop":
+                e, k = divmod(step, per_pass)
+                yield order(e)[k * b : (k + 1) * b]
+            else:  # passes one after the other
+                first, last = step * b, (step + 1) * b
+                passes = range(first // share, (last - 1) // share + 1)
+                if len(passes) == 1:
+                    yield order(passes[0])[first - passes[0] * share : last - passes[0] * share]
+                else:
+                    yield torch.cat([order(e) for e in passes])[first - passes[0] * share :][:b]
+
+
+class MemoryLoader:
+    """``steps`` batches of ``batch_size`` from a ``MemoryData``, starting at step ``start`` of the run, in the
+    order of ``BatchOrder`` (``pass_end``: how a pass ends), so a resumed run continues the same sequence of
+    images. Augmentation draws come from a generator on the device seeded with (seed, rank, start).
     """
 
     def __init__(self, data: MemoryData, augmentation: Augmentation, *, batch_size: int, steps: int, start: int = 0,
-                 seed: int = 0, rank: int = 0, world: int = 1):
-        self.share = data.samples // world
-        if self.share < 1:
-            raise TrainerError(f"the data's {data.samples} samples do not reach {world} processes")
+                 seed: int = 0, rank: int = 0, world: int = 1, pass_end: str = "drop"):
+        self.order = BatchOrder(data.samples, batch_size=batch_size, steps=steps, start=start, seed=seed, rank=rank,
+                                world=world, pass_end=pass_end, device=data.images.device)
+        self.share = self.order.share
         self.data, self.augmentation, self.batch_size = data, augmentation, batch_size
         self.steps, self.start, self.seed, self.rank, self.world = steps, start, seed, rank, world
         device = data.images.device
@@ -212,30 +317,9 @@ class MemoryLoader:
     def __len__(self) -> int:
         return self.steps
 
-    def _order(self, epoch: int) -> torch.Tensor:
-        return epoch_order(self.data.samples, seed=self.seed, epoch=epoch, rank=self.rank, world=self.world)
-
     def indices(self) -> Iterator[torch.Tensor]:
-        """The sample indices of each batch, in order."""
-        b, device = self.batch_size, self.data.images.device
-        per_pass = self.share // b
-        cache: dict[int, torch.Tensor] = {}
-
-        def order(epoch: int) -> torch.Tensor:
-            if epoch not in cache:
-                if len(cache) > 2:  # passes are visited in order: keep only the last few
-                    cache.clear()
-                cache[epoch] = self._order(epoch).to(device)
-            return cache[epoch]
-
-        for step in range(self.start, self.start + self.steps):
-            if per_pass:
-                e, k = divmod(step, per_pass)
-                yield order(e)[k * b : (k + 1) * b]
-            else:  # fewer samples than a batch: consecutive passes
-                first, last = step * b, (step + 1) * b
-                passes = range(first // self.share, (last - 1) // self.share + 1)
-                yield torch.cat([order(e) for e in passes])[first - passes[0] * self.share :][:b]
+        """The sample indices of each batch, in order (``BatchOrder``)."""
+        return self.order.indices()
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         _, _, h, w = self.data.images.shape

@@ -8,9 +8,13 @@ That order is a function of the samples alone, so a stream started again in the 
 worker skipping the samples already taken, makes the same batches as the stream that was never stopped:
 ``Rebatch.position()`` (also in each batch, as it stood after that batch) is all a resume needs.
 
-As in the reference's ``DistributedSampler`` + ``drop_last``, a batch never spans two passes: a pass ends
-when every worker has sent a sample of a later pass, and its last partial batch is dropped, unless the pass
-gave no full batch at all (a pass smaller than a batch), which is then carried into the next.
+A pass ends when every worker has sent a sample of a later pass. With ``pass_end`` ``drop`` (the reference's
+``DistributedSampler`` + ``drop_last``) a batch never spans two passes: a pass's last partial batch is dropped,
+unless the pass gave no full batch at all (a pass smaller than a batch), which is then carried into the next.
+With ``continue`` the last partial batch is filled from the next pass, every sample once per pass; a sample of
+the next pass that the batch already holds (by key) waits for the batch after, where it comes first, as its
+place in the order says it would: a position lists those waiting samples (``deferred``), so that a resumed
+stream lets them through too. (A pass smaller than a batch still repeats samples: it must.)
 """
 
 from __future__ import annotations
@@ -30,29 +34,37 @@ class Rebatch:
     (a worker's comes in its order; ``problems["worker"]`` says whose) into batches of ``batch_size``.
 
     ``position``: one that ``position()`` returned, to continue from; the workers must then skip what it
-    says was taken (``consumed``).
+    says was taken (``taken``). ``pass_end``: ``drop`` or ``continue`` (above).
     """
 
     def __init__(self, batch_size: int, workers: int, small: int, *, pin_memory: bool = False,
-                 position: dict[str, Any] | None = None):
+                 position: dict[str, Any] | None = None, pass_end: str = "drop"):
         self.batch_size, self.workers, self.small, self.pin_memory = batch_size, workers, small, pin_memory
+        self.carry = pass_end == "continue"
         position = position or {"pass": None, "full": 0, "next": [0] * workers}
         self.epoch: float | None = position["pass"]  # the pass being cut
         self.full = position["full"]  # batches cut in it so far
         self.next = list(position["next"])  # per worker: the first order not yet taken in a batch
+        # Samples of this pass set aside from the batch cut last (it held their keys): (small batch, index).
+        self.deferred: list[tuple[dict, int]] = []
 
     def position(self) -> dict[str, Any] | None:
-        """Where the batches handed out so far end: the pass, the batches cut in it, and per worker the first
-        order of that pass not taken (None before the first batch)."""
+        """Where the batches handed out so far end: the pass, the batches cut in it, per worker the first order
+        of that pass not taken, and the samples before it that wait for the next batch (None before the first
+        batch)."""
         if self.epoch is None or self.epoch == END:
             return None
-        return {"pass": int(self.epoch), "full": self.full, "next": list(self.next)}
+        position = {"pass": int(self.epoch), "full": self.full, "next": list(self.next)}
+        if self.deferred:
+            position["deferred"] = [[b["problems"]["worker"], b["order"][i]] for b, i in self.deferred]
+        return position
 
     def __call__(self, small: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         queues: list[deque[dict[str, Any]]] = [deque() for _ in range(self.workers)]
         offsets = [0] * self.workers  # samples of each queue's first small batch already taken
         runs: list[tuple[dict, int, int]] = []  # (small batch, start, stop) of the batch being filled
         filled, problems = 0, []
+        earlier: set[str] = set()  # keys of the batch being filled that came from an earlier pass
         for b in small:
             queues[b["problems"]["worker"]].append(b)
             problems.append(b["problems"])
@@ -63,9 +75,15 @@ class Rebatch:
                     self.epoch = min(h[0] for h in heads)
                 mine = sorted((g, w) for p, g, w in heads if p == self.epoch)
                 if not mine:  # every worker is past this pass
-                    if self.full:
+                    if self.full and not self.carry:
                         runs, filled = [], 0
+                    # A pass that ended before the batch its samples waited for (smaller than a batch): they
+                    # join the batch, twice over if they must.
+                    runs += [(d, i, i + 1) for d, i in self.deferred]
+                    filled += len(self.deferred)
+                    earlier = {key for r, start, stop in runs for key in r["key"][start:stop]} if self.carry else set()
                     self.epoch, self.full, self.next = min(h[0] for h in heads), 0, [0] * self.workers
+                    self.deferred = []
                     continue
                 if self.epoch == END:
                     return
@@ -76,20 +94,32 @@ class Rebatch:
                 while (stop < len(b0["key"]) and stop - start < self.batch_size - filled
                        and (rival is None or (b0["order"][stop] // self.small, w) < rival)):
                     stop += 1
-                runs.append((b0, start, stop))
-                filled += stop - start
+                if earlier:  # the batch holds samples of the last pass: set aside the keys it holds already
+                    stop = start + 1
+                    if b0["key"][start] in earlier:
+                        self.deferred.append((b0, start))
+                    else:
+                        runs.append((b0, start, stop))
+                        filled += 1
+                else:
+                    runs.append((b0, start, stop))
+                    filled += stop - start
                 offsets[w] = stop
                 if stop == len(b0["key"]):
                     queues[w].popleft()
                     offsets[w] = 0
                 if filled == self.batch_size:
-                    batch = self._cut(runs, problems)
-                    runs, filled, problems = [], 0, []
+                    waiting, self.deferred = self.deferred, []
+                    batch = self._cut(runs, problems, waiting)
+                    # What was set aside comes first in the next batch (the least of what is left, in order).
+                    runs = [(d, i, i + 1) for d, i in waiting]
+                    filled, problems, earlier = len(runs), [], set()
                     yield batch
 
-    def _cut(self, runs: list[tuple[dict, int, int]], problems: list[dict]) -> dict[str, Any]:
+    def _cut(self, runs: list[tuple[dict, int, int]], problems: list[dict],
+             waiting: list[tuple[dict, int]]) -> dict[str, Any]:
         """One batch from ``runs``, each image copied once, straight into it (pinned if asked, for an
-        asynchronous copy to the GPU); records what it took."""
+        asynchronous copy to the GPU); records what it took, and the samples ``waiting`` for the next."""
         first = runs[0][0]["image"]
         channels = max(b["image"].shape[1] for b, _, _ in runs)  # gray and colour batches: copy_ repeats the gray
         images = torch.empty((self.batch_size, channels, *first.shape[2:]), dtype=first.dtype,
@@ -104,12 +134,23 @@ class Rebatch:
                 w = b["problems"]["worker"]
                 self.next[w] = max(self.next[w], b["order"][stop - 1] + 1)
         self.full += 1
+        self.deferred = waiting
+        position = self.position()
+        self.deferred = []
         return {"image": images, "label": torch.cat(labels), "key": keys, "pass": runs[0][0]["pass"],
-                "problems": problems, "position": self.position()}
+                "problems": problems, "position": position}
 
 
 def consumed(position: dict[str, Any] | None, epoch: int, worker: int) -> int:
-    """How many of ``worker``'s first samples (by order) of pass ``epoch`` ``position`` says were taken."""
+    """How many of ``worker``'s first samples (by order) of pass ``epoch`` ``position`` says were taken, or set
+    aside for the next batch (``taken``)."""
     if position is None or position["pass"] != epoch:
         return 0
     return position["next"][worker]
+
+
+def taken(position: dict[str, Any] | None, epoch: int, worker: int, order: int) -> bool:
+    """Whether ``position`` says that ``worker``'s sample ``order`` of pass ``epoch`` is in a batch handed out."""
+    if order >= consumed(position, epoch, worker):
+        return False
+    return [worker, order] not in position.get("deferred", ())

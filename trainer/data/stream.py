@@ -11,7 +11,8 @@
     batch_samples          small batches (``WORKER_BATCH``) that never span two passes; each carries
                            its worker's problem log
     Rebatch                in the main process: the workers' small batches, taken in turn, cut into
-                           the rank's batches; a pass's last partial batch is dropped (``rebatch``)
+                           the rank's batches; a pass's last partial batch is dropped, or filled from the
+                           next pass (``pass_end``, ``rebatch``)
 
 A *consumer* is one DataLoader worker of one rank (consumer ``rank * workers + worker`` of
 ``world * workers``; rank and world size are passed in, never guessed). Pass p hands every sample
@@ -24,10 +25,11 @@ shard, so every stream is endless, every rank makes the same number of steps and
 A batch mixes the whole dataset: each worker's share of a pass is shuffled (the whole share when it
 fits the buffer), and the main process builds every batch from all workers' small batches in turn
 (webdataset's own idiom: batch in the workers, rebatch in the loader), instead of one worker's
-stream. As in the reference's ``DistributedSampler`` + ``drop_last``, a batch never spans two passes:
-with the paper's 1000 images and batch 256, every pass gives 3 batches of 256 distinct images and
-drops the other 232 (different ones every pass). A pass too small for one batch is not dropped but
-carried into the next.
+stream. With ``pass_end`` ``drop``, as in the reference's ``DistributedSampler`` + ``drop_last``, a batch
+never spans two passes: with the paper's 1000 images and batch 256, every pass gives 3 batches of 256
+distinct images and drops the other 232 (different ones every pass); a pass too small for one batch is
+not dropped but carried into the next. With ``continue`` a pass's last partial batch is filled from the
+next pass (no sample twice in it), so every sample is seen once per pass.
 
 The stream is endless and the loader is cut with ``with_epoch`` to the run's number of steps:
 one set of workers lives for the whole run (the paper's dataset is 3 steps per epoch, so
@@ -53,7 +55,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .rebatch import END, Rebatch, consumed
+from .rebatch import END, Rebatch, taken
 from .shardlists import ShardList
 from .shards import SAMPLE_ERRORS, SHARD_ERRORS, Problems, image_and_label, open_image, shard_samples
 from .transforms import stack_images
@@ -139,7 +141,7 @@ def _skip_consumed(samples: Iterator[dict], position: dict[str, Any] | None) -> 
     # Before decoding: what a resumed stream skips costs its reading, not its decoding and augmenting.
     worker = worker_slot()[0]
     for sample in samples:
-        if sample["__order__"] >= consumed(position, sample["__pass__"], worker):
+        if not taken(position, sample["__pass__"], worker, sample["__order__"]):
             yield sample
 
 
@@ -265,6 +267,7 @@ def create_loader(
     pin_memory: bool = False,
     worker_init_fn: Callable[[int], None] | None = None,
     position: dict[str, Any] | None = None,
+    pass_end: str = "drop",
 ) -> wds.WebLoader:
     """A loader that yields exactly ``steps`` batches of ``batch_size`` (per rank) from ``source``; its
     ``rebatch.position()`` says where the batches handed out so far end, and a loader made with that
@@ -283,7 +286,7 @@ def create_loader(
                            generator=torch.Generator().manual_seed(seed))
     # Rebatched in this process (and pinned there: the batch is a new tensor). with_epoch on the
     # loader, not on the dataset: on the dataset it would count per worker.
-    rebatch = Rebatch(batch_size, producers, small, pin_memory=pin_memory, position=position)
+    rebatch = Rebatch(batch_size, producers, small, pin_memory=pin_memory, position=position, pass_end=pass_end)
     loader = loader.compose(rebatch).with_epoch(steps).with_length(steps, silent=True)
     loader.rebatch = rebatch
     return loader
