@@ -135,6 +135,8 @@ SETTINGS: tuple[Setting, ...] = (
        runtime=True, pretrain="auto", finetune="auto", probe="auto"),
     _s("workers", int, "DataLoader workers per process (default: from the CPU count).", NON_NEGATIVE,
        runtime=True, **_ALL),
+    _s("strict", bool, "Stop at the first damaged shard or sample (unreadable, or not matching the manifest's "
+       "sha256) instead of leaving it out with a warning.", runtime=True, pretrain=False),
     _s("shuffle_buffer", int, "Samples in each worker's shuffle buffer.", runtime=True, pretrain=1000),
     _s("seed", int, "Seed of every random draw.", pretrain=0, finetune=0, probe=0),
     _s("log_every", int, "Steps between metrics lines.", POSITIVE, runtime=True, pretrain=50, finetune=10,
