@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import number
 from .errors import FracbuildError
 from .progress import progress_bar
 from .shards import decode_sample, file_sha256, read_shard, sample_key
@@ -94,6 +95,7 @@ def verify(out_dir: str | os.PathLike, deep: int = 0, progress: bool | None = Fa
     """
     out_dir = Path(out_dir)
     manifest = load_manifest(out_dir)
+    number("--deep (classes re-rendered)", deep, 0, manifest["classes"], integer=True)
     size = manifest.get("recipe", {}).get("render", {}).get("size")
     problems = []
     if "digest" in manifest and manifest["digest"] != manifest_digest(manifest):

@@ -39,7 +39,8 @@ def write_text(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` as a whole: a reader, or a crash, sees the old file or the new one."""
     tmp = temporary(path)
     try:
-        with open(tmp, "w") as f:
+        # UTF-8 whatever the locale; a path in another encoding (undecodable bytes) is written escaped, not refused.
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
             f.write(text)
             replace_synced(f, tmp, path)
     except BaseException:
