@@ -25,7 +25,7 @@ from .card import CARD, write_card
 from .checks import check_jobs, check_out_path
 from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
 from .dataset import preview as make_preview
-from .durable import sync_dir
+from .durable import named, sync_dir
 from .errors import FracbuildError
 from .jsonfile import save_json
 from .progress import progress_bar
@@ -312,9 +312,12 @@ def _open_journal(out_dir: Path):
 
 def _append(journal, *records: dict) -> None:
     """Append lines to the journal and make them durable: a resumed render trusts what it reads there."""
-    journal.write("".join(json.dumps(r) + "\n" for r in records))
-    journal.flush()
-    os.fsync(journal.fileno())
+    try:
+        journal.write("".join(json.dumps(r) + "\n" for r in records))
+        journal.flush()
+        os.fsync(journal.fileno())
+    except OSError as e:
+        raise named(e, journal.name) from None
 
 
 def write_dataset_files(out_dir: Path, recipe: dict, records: list[dict]) -> dict[str, Any]:
