@@ -353,3 +353,42 @@ def test_disk_full_during_the_manifest_write(small_job, tmp_path, tally):
         if not survived:
             failures.append((t, free, left, one_line, intact, kept, ok, failed.stderr[-500:]))
     assert not failures, failures
+
+
+def loky_workers(pid: int) -> list[int]:
+    """The render's loky worker processes (its resource trackers aside)."""
+    out = []
+    for c in children(pid):
+        with contextlib.suppress(OSError):
+            line = Path(f"/proc/{c}/cmdline").read_bytes()
+            if b"loky" in line and b"resource_tracker" not in line:
+                out.append(c)
+    return out
+
+
+def test_kill_9_while_the_workers_start(job, tmp_path, tally):
+    """kill -9 of the parent as soon as its first worker exists, before any task reached it: the workers and
+    resource trackers go with it (they watch their parent from their start, not from their first task)."""
+    cmd, reference = job
+    failures = []
+    for t, rng in enumerate(trials("render/kill-at-start")):
+        out = tmp_path / str(t)
+        with open(tmp_path / f"{t}.err", "w") as err_out:
+            proc = subprocess.Popen([*cmd, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=err_out,
+                                    start_new_session=True)
+        deadline = time.time() + 60
+        while not loky_workers(proc.pid) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.3))
+        spawned = children(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        seconds = seconds_to_go(spawned, 10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        ok, lost = survives(cmd, out, reference)
+        ok = ok and seconds <= 10 and len(spawned) > 0
+        tally("render: kill -9 of the parent while its workers start").record(ok, lost)
+        if not ok:
+            failures.append((t, len(spawned), seconds, lost))
+    assert not failures, failures
