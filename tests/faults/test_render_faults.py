@@ -1,6 +1,6 @@
-"""Renders killed at random moments (kill -9 of the parent, of one worker) and a file-size limit met
-mid-shard: running the same command again gives the shards of an uninterrupted render, byte for
-byte, and no temporary file is left."""
+"""Renders killed at random moments (kill -9 of the parent, of one worker, SIGTERM to the parent or its
+process group) and a file-size limit met mid-shard: running the same command again gives the shards of an
+uninterrupted render, byte for byte, and no temporary file is left."""
 
 import contextlib
 import json
@@ -391,4 +391,40 @@ def test_kill_9_while_the_workers_start(job, tmp_path, tally):
         tally("render: kill -9 of the parent while its workers start").record(ok, lost)
         if not ok:
             failures.append((t, len(spawned), seconds, lost))
+    assert not failures, failures
+
+
+@pytest.mark.parametrize("target", ["parent", "process group"])
+def test_sigterm_at_a_random_moment(job, tmp_path, tally, target):
+    """SIGTERM (``kill``; ``timeout`` and Slurm signal the whole group) ends a render as Ctrl-C does: the one
+    line, exit 143, nothing from loky or its resource tracker, every child gone, and the same command resumes."""
+    cmd, reference = job
+    failures = []
+    for t, rng in enumerate(trials(f"render/sigterm/{target}")):
+        out = tmp_path / str(t)
+        err_file = tmp_path / f"{t}.err"
+        with open(err_file, "w") as err_out:  # a file, not a pipe: a child that outlived the render may hold it
+            proc = subprocess.Popen([*cmd, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=err_out,
+                                    start_new_session=True)
+        wait_for_shards(out, proc, rng.randrange(0, 40))  # 0: the journal begun, its workers maybe still starting
+        time.sleep(rng.uniform(0, 0.05))
+        spawned = children(proc.pid)
+        if target == "parent":
+            os.kill(proc.pid, signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGTERM)
+        code = proc.wait(timeout=120)
+        seconds = seconds_to_go(spawned, 10)
+        print(f"SIGTERM to the {target}, trial {t}: exit {code}, its {len(spawned)} children gone in {seconds:.2f} s")
+        err = err_file.read_text()  # read after the children went: a resource tracker warns as it exits
+        one_line = err.strip().splitlines() == [f"Interrupted: finished shards are kept in {out}; "
+                                                "run the same command to resume."]
+        quiet = "resource_tracker" not in err and "leaked" not in err
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        ok, lost = survives(cmd, out, reference)
+        survived = ok and code == 143 and one_line and quiet and seconds <= 10
+        tally(f"render: SIGTERM to the {target} (loky)").record(survived, lost)
+        if not survived:
+            failures.append((t, code, len(spawned), seconds, lost, ok, err[-1500:]))
     assert not failures, failures
