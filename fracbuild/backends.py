@@ -40,10 +40,14 @@ def parallel_backend(backend: str = "loky", address: str | None = None, jobs: in
         raise FracbuildError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if address and backend not in ("dask", "ray"):
         raise FracbuildError(f"--address needs --backend dask or ray, not {backend}")
-    if backend in ("loky", "threading"):
+    if backend == "loky":
+        # Each worker watches this process from its start (its initializer), not from its first task: one
+        # that was still starting when the render was killed would otherwise wait loky's 300 s for a task.
+        with parallel_config(backend=backend, n_jobs=jobs, initializer=_watch_parent, initargs=(os.getpid(),)):
+            _start_workers()
+            yield _as_completed
+    elif backend == "threading":
         with parallel_config(backend=backend, n_jobs=jobs):
-            if backend == "loky":
-                _start_workers()
             yield _as_completed
     elif backend == "dask":
         with _dask_client(address, jobs), parallel_config(backend="dask"):
@@ -75,17 +79,18 @@ def _ctrl_c_to_parent_only() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def exit_with_parent(poll: float = 0.2) -> None:
-    """In a worker process, exit as soon as the process that started it is gone.
+def exit_with_parent(poll: float = 0.2, parent: int | None = None) -> None:
+    """In a worker process, exit as soon as the process that started it (``parent``, if known) is gone.
 
     A render killed with SIGKILL cannot stop its workers, and loky's idle ones wait 300 s for a
     task before giving up. PR_SET_PDEATHSIG would not do: it fires when the *thread* that forked
     the worker exits, and loky starts workers from a thread of its own. Once the parent dies the
-    worker is re-parented, which ``getppid`` shows. Started once per process.
+    worker is re-parented, which ``getppid`` shows: a worker told its parent's pid sees it even when the
+    parent died before the worker got this far. Started once per process.
     """
     if not _watching.acquire(blocking=False):
         return
-    parent = os.getppid()
+    parent = os.getppid() if parent is None else parent
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -93,6 +98,11 @@ def exit_with_parent(poll: float = 0.2) -> None:
         os._exit(1)  # no cleanup: the render that resumes removes the partial shard
 
     threading.Thread(target=watch, name="fracbuild-exit-with-parent", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    """A loky worker's initializer: exit with the render (``exit_with_parent``) from the worker's start."""
+    exit_with_parent(parent=parent)
 
 
 def _started() -> int:

@@ -58,3 +58,17 @@ def check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise FracbuildError(f"seed must be a non-negative integer, got {seed!r}")
     return seed
+
+
+def check_jobs(jobs: Any) -> int:
+    """A number of worker processes, or -1 (or below: joblib's all-but) for all cores; 0 has no meaning."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0:
+        raise FracbuildError(f"--jobs must be a number of workers, or -1 for all cores, got {jobs!r}")
+    return jobs
+
+
+def check_out_path(where: str, path: Any) -> Any:
+    """An output path that names something: an empty one would write into the current directory."""
+    if not str(path if path is not None else ""):
+        raise FracbuildError(f"{where} is empty: name the output")
+    return path

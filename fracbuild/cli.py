@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import time
+from collections.abc import Iterator
 
 import click
 
@@ -118,6 +121,32 @@ def search(source, output, force, **options):
     click.echo(f"{output}: {source_module(source).describe(recipe, seconds)}")
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, taken as Ctrl-C is: joblib stops the workers and the finished shards are kept."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """``kill``, ``timeout`` and Slurm stop a render with SIGTERM: end it as Ctrl-C does, not silently (the
+    default) leaving loky's semaphores and folders for its resource tracker to report as leaked. Sent to the
+    whole group, it also kills loky's workers; the render's handler runs as its main thread wakes, before
+    it could find a worker gone, so the render still ends in the one line and removes their partial shards."""
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the render is stopping: a second one must not cut that short
+        raise _Terminated
+
+    try:
+        old = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 _progress = click.option("--progress/--no-progress", default=None,
                          help="Show a progress bar (default: on a terminal).")
 
@@ -156,13 +185,14 @@ def render(recipe, out_dir, jobs, backend, address, force, no_preview, progress,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            manifest = run_render(recipe, out_dir, jobs=jobs, backend=backend, address=address, force=force,
-                                  preview=not no_preview, progress=progress, **overrides,
-                                  command=render_command(recipe, out_dir, overrides, preview=not no_preview))
-        except KeyboardInterrupt:
+            with _sigterm_as_interrupt():
+                manifest = run_render(recipe, out_dir, jobs=jobs, backend=backend, address=address, force=force,
+                                      preview=not no_preview, progress=progress, **overrides,
+                                      command=render_command(recipe, out_dir, overrides, preview=not no_preview))
+        except KeyboardInterrupt as e:
             click.echo(f"\nInterrupted: finished shards are kept in {out_dir}; run the same command to resume.",
                        err=True)
-            sys.exit(130)
+            sys.exit(143 if isinstance(e, _Terminated) else 130)  # 128 + the signal, as the shell reports it
     for w in caught:
         click.echo(f"Warning: {w.message}", err=True)
     run = manifest["run"]

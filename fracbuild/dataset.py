@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tarfile
@@ -11,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .checks import number
+from .durable import write_bytes
 from .errors import FracbuildError
 from .progress import progress_bar
 from .shards import decode_sample, file_sha256, read_shard, sample_key
@@ -94,6 +97,7 @@ def verify(out_dir: str | os.PathLike, deep: int = 0, progress: bool | None = Fa
     """
     out_dir = Path(out_dir)
     manifest = load_manifest(out_dir)
+    number("--deep (classes re-rendered)", deep, 0, manifest["classes"], integer=True)
     size = manifest.get("recipe", {}).get("render", {}).get("size")
     problems = []
     if "digest" in manifest and manifest["digest"] != manifest_digest(manifest):
@@ -109,9 +113,24 @@ def verify(out_dir: str | os.PathLike, deep: int = 0, progress: bool | None = Fa
     from .card import check_card
 
     problems += check_card(out_dir, manifest)
+    problems += check_preview(out_dir / PREVIEW)
     if deep and not problems:
         problems += _rerender(out_dir, manifest, deep)
     return problems
+
+
+def check_preview(path: Path) -> list[str]:
+    """A problem if ``path`` is there but does not decode whole (none where a render made no preview)."""
+    from PIL import Image
+
+    if not path.exists():
+        return []
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (OSError, ValueError, SyntaxError) as e:
+        return [f"{path.name}: does not decode ({e}); run `fracbuild preview` or render again to rewrite it"]
+    return []
 
 
 def _rerender(out_dir: Path, manifest: dict, n: int) -> list[str]:
@@ -192,8 +211,10 @@ def preview(out_dir: str | os.PathLike, output: str | os.PathLike | None = None,
         sheet.paste(Image.fromarray(image).resize((tile - 4, tile - 4), Image.Resampling.BOX), (x + 2, y + 2))
         draw.text((x + 4, y + tile), f"class {cls}", fill=(220,) * 3 if rgb else 220)
     output = Path(output) if output else out_dir / PREVIEW
-    try:
-        sheet.save(output)
+    png = io.BytesIO()
+    sheet.save(png, format="PNG")
+    try:  # written aside and renamed in, as every other file: a full disk never leaves half a sheet
+        write_bytes(output, png.getvalue())
     except OSError as e:
         raise FracbuildError(f"cannot write {output}: {e.strerror or e}") from None
     return output

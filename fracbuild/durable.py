@@ -35,15 +35,38 @@ def replace_synced(f: IO, tmp: Path, path: Path) -> None:
     sync_dir(path.parent)
 
 
+def named(error: BaseException, path: str | os.PathLike) -> BaseException:
+    """``error``, an OSError with ``path`` as its file name where it named none (a write or fsync on a full disk
+    does not): every write error names its file."""
+    if isinstance(error, OSError) and not error.filename:
+        return OSError(error.errno, error.strerror or str(error), str(path))
+    return error
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` as a whole (``write_text``'s way)."""
+    tmp = temporary(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            replace_synced(f, tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise named(e, path) from None
+    return path
+
+
 def write_text(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` as a whole: a reader, or a crash, sees the old file or the new one."""
     tmp = temporary(path)
     try:
-        with open(tmp, "w") as f:
+        # UTF-8 whatever the locale; a path in another encoding (undecodable bytes) is written escaped, not refused.
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
             f.write(text)
             replace_synced(f, tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise
+        raise named(e, path) from None
     return path

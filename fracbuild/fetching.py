@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .card import CARD
+from .checks import check_out_path
 from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
 from .durable import replace_synced
 from .errors import FracbuildError
@@ -106,7 +107,7 @@ def fetch(url: str, out_dir: str | os.PathLike, *, progress: bool | None = None)
     if not url.startswith(("http://", "https://")):
         raise FracbuildError(f"fetch needs an http(s):// URL, got {url!r}")
     base = url if url.endswith("/") else url + "/"
-    out_dir = Path(out_dir)
+    out_dir = Path(check_out_path("the output directory (-o)", out_dir))
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -22,9 +22,10 @@ from typing import Any
 
 from .backends import exit_with_parent, parallel_backend
 from .card import CARD, write_card
+from .checks import check_jobs, check_out_path
 from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
 from .dataset import preview as make_preview
-from .durable import sync_dir
+from .durable import named, sync_dir
 from .errors import FracbuildError
 from .jsonfile import save_json
 from .progress import progress_bar
@@ -311,9 +312,12 @@ def _open_journal(out_dir: Path):
 
 def _append(journal, *records: dict) -> None:
     """Append lines to the journal and make them durable: a resumed render trusts what it reads there."""
-    journal.write("".join(json.dumps(r) + "\n" for r in records))
-    journal.flush()
-    os.fsync(journal.fileno())
+    try:
+        journal.write("".join(json.dumps(r) + "\n" for r in records))
+        journal.flush()
+        os.fsync(journal.fileno())
+    except OSError as e:
+        raise named(e, journal.name) from None
 
 
 def write_dataset_files(out_dir: Path, recipe: dict, records: list[dict]) -> dict[str, Any]:
@@ -383,8 +387,8 @@ def render(
     _render_pid = os.getpid()
     recipe = effective_recipe(recipe, classes=classes, delta=delta, perturb=perturb, instances=instances,
                               size=size, points=points, draw=draw, shard_size=shard_size, seed=seed)
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0:
-        raise FracbuildError(f"--jobs must be a number of workers, or -1 for all cores, got {jobs!r}")
+    check_out_path("the output directory (-o)", out_dir)
+    check_jobs(jobs)
     if address is None:  # local workers: this machine's memory bounds them
         check_memory(recipe, jobs)
     if recipe["perturb"].get("delta") == 0:

@@ -16,6 +16,7 @@ tar shards, the same bytes whatever fracbuild's renderer does.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import sys
@@ -46,7 +47,8 @@ def write_shards(out: Path) -> Path:
                     info = tarfile.TarInfo(f"{c:06d}.{ext}")
                     info.size, info.mtime = len(data), 0
                     tar.addfile(info, io.BytesIO(data))
-        shards.append({"file": name, "samples": PER_SHARD})
+        shards.append({"file": name, "samples": PER_SHARD,
+                       "sha256": hashlib.sha256((out / name).read_bytes()).hexdigest()})
     (out / "manifest.json").write_text(json.dumps({"name": "pins", "samples": CLASSES, "classes": CLASSES,
                                                    "shards": shards}))
     return out

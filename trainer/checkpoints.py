@@ -33,7 +33,9 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     except OSError as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise TrainerError(f"cannot write checkpoint {path}: {e.strerror or e}; the previous one is kept") from None
+        kept = ("the previous one is kept" if path.exists() else
+                "no checkpoint was written: the same command starts the run again")
+        raise TrainerError(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}") from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

@@ -177,8 +177,8 @@ def pretrain(data, out, **kwargs):
         _echo_main(f"{out}: already complete at step {r['steps']}; {r['checkpoint']}")
         return
     _echo_main(f"{out}: {r['steps']} steps, final loss {r['loss']:.4f}, {r['samples_per_s']:.1f} samples/s; "
-               f"{r['checkpoint']}" + (f"; {r['corrupt_shards']} corrupt shard(s) skipped" if r["corrupt_shards"]
-                                       else ""))
+               f"{r['checkpoint']}" + (f"; {r['corrupt_shards']} corrupt shard(s), {r['skipped_samples']} "
+                                       "sample(s) skipped" if r["corrupt_shards"] or r["skipped_samples"] else ""))
 
 
 def _echo_results(out: str, r: dict[str, Any]) -> None:

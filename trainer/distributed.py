@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from .errors import TrainerError
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -29,10 +31,30 @@ class Dist:
         return self.rank == 0
 
 
+def check_device(device: str) -> None:
+    """``--device`` against what this torch build sees: cpu, or cuda[:N] with a GPU N there (anything else would
+    train on the CPU while the run records the name it was given)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise TrainerError(f"--device must be cpu or cuda[:N], got {device!r}") from None
+    if dev.type == "cpu":
+        return
+    if dev.type != "cuda":
+        raise TrainerError(f"--device must be cpu or cuda[:N], got {device!r} (the trainer runs on CPUs and CUDA GPUs)")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise TrainerError(f"--device {device}: torch {torch.__version__} sees no CUDA GPU here; use --device cpu")
+    if (dev.index or 0) >= count:
+        raise TrainerError(f"--device {device}: torch sees {count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})")
+
+
 def setup(device: str | None = None) -> Dist:
     """Join the process group if torchrun started this process; pick the device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is not None:
+        check_device(device)
     cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if cuda:
         dev = torch.device("cuda", local_rank if device in (None, "cuda") else torch.device(device).index or 0)

@@ -106,6 +106,7 @@ def resolve(kind: str, preset: str, **overrides: Any) -> dict[str, Any]:
     name = preset_name(preset)
     config = copy.deepcopy({**defaults(kind), **check_types(kind, PRESETS[kind][name]), "preset": name})
     given = {k: v for k, v in check_types(kind, overrides).items() if v is not None}
+    check_values(given)  # each value given, also one that the other budget below sets aside
     model_kwargs = config["model_kwargs"]
     config.update(copy.deepcopy(given))
     if given.get("model_kwargs") is not None:  # added to the preset's model arguments, not instead of them

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,26 @@ def _saved_random_state(checkpoint: dict | None, d: distributed.Dist) -> dict[st
     return None
 
 
+def _refuse_damage(problems: Callable[[], tuple[set[str], int, int]]) -> None:
+    shards, skipped, _ = problems()
+    if shards or skipped:
+        raise TrainerError(f"--strict: {len(shards)} damaged shard(s) ({', '.join(sorted(shards)[:3])}), "
+                           f"{skipped} sample(s) that would be left out")
+
+
+def _strictly(batches: Iterable[dict[str, Any]], problems: Callable[[], tuple[set[str], int, int]]) -> Iterator[dict]:
+    """``batches``, stopped at the first one after which the input reports damage (host-side counts only)."""
+    it: Iterator | None = iter(batches)
+    del batches
+    for batch in it:
+        try:
+            _refuse_damage(problems)
+        except TrainerError:
+            it = None  # the loader's workers go with the error, not with its traceback
+            raise
+        yield batch
+
+
 @takes_settings("pretrain")
 def pretrain(
     data: str,
@@ -169,6 +190,9 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
     input_state = set_random_state(saved) if saved is not None else None
     batches = data_input.batches(batch_size=plan.batch_per_process, steps=plan.total_steps - start, start=start,
                                  steps_per_epoch=plan.steps_per_epoch, state=input_state)
+    if config.get("strict"):
+        _refuse_damage(data_input.problems)  # the memory input has read everything: stop before anything is made
+        batches = _strictly(batches, data_input.problems)
     per_epoch = plan.steps_per_epoch
     effective = {**config, "data": str(data), "num_classes": num_classes, "dataset": {
         "name": source.name, "samples": data_input.samples, "shards": len(source.urls)}, **plan.as_dict(),
@@ -210,5 +234,7 @@ def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: di
         runs.plot_curves(runs.read_metrics(out / runs.METRICS), out / runs.CURVES,
                          title=f"pretrain {config['model']} on {source.name} ({config['preset']})",
                          chance=math.log(num_classes))
+    skipped = int(distributed.total([float(data_input.problems()[1])], d)[0])
     distributed.barrier(d)
-    return {**summary, "out": str(out), "checkpoint": str(out / runs.CHECKPOINT), "config": effective}
+    return {**summary, "skipped_samples": skipped, "out": str(out), "checkpoint": str(out / runs.CHECKPOINT),
+            "config": effective}

@@ -25,6 +25,9 @@ CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
 CURVES = "curves.png"
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, RESULTS, CURVES)
+# What makes a directory hold a run worth keeping: a run stopped before its first checkpoint (a full disk) left
+# only its config and metrics, which nothing can continue from, so a plain re-run takes the directory.
+KEPT_FILES = (CHECKPOINT, RESULTS)
 
 
 def check_out(out: str | os.PathLike, *, resume: bool = False, force: bool = False) -> Path:
@@ -39,7 +42,7 @@ def check_out(out: str | os.PathLike, *, resume: bool = False, force: bool = Fal
     if resume:
         if not (out / CHECKPOINT).is_file():
             raise TrainerError(f"--resume: {out} has no {CHECKPOINT} to continue from")
-    elif any((out / f).exists() for f in RUN_FILES) and not force:
+    elif any((out / f).exists() for f in KEPT_FILES) and not force:
         raise TrainerError(f"{out} holds a run; pass --resume to continue it or --force to replace it")
     return out
 
@@ -90,7 +93,7 @@ def prepare(out: str | os.PathLike, *, resume: bool = False, force: bool = False
     for f in RUN_FILES:  # what a crash between a write and its rename left: never read, so only debris
         with contextlib.suppress(FileNotFoundError):
             (out / f".{f}.tmp").unlink()
-    if not resume and force:
+    if not resume:  # with --force, or what a run that never saved left (check_out refused anything else)
         for f in RUN_FILES:
             with contextlib.suppress(FileNotFoundError):
                 (out / f).unlink()

@@ -18,17 +18,27 @@ NOISE, SHARED_SEQUENCE, CLASS_SEQUENCE, CATEGORY = 0, 1, 2, 3
 SEQUENCE_MODES = ("shared", "per-class")
 #: Instance i of a class is flipped by FLIPS[i % 4] when ``render.flips`` is on.
 FLIPS = ("none", "horizontal", "vertical", "both")
+#: The recipe keys of every source; a source adds its own (``shared_keys``'s ``own``).
+TOP_KEYS = ("name", "source", "search", "perturb", "render")
+#: Δ above this scales a parameter a million-fold (no image is left to draw), and near the float range
+#: the uniform draw of the perturbation overflows.
+MAX_DELTA = 1e6
 
 
-def shared_keys(recipe: dict[str, Any], defaults: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+def shared_keys(recipe: dict[str, Any], defaults: dict[str, dict[str, dict[str, Any]]],
+                own: tuple[str, ...] = ()) -> dict[str, Any]:
     """The keys every source shares, checked, with ``perturb`` and ``render`` filled from the
     source's entry in ``defaults`` (a module's ``DEFAULTS``): ``name``, ``perturb.classes``,
     ``perturb.seed``, ``render.size``, ``render.instances``, ``render.shard_size``; ``search`` is
-    an object. A key the source does not take in ``perturb`` or ``render`` is an error."""
+    an object. A key the source does not take, at the top (``TOP_KEYS`` and its ``own``), in ``perturb``
+    or in ``render``, is an error: a misspelt key would otherwise be left out unnoticed."""
     check_name(recipe.get("name"))
     source = recipe.get("source")
     if source not in defaults:
         raise FracbuildError(f"source must be one of {', '.join(defaults)} here, got {source!r}")
+    unknown = set(recipe) - set(TOP_KEYS) - set(own)
+    if unknown:
+        raise FracbuildError(f"recipe has unknown key(s) for source {source!r}: {', '.join(sorted(map(str, unknown)))}")
     perturb = section(recipe, "perturb", defaults[source]["perturb"], source)
     number("perturb.classes", perturb["classes"], 1, integer=True)
     number("perturb.seed", perturb["seed"], 0, integer=True)
@@ -42,6 +52,10 @@ def shared_keys(recipe: dict[str, Any], defaults: dict[str, dict[str, dict[str, 
     out = {"name": recipe["name"], "source": source, **recipe}
     out.update(search=search, perturb=perturb, render=render)
     return out
+
+
+def check_delta(perturb: dict[str, Any]) -> float:
+    return number("perturb.delta", perturb["delta"], 0.0, MAX_DELTA)
 
 
 def settings_lines(recipe: dict[str, Any], keys: tuple[str, ...] = ("perturb", "render")) -> list[str]:

@@ -28,7 +28,7 @@ import numpy as np
 from .. import ifs
 from ..checks import check_name, check_seed, choice, number, section
 from ..errors import FracbuildError
-from .common import CATEGORY, NOISE, sequence_seed, settings_lines, shared_keys
+from .common import CATEGORY, NOISE, check_delta, sequence_seed, settings_lines, shared_keys
 from .contour_kernels import draw_contours, ink_fraction
 
 SHAPE = ("radius", "oval_x", "oval_y", "centre_x", "centre_y")
@@ -123,7 +123,7 @@ def check_categories(recipe: dict[str, Any]) -> dict[str, list]:
 
 def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     """Check the categories, the ranges and the form (categories, or LPCE with ``perturb.delta``)."""
-    recipe = shared_keys(recipe, DEFAULTS)
+    recipe = shared_keys(recipe, DEFAULTS, ("categories", "ranges"))
     categories, ranges = check_categories(recipe), check_ranges(recipe)
     perturb = recipe["perturb"]
     count = len(categories["vertices"])
@@ -133,7 +133,7 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
             raise FracbuildError(f"perturb.classes must be <= the recipe's {count} categories, got "
                                  f"{perturb['classes']} (or set perturb.delta: the LPCE form of category 0)")
     else:
-        number("perturb.delta", perturb["delta"], 0.0)
+        check_delta(perturb)
     return {**recipe, "categories": categories, "ranges": ranges}
 
 

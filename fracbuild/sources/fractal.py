@@ -13,7 +13,7 @@ from .. import ifs
 from ..checks import check_name, check_seed, choice, flag, number
 from ..errors import FracbuildError
 from ..kernels import DRAW_MODES, fill_rate, fills, map_choices, random_sequence, render_image
-from .common import NOISE, SEQUENCE_MODES, flip, flip_name, sequence_seed, settings_lines, shared_keys
+from .common import NOISE, SEQUENCE_MODES, check_delta, flip, flip_name, sequence_seed, settings_lines, shared_keys
 
 #: A class whose perturbations keep failing the fill check this often is an error, not a loop.
 MAX_REDRAWS = 1000
@@ -68,10 +68,13 @@ def check_drawing(render: dict[str, Any]) -> None:
 
 def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     """Check the IFS (probabilities and σ filled in) and the perturbation and render keys."""
-    recipe = shared_keys(recipe, DEFAULTS)
+    recipe = shared_keys(recipe, DEFAULTS, ("ifs",))
     system = recipe.get("ifs")
     if not isinstance(system, dict) or "maps" not in system:
         raise FracbuildError("recipe needs 'ifs' with 'maps' (a list of [a, b, c, d, e, f])")
+    unknown = set(system) - {"maps", "probs", "sigma"}
+    if unknown:
+        raise FracbuildError(f"recipe 'ifs' has unknown key(s): {', '.join(sorted(map(str, unknown)))}")
     maps = check_maps(system["maps"], "ifs.maps")
     probs = system.get("probs")
     if probs is None:
@@ -87,7 +90,7 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
         raise FracbuildError(f"ifs.sigma {system['sigma']!r} does not match the maps' σ-factor {sigma:.6f}")
     perturb, render = recipe["perturb"], recipe["render"]
     choice("perturb.mode", perturb["mode"], ifs.PERTURB_MODES)
-    number("perturb.delta", perturb["delta"], 0.0)
+    check_delta(perturb)
     check_drawing(render)
     number("render.fill_min", render["fill_min"], 0.0, 1.0)
     choice("render.sequence", render["sequence"], SEQUENCE_MODES)

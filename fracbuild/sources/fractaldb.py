@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import ifs
-from ..checks import check_name, check_seed, number
+from ..checks import check_jobs, check_name, check_seed, number
 from ..errors import FracbuildError
 from ..kernels import draw_image, fill_rate, map_choices, random_sequence, trace
 from ..progress import progress_bar
@@ -59,7 +59,7 @@ DECIMALS = 6
 
 def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     """Check the categories (``perturb.classes`` takes the first C of them) and the scales."""
-    recipe = shared_keys(recipe, DEFAULTS)
+    recipe = shared_keys(recipe, DEFAULTS, ("categories",))
     categories = recipe.get("categories")
     if not isinstance(categories, list) or not categories:
         raise FracbuildError("recipe needs 'categories': a list of systems, each a list of [a, b, c, d, e, f]")
@@ -158,6 +158,7 @@ def search_categories(
     if not 1 <= lo <= hi:
         raise FracbuildError(f"maps must be a range 1 <= min <= max, got {lo}-{hi}")
     check_fill_min(fill_min)
+    check_jobs(jobs)
     if classes < 1 or max_tries < 1:
         raise FracbuildError(f"classes and max_tries must be at least 1, got {classes} and {max_tries}")
     chunk = 4  # categories per task: enough work to outweigh a task's overhead

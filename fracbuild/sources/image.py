@@ -26,7 +26,7 @@ from .. import ifs
 from ..checks import choice, flag, number, section
 from ..errors import FracbuildError
 from ..kernels import fill_rate
-from .common import NOISE, flip, flip_name, settings_lines, shared_keys
+from .common import NOISE, check_delta, flip, flip_name, settings_lines, shared_keys
 
 WARPS = ("affine", "elastic", "polynomial")
 CONVERSIONS = ("canny", "gray", "rgb")
@@ -87,6 +87,18 @@ def image_file(path: Any) -> Path:
     return file
 
 
+def check_decodes(file: Path) -> Path:
+    """``file`` if it holds an image PIL decodes: a recipe is refused when it is made, not when it renders."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as im:
+            im.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise FracbuildError(f"image {file} cannot be decoded: {getattr(e, 'strerror', None) or e}") from None
+    return file
+
+
 def file_digest(file: Path) -> str:
     try:
         return hashlib.sha256(file.read_bytes()).hexdigest()
@@ -96,9 +108,9 @@ def file_digest(file: Path) -> str:
 
 def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     """Check the image (it must exist, and match ``image.sha256`` when that is given) and the warp."""
-    recipe = shared_keys(recipe, DEFAULTS)
+    recipe = shared_keys(recipe, DEFAULTS, ("image",))
     image = section(recipe, "image", IMAGE_DEFAULTS, "image")
-    digest = file_digest(image_file(image["path"]))
+    digest = file_digest(check_decodes(image_file(image["path"])))
     if image["sha256"] is not None and image["sha256"] != digest:
         raise FracbuildError(f"image {image['path']} has changed: its sha256 is {digest}, "
                              f"the recipe pins {image['sha256']}")
@@ -106,7 +118,7 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     number("image.canny_sigma", image["canny_sigma"], 0.0)
     perturb, render = recipe["perturb"], recipe["render"]
     choice("perturb.warp", perturb["warp"], WARPS)
-    number("perturb.delta", perturb["delta"], 0.0)
+    check_delta(perturb)
     number("perturb.smooth", perturb["smooth"], 0.0, lo_open=True)
     flag("render.flips", render["flips"])
     if render["instances"] > (4 if render["flips"] else 1):
@@ -121,7 +133,7 @@ def new_recipe(source: str = "image", image: str = "skimage:camera", convert: st
                delta: float | None = None, flips: bool = False) -> dict[str, Any]:
     """An image recipe for the file (or ``skimage:NAME``) ``image``, its sha256 pinned; nothing is searched.
     ``flips``: each class in its 4 flips (``render.flips``, ``render.instances`` 4)."""
-    digest = file_digest(image_file(image))
+    digest = file_digest(check_decodes(image_file(image)))
     perturb = {"warp": warp, "classes": classes, "seed": seed, **({"delta": delta} if delta is not None else {})}
     return validate({"name": name or f"real-{convert}-{warp}", "source": source,
                      "image": {**IMAGE_DEFAULTS, "path": image, "convert": convert, "sha256": digest},

@@ -17,7 +17,7 @@ from .. import ifs
 from ..checks import choice, number, section
 from ..errors import FracbuildError
 from ..kernels import fill_rate
-from .common import NOISE, SEQUENCE_MODES, sequence_seed, settings_lines, shared_keys
+from .common import NOISE, SEQUENCE_MODES, check_delta, sequence_seed, settings_lines, shared_keys
 
 #: The distribution parameters of each noise source, in gray levels scaled to [0, 1].
 PARAMETERS: dict[str, dict[str, float]] = {
@@ -34,7 +34,7 @@ OPTIONS = dict.fromkeys(PARAMETERS, {"delta"})
 
 def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     """Check the ``noise`` parameters and the perturbation and render keys."""
-    recipe = shared_keys(recipe, DEFAULTS)
+    recipe = shared_keys(recipe, DEFAULTS, ("noise",))
     source = recipe["source"]
     if "noise" not in recipe:
         raise FracbuildError(f"recipe needs 'noise' with {', '.join(PARAMETERS[source])}")
@@ -44,7 +44,7 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     if source == "noise-uniform" and not noise["low"] < noise["high"]:
         raise FracbuildError(f"noise.low must be < noise.high, got {noise['low']} and {noise['high']}")
     choice("perturb.mode", recipe["perturb"]["mode"], ifs.PERTURB_MODES)
-    number("perturb.delta", recipe["perturb"]["delta"], 0.0)
+    check_delta(recipe["perturb"])
     choice("render.sequence", recipe["render"]["sequence"], SEQUENCE_MODES)
     return {**recipe, "noise": noise}
 

@@ -1,6 +1,6 @@
-"""Renders killed at random moments (kill -9 of the parent, of one worker) and a file-size limit met
-mid-shard: running the same command again gives the shards of an uninterrupted render, byte for
-byte, and no temporary file is left."""
+"""Renders killed at random moments (kill -9 of the parent, of one worker, SIGTERM to the parent or its
+process group) and a file-size limit met mid-shard: running the same command again gives the shards of an
+uninterrupted render, byte for byte, and no temporary file is left."""
 
 import contextlib
 import json
@@ -352,4 +352,79 @@ def test_disk_full_during_the_manifest_write(small_job, tmp_path, tally):
         tally("render: disk full during the manifest write").record(survived, lost)
         if not survived:
             failures.append((t, free, left, one_line, intact, kept, ok, failed.stderr[-500:]))
+    assert not failures, failures
+
+
+def loky_workers(pid: int) -> list[int]:
+    """The render's loky worker processes (its resource trackers aside)."""
+    out = []
+    for c in children(pid):
+        with contextlib.suppress(OSError):
+            line = Path(f"/proc/{c}/cmdline").read_bytes()
+            if b"loky" in line and b"resource_tracker" not in line:
+                out.append(c)
+    return out
+
+
+def test_kill_9_while_the_workers_start(job, tmp_path, tally):
+    """kill -9 of the parent as soon as its first worker exists, before any task reached it: the workers and
+    resource trackers go with it (they watch their parent from their start, not from their first task)."""
+    cmd, reference = job
+    failures = []
+    for t, rng in enumerate(trials("render/kill-at-start")):
+        out = tmp_path / str(t)
+        with open(tmp_path / f"{t}.err", "w") as err_out:
+            proc = subprocess.Popen([*cmd, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=err_out,
+                                    start_new_session=True)
+        deadline = time.time() + 60
+        while not loky_workers(proc.pid) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.3))
+        spawned = children(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        seconds = seconds_to_go(spawned, 10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        ok, lost = survives(cmd, out, reference)
+        ok = ok and seconds <= 10 and len(spawned) > 0
+        tally("render: kill -9 of the parent while its workers start").record(ok, lost)
+        if not ok:
+            failures.append((t, len(spawned), seconds, lost))
+    assert not failures, failures
+
+
+@pytest.mark.parametrize("target", ["parent", "process group"])
+def test_sigterm_at_a_random_moment(job, tmp_path, tally, target):
+    """SIGTERM (``kill``; ``timeout`` and Slurm signal the whole group) ends a render as Ctrl-C does: the one
+    line, exit 143, nothing from loky or its resource tracker, every child gone, and the same command resumes."""
+    cmd, reference = job
+    failures = []
+    for t, rng in enumerate(trials(f"render/sigterm/{target}")):
+        out = tmp_path / str(t)
+        err_file = tmp_path / f"{t}.err"
+        with open(err_file, "w") as err_out:  # a file, not a pipe: a child that outlived the render may hold it
+            proc = subprocess.Popen([*cmd, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=err_out,
+                                    start_new_session=True)
+        wait_for_shards(out, proc, rng.randrange(0, 40))  # 0: the journal begun, its workers maybe still starting
+        time.sleep(rng.uniform(0, 0.05))
+        spawned = children(proc.pid)
+        if target == "parent":
+            os.kill(proc.pid, signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGTERM)
+        code = proc.wait(timeout=120)
+        seconds = seconds_to_go(spawned, 10)
+        print(f"SIGTERM to the {target}, trial {t}: exit {code}, its {len(spawned)} children gone in {seconds:.2f} s")
+        err = err_file.read_text()  # read after the children went: a resource tracker warns as it exits
+        one_line = err.strip().splitlines() == [f"Interrupted: finished shards are kept in {out}; "
+                                                "run the same command to resume."]
+        quiet = "resource_tracker" not in err and "leaked" not in err
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        ok, lost = survives(cmd, out, reference)
+        survived = ok and code == 143 and one_line and quiet and seconds <= 10
+        tally(f"render: SIGTERM to the {target} (loky)").record(survived, lost)
+        if not survived:
+            failures.append((t, code, len(spawned), seconds, lost, ok, err[-1500:]))
     assert not failures, failures

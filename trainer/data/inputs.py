@@ -232,7 +232,7 @@ class MemoryInput(TrainInput):
                                    "count does not match the data")
         if held.skipped_samples or held.corrupt_shards:
             sys.stderr.write(f"Warning: {len(held.corrupt_shards)} corrupt shard(s), {held.skipped_samples} "
-                             "unreadable sample(s) left out of memory\n")
+                             f"sample(s) left out of memory ({held.samples} held)\n")
         self.held, self.config, self.d, self.why = held, config, d, why
         self.samples = held.samples
         self.workers, self.threads = plan_cores(d.device.type, loader=False)

@@ -86,8 +86,10 @@ def _to_array(image: Image.Image, img_size: int) -> np.ndarray:
 def decode_source(source: ShardList, *, img_size: int, device: torch.device) -> MemoryData:
     """Every sample of ``source``, decoded once, held at ``hold_size`` on ``device``.
 
-    A corrupt shard or sample is skipped with a warning (as on the stream input); images of different
-    sizes, or a set with nothing readable, are an error.
+    A shard's samples are kept only once the whole shard has been read and its bytes match the manifest's
+    sha256: a damaged shard is left out whole, with a warning (an undecodable sample alone, in a shard that
+    has no digest to check). ``skipped_samples`` counts every sample left out (a damaged shard's as the manifest
+    counts them). Images of different sizes, or a set with nothing readable, are an error.
     """
     from .shards import SAMPLE_ERRORS, SHARD_ERRORS, Problems, image_and_label, shard_samples
 
@@ -95,19 +97,26 @@ def decode_source(source: ShardList, *, img_size: int, device: torch.device) -> 
     arrays: list[np.ndarray] = []
     labels: list[int] = []
     for url in source.urls:
+        count, sha256 = source.record(url)
+        kept: list[tuple[np.ndarray, int]] = []
+        seen = 0
         try:
-            for sample in shard_samples(url, problems):
+            for sample in shard_samples(url, problems, sha256):
+                seen += 1
                 try:
                     encoded, label = image_and_label(sample)
                     array = _to_array(Image.open(io.BytesIO(encoded)), img_size)
                 except SAMPLE_ERRORS as e:
                     problems.bad_sample(sample, e)
                     continue
-                _check_size(array, arrays, f"{sample.get('__key__')} in {url}")
-                arrays.append(array)
-                labels.append(label)
+                _check_size(array, [a for a, _ in kept] or arrays, f"{sample.get('__key__')} in {url}")
+                kept.append((array, label))
         except SHARD_ERRORS as e:
-            problems.bad_shard(url, e)
+            # The samples decoded before the damage showed go too; those already counted as unreadable stay counted.
+            problems.bad_shard(url, e, len(kept) + max(0, (count or seen) - seen))
+            continue
+        arrays += [a for a, _ in kept]
+        labels += [label for _, label in kept]
     if not arrays:
         raise TrainerError("no readable sample in the data: every shard is unreadable")
     return _held(arrays, labels, device, tuple(sorted(problems.shards)), problems.samples, problems.retries)

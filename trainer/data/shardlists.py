@@ -37,6 +37,15 @@ class ShardList:
     name: str
     # How the images were drawn, where the manifest's recipe says (its "render" section: size, draw, ...).
     render: dict | None = None
+    # Each shard's (samples, sha256) from the manifest, by URL; empty where no manifest lists the shards.
+    records: tuple[tuple[str, int, str], ...] = ()
+
+    def record(self, url: str) -> tuple[int | None, str | None]:
+        """``(samples, sha256)`` that the manifest records for ``url``; ``(None, None)`` where it says nothing."""
+        for u, samples, sha256 in self.records:
+            if u == url:
+                return samples, sha256
+        return None, None
 
 
 def _fetch_json(url: str) -> dict | None:
@@ -72,11 +81,14 @@ def _read_manifest(location: str) -> dict | None:
     if not isinstance(manifest, dict) or not {"samples", "classes", "shards"} <= set(manifest):
         raise TrainerError(f"{where} is not a dataset manifest (needs samples, classes, shards)")
     try:
-        for shard in manifest["shards"]:
+        for i, shard in enumerate(manifest["shards"]):
             str(shard["file"]), int(shard["samples"])
+            # What is read is checked against it, as ``fracbuild verify`` checks it: no digest, no check.
+            if not isinstance(shard.get("sha256"), str):
+                raise TrainerError(f"{where}: shard record {i} has no sha256 (re-render, or fracbuild verify it)")
         int(manifest["classes"])
-    except (TypeError, KeyError, ValueError):
-        raise TrainerError(f"{where}: malformed shard list (each shard needs file and samples)") from None
+    except (TypeError, KeyError, ValueError, AttributeError):
+        raise TrainerError(f"{where}: malformed shard list (each shard needs file, samples and sha256)") from None
     return manifest
 
 
@@ -113,8 +125,9 @@ def _from_manifest(base: str, manifest: dict, files: list[str] | None = None) ->
     urls = [join(s["file"]) for s in shards]
     recipe = manifest.get("recipe")
     render = recipe.get("render") if isinstance(recipe, dict) and isinstance(recipe.get("render"), dict) else None
+    records = tuple((u, int(s["samples"]), s["sha256"]) for u, s in zip(urls, shards, strict=True))
     return ShardList(tuple(urls), sum(int(s["samples"]) for s in shards), int(manifest["classes"]),
-                     str(manifest.get("name", Path(base.rstrip("/")).name)), render)
+                     str(manifest.get("name", Path(base.rstrip("/")).name)), render, records)
 
 
 def hub_url(data: str) -> str:

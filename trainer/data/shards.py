@@ -6,6 +6,7 @@ The stream input, the memory input and the downstream ``wds:`` sets all read sha
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import io
 import json
@@ -111,24 +112,36 @@ class ResumingBody(io.RawIOBase):
         super().close()
 
 
+class DigestMismatch(ValueError):
+    """A shard whose bytes do not hash to its manifest record's sha256: a damaged shard."""
+
+
 class _Counted:
-    """A stream's ``read``, counting the bytes it gave."""
+    """A stream's ``read``, counting the bytes it gave and hashing them (sha256) as the tar reader takes them:
+    the digest costs no second read of the shard, local or over http(s)."""
 
     def __init__(self, stream):
-        self.stream, self.bytes = stream, 0
+        self.stream, self.bytes, self.sha256 = stream, 0, hashlib.sha256()
 
     def read(self, size: int = -1) -> bytes:
         data = self.stream.read(size)
         self.bytes += len(data)
+        self.sha256.update(data)
         return data
 
+    def drain(self) -> None:
+        """Read to the end (the padding after the end-of-archive marker is part of the digest too)."""
+        while self.read(1 << 16):
+            pass
 
-def tar_members(stream) -> Iterator[dict[str, Any]]:
+
+def tar_members(stream, sha256: str | None = None) -> Iterator[dict[str, Any]]:
     """``{"fname", "data"}`` of each file in a tar stream. tarfile takes a damaged header for the end
     of the archive and drops the rest unnoticed; here reading goes past it, and the gap it leaves
     (or a stream with no member at all) is an error, so the shard is counted as damaged. So is a stream
     that ends without the end-of-archive zero blocks: cut at a member's boundary, it reads as a shorter
-    archive whose lost samples nothing else would count."""
+    archive whose lost samples nothing else would count. With ``sha256`` (the manifest's), the bytes read are
+    hashed on the way and a different digest, found at the end, is a ``DigestMismatch``."""
     end = 0
     stream = _Counted(stream)
     with tarfile.open(fileobj=stream, mode="r|", ignore_zeros=True) as tar:
@@ -143,6 +156,10 @@ def tar_members(stream) -> Iterator[dict[str, Any]]:
         raise tarfile.ReadError("no tar member: not a tar file")
     if stream.bytes < end + tarfile.BLOCKSIZE:
         raise tarfile.ReadError(f"truncated at byte {stream.bytes}: no end-of-archive marker")
+    if sha256 is not None:
+        stream.drain()
+        if stream.sha256.hexdigest() != sha256:
+            raise DigestMismatch("sha256 does not match the manifest")
 
 
 def group_samples(files: Iterator[dict[str, Any]], url: str) -> Iterator[dict[str, Any]]:
@@ -162,11 +179,13 @@ def group_samples(files: Iterator[dict[str, Any]], url: str) -> Iterator[dict[st
         yield sample
 
 
-def shard_samples(url: str, problems: Problems | None = None) -> Iterator[dict[str, Any]]:
+def shard_samples(url: str, problems: Problems | None = None, sha256: str | None = None) -> Iterator[dict[str, Any]]:
     """The samples of one shard (a path or an http(s) URL), as dicts of raw bytes by extension; reconnections
-    to a URL are counted in ``problems``."""
+    to a URL are counted in ``problems``. With ``sha256``, a shard whose bytes hash otherwise raises
+    ``DigestMismatch`` after its last sample (a consumer that must not keep a damaged shard's samples holds
+    them until the shard ends)."""
     with open_url(url, problems.retried if problems is not None else None) as stream:
-        yield from group_samples(tar_members(stream), url)
+        yield from group_samples(tar_members(stream, sha256), url)
 
 
 def image_and_label(sample: dict[str, Any]) -> tuple[bytes, int]:
@@ -193,7 +212,10 @@ def open_image(encoded: bytes) -> Image.Image:
 
 
 class Problems:
-    """Damaged shards, undecodable samples and reconnections met by one reader; warns once per shard."""
+    """Damaged shards, samples left out and reconnections met by one reader; warns once per shard.
+
+    ``samples`` counts every sample left out: an undecodable one, and those of a damaged shard that were not
+    handed over (``skipped``), each time a pass leaves them out."""
 
     def __init__(self):
         self.shards: dict[str, str] = {}
@@ -203,14 +225,18 @@ class Problems:
     def retried(self) -> None:
         self.retries += 1
 
-    def bad_shard(self, url: str, error: BaseException) -> None:
+    def bad_shard(self, url: str, error: BaseException, skipped: int = 0) -> None:
+        self.samples += skipped
         if url not in self.shards:
             self.shards[url] = f"{type(error).__name__}: {error}"
             sys.stderr.write(f"Warning: skipping corrupt shard {url} ({self.shards[url]})\n")
 
+    def skipped(self, count: int) -> None:
+        """``count`` samples of a shard already known to be damaged, left out again."""
+        self.samples += count
+
     def bad_sample(self, sample: dict, error: BaseException) -> None:
-        self.samples += 1
-        self.bad_shard(sample.get("__url__", "?"), ValueError(f"sample {sample.get('__key__')}: {error}"))
+        self.bad_shard(sample.get("__url__", "?"), ValueError(f"sample {sample.get('__key__')}: {error}"), 1)
 
     def snapshot(self, worker: int = 0) -> dict[str, Any]:
         return {"worker": worker, "shards": tuple(sorted(self.shards)), "samples": self.samples,

@@ -47,7 +47,7 @@ import functools
 import itertools
 import os
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -104,25 +104,48 @@ def sample_owner(seed: int, epoch: int, consumers: int, position: int) -> int:
     return _block_owners(seed, epoch, consumers, block)[at]
 
 
-def _read_samples(shards: Iterator[dict[str, Any]], problems: Problems) -> Iterator[dict[str, Any]]:
+def _owned(share: tuple[int, int, int] | None, epoch: int, start: int, stop: int) -> int:
+    """How many of the pass's positions ``start`` to ``stop`` are this consumer's."""
+    if share is None:
+        return stop - start
+    return sum(sample_owner(share[0], epoch, share[2], p) == share[1] for p in range(start, stop))
+
+
+def _read_samples(shards: Iterator[dict[str, Any]], problems: Problems,
+                  records: Mapping[str, tuple[int, str]] | None = None) -> Iterator[dict[str, Any]]:
+    # ``records``: each shard's (samples, sha256) from the manifest: the digest checks the bytes read, the count
+    # says how many samples a damaged shard leaves out (and keeps the later shards' positions where a whole
+    # pass would put them).
+    records = records or {}
     position, epoch = 0, None
     for shard in shards:
         if shard["pass"] != epoch:
             position, epoch = 0, shard["pass"]
         url, share = shard["url"], shard["share"]
+        count, sha256 = records.get(url, (None, None))
         if url in problems.shards:  # known to be damaged: do not pay for it again every pass
             if len(problems.shards) == shard["shards"]:
                 return  # every shard is: end the stream rather than spin
+            if count is not None:
+                problems.skipped(_owned(share, epoch, position, position + count))
+                position += count
             continue
+        start = position
         try:
-            for sample in shard_samples(url, problems):
+            for sample in shard_samples(url, problems, sha256):
                 mine = share is None or sample_owner(share[0], epoch, share[2], position) == share[1]
                 position += 1
                 if mine:
                     sample["__pass__"] = epoch
                     yield sample
         except SHARD_ERRORS as e:
-            problems.bad_shard(url, e)
+            # What the shard held past the damage, as far as the manifest says (none past a digest mismatch:
+            # its samples were handed over before the end of the shard showed it).
+            rest = _owned(share, epoch, position, start + count) if count is not None and start + count > position \
+                else 0
+            problems.bad_shard(url, e, rest)
+            if count is not None:
+                position = max(position, start + count)
 
 
 def _shuffle_samples(samples: Iterator[dict], buffer: int, seed: int, rank: int) -> Iterator[dict]:
@@ -236,14 +259,16 @@ def create_pipeline(
     world: int = 1,
     shuffle_buffer: int = 1000,
     position: dict[str, Any] | None = None,
+    records: Mapping[str, tuple[int, str]] | None = None,
 ) -> wds.DataPipeline:
     """One consumer's endless stream of small batches (``{"image", "label", "key", "order", "pass",
     "problems"}``), none spanning two passes; ``create_loader`` rebatches them. ``position`` (a ``Rebatch``
-    position, whose pass is ``start_pass``): skip what it says was taken."""
+    position, whose pass is ``start_pass``): skip what it says was taken. ``records``: each shard's (samples,
+    sha256) by URL, as the manifest lists them."""
     problems = Problems()  # one per process: each worker gets its own copy
     return wds.DataPipeline(
         EpochShards(urls, seed=seed, start_pass=start_pass, rank=rank, world=world),
-        read_samples(problems),
+        read_samples(problems, records),
         shuffle_samples(shuffle_buffer, seed, rank),
         skip_consumed(position),
         decode_samples(problems),
@@ -278,7 +303,7 @@ def create_loader(
         start_pass = position["pass"]
     pipeline = create_pipeline(source.urls, transform=transform, batch_size=small, seed=seed,
                                start_pass=start_pass, rank=rank, world=world, shuffle_buffer=shuffle_buffer,
-                               position=position)
+                               position=position, records={u: (n, sha) for u, n, sha in source.records})
     # A generator of its own: the loader draws its workers' base seed from it instead of from the run's
     # torch generator, which a resumed run puts back as it was.
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,

@@ -123,6 +123,14 @@ def experiment(
     out, report, data_dir = Path(out), Path(report), Path(data_dir)
     if not Path(recipe).is_file():
         raise TrainerError(f"recipe {recipe} not found (run from the project root, or pass --recipe)")
+    # Read before anything is made: a recipe that does not read leaves no folder behind.
+    try:
+        recipe_values = json.loads(Path(recipe).read_text())
+        recipe_classes, recipe_size = recipe_values["perturb"]["classes"], recipe_values["render"]["size"]
+    except (OSError, ValueError) as e:
+        raise TrainerError(f"recipe {recipe} does not read as JSON: {getattr(e, 'strerror', None) or e}") from None
+    except (KeyError, TypeError):
+        raise TrainerError(f"recipe {recipe} is not a fracbuild recipe (needs perturb.classes, render.size)") from None
     for d in (out, report, data_dir):
         try:
             d.mkdir(parents=True, exist_ok=True)
@@ -141,9 +149,7 @@ def experiment(
     grid_command = Run("experiment", "", {k: v for k, v in given.items() if v is not None}).command()
     classes = classes or plan["classes"]
     image_size = image_size or plan["size"]
-    recipe_values = json.loads(Path(recipe).read_text())
-    name = (f"experiment-L{classes or recipe_values['perturb']['classes']}-"
-            f"{image_size or recipe_values['render']['size']}px")
+    name = f"experiment-L{classes or recipe_classes}-{image_size or recipe_size}px"
     main = data_dir / name
     render_commands = [render(recipe, main, classes=classes, size=image_size)]
     # Pre-training variants: label -> (data, settings on top of the preset).

@@ -88,7 +88,7 @@ def load_wds(data: str) -> Downstream:
     images, labels = [], []
     for url in source.urls:
         try:
-            for sample in shard_samples(url):
+            for sample in shard_samples(url, sha256=source.record(url)[1]):
                 image, label = image_and_label(sample)
                 images.append(image)
                 labels.append(label)
