@@ -129,11 +129,13 @@ def trainer_steps(training, batches, batch: int, d: Dist) -> Callable[[int], obj
     return run_steps
 
 
-def drawn(batches) -> Callable[[int], object]:
-    """``k`` batches of an input alone."""
+def drawn(batches, augment=None) -> Callable[[int], object]:
+    """``k`` batches of an input alone, with the device augmentation they carry (the memory input's) applied."""
     def run_steps(k: int) -> None:
         for _ in range(k):
-            next(batches)
+            batch = next(batches)
+            if augment is not None:
+                augment(batch["image"], batch["augment"])
 
     return run_steps
 
@@ -285,7 +287,8 @@ def inputs(check: Check) -> None:
             data_input = make()
             distributed.set_threads(data_input.threads)
             batches = data_input.batches(batch_size=batch, steps=10**9, steps_per_epoch=plan.steps_per_epoch)
-            alone, _ = timed(check, drawn(batches), batch)
+            training.augment = data_input.augment  # the memory input's batches are augmented in the step
+            alone, _ = timed(check, drawn(batches, data_input.augment), batch)
             fed, n = timed(check, trainer_steps(training, batches, batch, check.d), batch)
             return data_input.workers, alone, fed, n
 
@@ -340,6 +343,7 @@ def finetune(check: Check) -> None:
             train_input = create_train_input(data.train, settings, check.d, num_classes=data.classes)
             distributed.set_threads(train_input.threads)
             batches = train_input.batches(batch_size=batch, steps=10**9, steps_per_epoch=plan.steps_per_epoch)
+            training.augment = train_input.augment
             fed, n = timed(check, trainer_steps(training, batches, batch, check.d), batch)
             test = create_eval_input(data.test, settings, check.d, batch_size=batch, like=train_input)
             evaluate(training.model, test, training.precision, check.d, data.classes)  # warm-up
