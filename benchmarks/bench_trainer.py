@@ -254,3 +254,54 @@ LOADER_ROUNDS = 2  # interleaved rounds of loader timings (the best is kept: the
 CPU_SAMPLES = 3200  # samples of the cpu preset's timing (50 steps)
 PATH_ROUNDS = 2  # interleaved rounds of the two inputs' cpu-preset timings
 PATH_SAMPLES = 1920  # samples of each of those timings (30 steps: the first 20 are start-up)
+
+
+# The tree before the augmentation, mixing and step took one path on every device: audited beside this one.
+AUDIT_BEFORE = "7fb3e7e"
+
+
+def _audit(tree: Path, *args: str) -> dict:
+    """step_audit.py's report of ``tree``'s trainer (its own process: the two trees' modules share names)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run([sys.executable, str(Path(__file__).parent / "step_audit.py"), *args], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@section
+def audit(args: argparse.Namespace) -> None:
+    """The step audit (benchmarks/step_audit.py) of the paper's pre-training (224 px, batch 256) and fine-tuning
+    (3 channels, batch 768) on the memory input, this tree beside the tree before the single-path step."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        before = Path(tmp) / "before"
+        before.mkdir()
+        try:
+            archive = subprocess.run(["git", "-C", str(root), "archive", AUDIT_BEFORE, "trainer"], check=True,
+                                     capture_output=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            archive = None
+            print(f"audit   (no git history here: commit {AUDIT_BEFORE} is not audited beside this tree)")
+        if archive:
+            subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
+        data = _dataset(tmp, classes=256)
+        trees = {"now": root, **({"before": before} if archive else {})}
+        for kind, size in (("pretrain", ["--data", str(data), "--batch", "256"]), ("finetune", ["--batch", "768"])):
+            for name, tree in trees.items():
+                r = _audit(tree, kind, *size)
+                line = (f"audit   {kind} {name:6s}: {r['ops']} ops a step (augmentation {r['augment']}, mixing and "
+                        f"loss {r['mixing_loss']}, model and optimizer {r['model_optim']}), {r['blocking']} "
+                        f"blocking, augmentation writes {r['augment_written_gib']:.2f} GiB")
+                if kind == "finetune":
+                    line += (f"; evaluation {r['eval_ops_per_batch']} ops a batch, "
+                             f"{r['eval_blocking_per_later_batch']:g} blocking a batch after the first")
+                print(line)
+                if r["blocking_at"]:
+                    print(f"        blocking: {r['blocking_at']}")
+        print("audit   targets: 0 blocking; augmentation <= 250 ops and <= 4 GiB a batch")

@@ -38,6 +38,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 AUGMENT_FILES = ("device_augment.py", "resample.py", "device_eval.py")
 SYNC_OPS = {"_local_scalar_dense", "nonzero", "lift_fresh", "equal", "is_nonzero", "masked_select"}
 SYNC_TAGS = (torch.Tag.dynamic_output_shape, torch.Tag.data_dependent_output)
+SCATTERS = {"scatter_", "scatter_add_", "index_put_", "_index_put_impl_"}
 AUDITED_STEP = 3  # the first two steps warm up (lazy state, the first pass's order); none of the three logs
 
 
@@ -54,10 +55,15 @@ def _indices(args: tuple) -> list:
     return list(args[1]) if len(args) > 1 and isinstance(args[1], (list, tuple)) else []
 
 
-def _written(func, out) -> int:
+def _written(func, args: tuple, out) -> int:
     """Bytes ``func`` wrote: its new outputs and the arguments it wrote in place (a view's output writes nothing)."""
     outs = out if isinstance(out, (tuple, list)) else (out,)
     total = 0
+    if func.__name__.startswith("_unsafe_view"):  # a view that its schema does not mark as one
+        return 0
+    if func.__name__.split(".")[0] in SCATTERS:  # in place, where the source goes: its size is written
+        src = args[3] if func.__name__.startswith("scatter") else args[2]
+        return src.numel() * src.element_size() if isinstance(src, torch.Tensor) else 0
     for ret, tensor in zip(func._schema.returns, outs, strict=False):
         if isinstance(tensor, torch.Tensor) and (ret.alias_info is None or ret.alias_info.is_write):
             total += tensor.numel() * tensor.element_size()
@@ -107,7 +113,7 @@ class Audit(TorchDispatchMode):
             return out
         self.ops[self.step, part] += 1
         if part == "augment":
-            self.written[self.step] += _written(func, out)
+            self.written[self.step] += _written(func, args, out)
         if sync:
             self.blocking.setdefault(self.step, []).append(f"{func.__name__} at {place}")
         return out
