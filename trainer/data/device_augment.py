@@ -446,7 +446,12 @@ class DeviceAugment(torch.nn.Module):
 
 def apply_params(images: torch.Tensor, augmentation: Augmentation, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """uint8 [B, C, H, W] -> float [B, 3, S, S]: crop + flips, RandAugment, normalisation, random erasing."""
-    return DeviceAugment(augmentation, images.device)(images, p)
+    return _device_augment(augmentation, images.device)(images, p)
+
+
+@functools.lru_cache(maxsize=8)
+def _device_augment(augmentation: Augmentation, device: torch.device) -> DeviceAugment:
+    return DeviceAugment(augmentation, device)
 
 
 @functools.lru_cache(maxsize=16)
