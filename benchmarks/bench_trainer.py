@@ -254,3 +254,58 @@ LOADER_ROUNDS = 2  # interleaved rounds of loader timings (the best is kept: the
 CPU_SAMPLES = 3200  # samples of the cpu preset's timing (50 steps)
 PATH_ROUNDS = 2  # interleaved rounds of the two inputs' cpu-preset timings
 PATH_SAMPLES = 1920  # samples of each of those timings (30 steps: the first 20 are start-up)
+
+
+# The tree before the augmentation, mixing and step took one path on every device: audited beside this one.
+AUDIT_BEFORE = "7fb3e7e"
+
+
+def _audit(tree: Path, *args: str) -> dict:
+    """step_audit.py's report of ``tree``'s trainer (its own process: the two trees' modules share names)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run([sys.executable, str(Path(__file__).parent / "step_audit.py"), *args], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@section
+def audit(args: argparse.Namespace) -> None:
+    """The step audit (benchmarks/step_audit.py) of the paper's pre-training on the memory input (224 px, batch 256,
+    a training step) and of its fine-tuning augmentation (3 channels, batch 768, images held at 32 px: the step
+    itself does not fit in this machine's memory), this tree beside the tree before the single-path step. That
+    tree took another branch on a CPU than on a GPU (it picked each op's samples with nonzero): its figures here
+    are its CPU branch's."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        before = Path(tmp) / "before"
+        before.mkdir()
+        try:
+            archive = subprocess.run(["git", "-C", str(root), "archive", AUDIT_BEFORE, "trainer"], check=True,
+                                     capture_output=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            archive = None
+            print(f"audit   (no git history here: commit {AUDIT_BEFORE} is not audited beside this tree)")
+        if archive:
+            subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
+        data = _dataset(tmp, classes=256)
+        trees = {"now": root, **({"before": before} if archive else {})}
+        runs = {"pretrain step, batch 256": ["pretrain", "--data", str(data), "--batch", "256"],
+                "pretrain augmentation, batch 64": ["augment-pretrain", "--batch", "64"],
+                "finetune augmentation, batch 768": ["augment-finetune", "--batch", "768", "--channels", "3",
+                                                     "--held", "32"]}
+        for what, run in runs.items():
+            for name, tree in trees.items():
+                r = _audit(tree, *run)
+                parts = (f" (augmentation {r['augment']}, mixing and loss {r['mixing_loss']}, model and optimizer "
+                         f"{r['model_optim']})") if "augment" in r else ""
+                print(f"audit   {what}, {name:6s}: {r['ops']} ops{parts}, {r['blocking']} blocking, augmentation "
+                      f"writes {r['augment_written_gib']:.2f} GiB")
+                if r["blocking_at"]:
+                    print(f"        blocking: {r['blocking_at']}")
+        print("audit   targets: 0 blocking; augmentation <= 250 ops a batch whatever its size, <= 4 GiB at batch 256")

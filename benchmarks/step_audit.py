@@ -18,6 +18,9 @@ batch after the first (which makes the constants that later batches reuse). What
 unpinned host memory (there is no other device; the memory input holds its images on the device), and
 ``.tolist()``, which reads a CPU tensor without dispatching an op (the evaluation reads its sums so, once).
 
+``augment-pretrain|augment-finetune`` count the augmentation alone, on random images (``--channels``,
+``--held`` px), for batches whose training step would not fit in a CPU's memory (fine-tuning at batch 768).
+
 The script uses only the trainer's public API, so that ``PYTHONPATH=<an older tree>`` audits that tree too
 (``make bench`` does so for the tree before the single-path augmentation).
 """
@@ -38,6 +41,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 AUGMENT_FILES = ("device_augment.py", "resample.py", "device_eval.py")
 SYNC_OPS = {"_local_scalar_dense", "nonzero", "lift_fresh", "equal", "is_nonzero", "masked_select"}
 SYNC_TAGS = (torch.Tag.dynamic_output_shape, torch.Tag.data_dependent_output)
+SCATTERS = {"scatter_", "scatter_add_", "index_put_", "_index_put_impl_"}
 AUDITED_STEP = 3  # the first two steps warm up (lazy state, the first pass's order); none of the three logs
 
 
@@ -54,10 +58,15 @@ def _indices(args: tuple) -> list:
     return list(args[1]) if len(args) > 1 and isinstance(args[1], (list, tuple)) else []
 
 
-def _written(func, out) -> int:
+def _written(func, args: tuple, out) -> int:
     """Bytes ``func`` wrote: its new outputs and the arguments it wrote in place (a view's output writes nothing)."""
     outs = out if isinstance(out, (tuple, list)) else (out,)
     total = 0
+    if func.__name__.startswith("_unsafe_view"):  # a view that its schema does not mark as one
+        return 0
+    if func.__name__.split(".")[0] in SCATTERS:  # in place, where the source goes: its size is written
+        src = args[3] if func.__name__.startswith("scatter") else args[2]
+        return src.numel() * src.element_size() if isinstance(src, torch.Tensor) else 0
     for ret, tensor in zip(func._schema.returns, outs, strict=False):
         if isinstance(tensor, torch.Tensor) and (ret.alias_info is None or ret.alias_info.is_write):
             total += tensor.numel() * tensor.element_size()
@@ -107,7 +116,7 @@ class Audit(TorchDispatchMode):
             return out
         self.ops[self.step, part] += 1
         if part == "augment":
-            self.written[self.step] += _written(func, out)
+            self.written[self.step] += _written(func, args, out)
         if sync:
             self.blocking.setdefault(self.step, []).append(f"{func.__name__} at {place}")
         return out
@@ -164,14 +173,39 @@ def finetune_step(dataset: str, out: Path, batch: int, img_size: int) -> dict:
     return result
 
 
+def augment_batch(kind: str, batch: int, img_size: int, channels: int, held: int) -> dict:
+    """The augmentation alone (``draw_params`` then ``apply_params``) of ``batch`` uint8 images ``held`` px square
+    with the ``paper`` preset of ``kind``: its second call is counted (the first makes cached constants)."""
+    from trainer.data.device_augment import Augmentation, apply_params, draw_params
+    from trainer.presets import resolve
+
+    augmentation = Augmentation.from_config(resolve(kind, "paper", img_size=img_size))
+    images = torch.randint(0, 256, (batch, channels, held, held), dtype=torch.uint8)
+    generator = torch.Generator().manual_seed(0)
+    run = lambda: apply_params(images, augmentation, draw_params(augmentation, batch, held, held, generator,  # noqa: E731
+                                                                 images.device))
+    run()
+    audit = audited(run)
+    return {"ops": audit.ops[1, "augment"], "blocking": len(audit.blocking.get(1, [])),
+            "blocking_at": sorted(Counter(audit.blocking.get(1, [])).items()),
+            "augment_written_gib": round(audit.written[1] / 2**30, 3)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=("pretrain", "finetune"))
+    parser.add_argument("kind", choices=("pretrain", "finetune", "augment-pretrain", "augment-finetune"),
+                        help="a training step, or the augmentation alone (of that preset)")
     parser.add_argument("--data", help="pretrain: a rendered dataset; finetune: a downstream SPEC (default digits)")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--channels", type=int, default=1, help="augment-*: channels of the held images")
+    parser.add_argument("--held", type=int, default=512, help="augment-*: size of the held images")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
+    if args.kind.startswith("augment-"):
+        print(json.dumps(augment_batch(args.kind.removeprefix("augment-"), args.batch, args.img_size, args.channels,
+                                       args.held)))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         if args.kind == "pretrain":
             if not args.data:

@@ -28,7 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import TrainerError
-from .resample import columns_first, columns_first_when_taller, pil_resize, pil_weights
+from .resample import (
+    columns_first,
+    columns_first_when_taller,
+    pil_resize,
+    pil_resize_square,
+    pil_weight_pair,
+    pil_weights,
+)
 from .transforms import mean_std
 
 MEAN = STD = (0.5, 0.5, 0.5)
@@ -311,6 +318,7 @@ class DeviceAugment(torch.nn.Module):
         self.register_buffer("one", torch.ones(1, 1, 1), persistent=False)
         ra = a.rand_augment
         self.uniform_fill = len(set(a.fill)) == 1
+        self.uniform_norm = len(set(a.mean)) == len(set(a.std)) == 1
         self.when_taller = columns_first_when_taller()  # probed here: Pillow cannot run inside a compiled graph
         self.register_buffer("fill", torch.tensor(a.fill, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         if ra is not None:
@@ -321,9 +329,6 @@ class DeviceAugment(torch.nn.Module):
             smooth = torch.ones(3, 3)
             smooth[1, 1] = 5
             self.register_buffer("smooth", (smooth / 13).view(1, 1, 3, 3), persistent=False)
-            border = torch.ones(1, 1, s, s)  # 1 on the border, which SMOOTH keeps
-            border[..., 1:-1, 1:-1] = 0
-            self.register_buffer("border", border, persistent=False)
         self.to(device)
 
     def forward(self, images: torch.Tensor, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -333,7 +338,12 @@ class DeviceAugment(torch.nn.Module):
             if not self.uniform_fill:  # a fill per channel (ImageNet's mean): a gray image becomes timm's RGB image
                 x = x.expand(-1, 3, -1, -1)
             x = self.rand_augment(x, p)
-        x = (x.expand(-1, 3, -1, -1) / 255).sub_(self.mean).div_(self.std)  # timm's ToTensor and Normalize
+        # timm's ToTensor and Normalize; a gray image with the same mean and std for every channel is normalised
+        # once, then seen as 3 channels
+        if self.uniform_norm:
+            x = (x / 255).sub_(a.mean[0]).div_(a.std[0]).expand(-1, 3, -1, -1)
+        else:
+            x = (x / 255).sub(self.mean).div_(self.std)
         if "erase" in p:
             top, left, h, w = (v.view(-1, 1, 1, 1) for v in p["erase_box"].unbind(1))
             rows, cols = self.grid.view(1, 1, s, 1), self.grid.view(1, 1, 1, s)
@@ -346,12 +356,15 @@ class DeviceAugment(torch.nn.Module):
         """RandomResizedCrop and the flips: each sample's box resized to the training size as PIL resizes it."""
         s, (h, w) = self.augmentation.img_size, images.shape[-2:]
         top, left, ch, cw = p["crop"].unbind(1)
-        if h == w:  # both axes' weights in one go
-            both = pil_weights(torch.cat([top, left]), torch.cat([ch, cw]), torch.cat([p["vflip"], p["hflip"]]), h, s)
-            wy, wx = both.chunk(2)
-        else:
-            wy, wx = pil_weights(top, ch, p["vflip"], h, s), pil_weights(left, cw, p["hflip"], w, s)
-        return pil_resize(images, wy, wx, columns_first(ch, cw, s, s, when_taller=self.when_taller))
+        order = columns_first(ch, cw, s, s, when_taller=self.when_taller)
+        if h == w:  # both axes' weights in one go, in the order the passes run (see pil_resize_square)
+            box = torch.stack([top, ch, p["vflip"].to(top.dtype), left, cw, p["hflip"].to(top.dtype)])
+            second, first = torch.where(order, box.roll(3, 0), box).view(2, 3, -1).unbind(0)
+            start, length, flip = torch.cat([second, first], 1).unbind(0)
+            high, low = (w.chunk(2) for w in pil_weight_pair(start, length, flip > 0, h, s))
+            return pil_resize_square(images, (high[0], low[0]), (high[1], low[1]), order)
+        wy, wx = pil_weights(top, ch, p["vflip"], h, s), pil_weights(left, cw, p["hflip"], w, s)
+        return pil_resize(images, wy, wx, order)
 
     def rand_augment(self, x: torch.Tensor, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """RandAugment on 0-255 values, rounded to them after every op as PIL's 8-bit images are."""
@@ -388,7 +401,7 @@ class DeviceAugment(torch.nn.Module):
         SolarizeAdd, Brightness, Contrast): one lookup table per sample and channel, applied in one gather.
         ``t``: the layer's ``_layer_terms`` ``[terms, B, 1, 1]``."""
         b, c, h, w = x.shape
-        index = x.to(torch.int64).reshape(b, c, h * w)
+        index = x.to(torch.int64, memory_format=torch.contiguous_format).view(b, c, h * w)
         hist = torch.zeros(b, c, 256, device=x.device).scatter_add_(2, index, self.one.expand(b, c, h * w))
         i = self.values
         seen = (hist > 0).to(torch.int8)
@@ -426,14 +439,19 @@ class DeviceAugment(torch.nn.Module):
     def _sharpness(self, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
         """PIL's Sharpness: a blend with the image smoothed by ``ImageFilter.SMOOTH`` (its border kept)."""
         b, c, h, w = x.shape
-        smooth = F.conv2d(x.reshape(b * c, 1, h, w), self.smooth).round_().view(b, c, h - 2, w - 2)
-        degenerate = F.pad(smooth, (1, 1, 1, 1)) + x * self.border
-        return torch.lerp(degenerate, x, factor.view(-1, 1, 1, 1)).round_()
+        degenerate = x.clone()  # its border kept
+        degenerate[..., 1:-1, 1:-1] = F.conv2d(x.reshape(b * c, 1, h, w), self.smooth).round_().view(b, c, h - 2, w - 2)
+        return degenerate.lerp_(x, factor.view(-1, 1, 1, 1)).round_()
 
 
 def apply_params(images: torch.Tensor, augmentation: Augmentation, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """uint8 [B, C, H, W] -> float [B, 3, S, S]: crop + flips, RandAugment, normalisation, random erasing."""
-    return DeviceAugment(augmentation, images.device)(images, p)
+    return _device_augment(augmentation, images.device)(images, p)
+
+
+@functools.lru_cache(maxsize=8)
+def _device_augment(augmentation: Augmentation, device: torch.device) -> DeviceAugment:
+    return DeviceAugment(augmentation, device)
 
 
 @functools.lru_cache(maxsize=16)

@@ -13,6 +13,7 @@ order is chosen per sample by the same rule, so that nothing is decided on the h
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -30,11 +31,9 @@ def _cubic(t: torch.Tensor) -> torch.Tensor:
     return torch.where(t < 1, near, torch.where(t < 2, far, 0.0))
 
 
-def pil_weights(start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor | None, in_size: int, out_size: int,
-                *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Weights ``[B, out_size, in_size]`` that resample pixels ``[start, start + length)`` of an axis of ``in_size``
-    pixels to ``out_size`` pixels as Pillow does, read backwards where ``flip``; ``start``, ``length`` (whole
-    numbers) and ``flip`` are ``[B]`` tensors on the device."""
+def _window(start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor | None, in_size: int, out_size: int,
+            dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The non-zero part of ``pil_weights``: ``(columns, weights)``, both ``[B, out_size, taps]``."""
     device = start.device
     start, length = start.to(dtype).view(-1, 1, 1), length.to(dtype).view(-1, 1, 1)
     out = torch.arange(out_size, device=device, dtype=dtype).view(1, -1, 1)
@@ -42,13 +41,41 @@ def pil_weights(start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor | 
         out = torch.where(flip.view(-1, 1, 1), out_size - 1 - out, out)
     scale = length / out_size
     support = scale.clamp(min=1.0)  # the kernel's width in input pixels: widened when shrinking
-    pixel = torch.arange(in_size, device=device, dtype=dtype).view(1, 1, -1)
-    # Pillow: the centre of output pixel o in the box is (o + 0.5) * scale; input pixel i weighs cubic((i + 0.5 -
-    # centre) / support), over the box's pixels only.
-    k = _cubic((pixel - start + 0.5 - (out + 0.5) * scale) / support)
-    k = torch.where((pixel >= start) & (pixel < start + length), k, 0.0)
+    # Pillow: the centre of output pixel o in the box is (o + 0.5) * scale; input pixel i of the box weighs
+    # cubic((i + 0.5 - centre) / support), over the box's pixels only. The kernel is 0 beyond 2 supports of the
+    # centre: only a window of ``taps`` pixels is computed, then placed in the matrix.
+    centre = (out + 0.5) * scale
+    taps = math.ceil(4 * max(in_size / out_size, 1.0)) + 2
+    first = torch.floor(centre - 2 * support)
+    pixel = first + torch.arange(taps, device=device, dtype=dtype)  # in the box's coordinates
+    k = _cubic((pixel + 0.5 - centre) / support)
+    k = torch.where((pixel >= 0) & (pixel < length), k, 0.0)
     k = k / k.sum(-1, keepdim=True)
-    return torch.round(k * _ONE) / _ONE  # the fixed point (exact in float32: 22 bits after the point, |k| < 2)
+    k = torch.round(k * _ONE) / _ONE  # the fixed point (exact in float32: 22 bits after the point, |k| < 2)
+    # Outside the box the weights are 0: their clamped columns add nothing.
+    return (pixel + start).clamp_(0, in_size - 1).to(torch.int64), k
+
+
+def _placed(columns: torch.Tensor, k: torch.Tensor, in_size: int) -> torch.Tensor:
+    return torch.zeros(*k.shape[:2], in_size, device=k.device, dtype=k.dtype).scatter_add_(2, columns, k)
+
+
+def pil_weights(start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor | None, in_size: int, out_size: int,
+                *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Weights ``[B, out_size, in_size]`` that resample pixels ``[start, start + length)`` of an axis of ``in_size``
+    pixels to ``out_size`` pixels as Pillow does, read backwards where ``flip``; ``start``, ``length`` (whole
+    numbers) and ``flip`` are ``[B]`` tensors on the device."""
+    columns, k = _window(start, length, flip, in_size, out_size, dtype)
+    return _placed(columns, k, in_size)
+
+
+def pil_weight_pair(start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor | None, in_size: int,
+                    out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pil_weights`` (float32) as the pair ``(high, low)`` that ``_split_for_tf32`` makes of it, split while
+    the weights are a window: each matrix is written once."""
+    columns, k = _window(start, length, flip, in_size, out_size, torch.float32)
+    high, low = _split_for_tf32(k)
+    return _placed(columns, high, in_size), _placed(columns, low, in_size)
 
 
 def _split_for_tf32(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,10 +115,19 @@ def columns_first(height: torch.Tensor | int, width: torch.Tensor | int, out_hei
     return (shrink > 0) & (shrink > (width - out_width) * 2)
 
 
-def _rows_first(x: torch.Tensor, wy: torch.Tensor, wx: torch.Tensor) -> torch.Tensor:
-    high, low = _split_for_tf32(wx.unsqueeze(1).transpose(-1, -2))
-    x = _round8(torch.matmul(x, high).add_(torch.matmul(x, low)))
-    high, low = _split_for_tf32(wy.unsqueeze(1))
+Weights = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # a matrix, or its (high, low) pair
+
+
+def _pair(w: Weights) -> tuple[torch.Tensor, torch.Tensor]:
+    return w if isinstance(w, tuple) else _split_for_tf32(w)
+
+
+def _rows_first(x: torch.Tensor, wy: Weights, wx: Weights) -> torch.Tensor:
+    b, c, h, w = x.shape
+    high, low = (w.transpose(-1, -2).expand(b, -1, -1) for w in _pair(wx))
+    rows = x.reshape(b, c * h, w)  # the channels' rows as one matrix per sample
+    x = _round8(torch.baddbmm(torch.bmm(rows, low), rows, high).view(b, c, h, -1))
+    high, low = (w.unsqueeze(1) for w in _pair(wy))
     return _round8(torch.matmul(high, x).add_(torch.matmul(low, x)))
 
 
@@ -100,16 +136,27 @@ def pil_resize(x: torch.Tensor, wy: torch.Tensor, wx: torch.Tensor,
     """0-255 values ``[B, C, H, W]`` resampled with ``wx`` ``[B|1, S, W]`` along rows and ``wy`` ``[B|1, T, H]`` along
     columns, the rows first except where ``columns_first`` (a ``[B]`` tensor, or one choice for all), each pass
     rounded to 8 bits: ``[B, C, T, S]`` in ``wx``'s dtype."""
+    if not isinstance(columns_first, bool) and x.shape[-1] == x.shape[-2] and wx.shape[1] == wy.shape[1]:
+        flip = columns_first.view(-1, 1, 1)
+        return pil_resize_square(x, torch.where(flip, wx, wy), torch.where(flip, wy, wx), columns_first)
     x = x.to(wx.dtype)
     if isinstance(columns_first, bool):
         if not columns_first:
             return _rows_first(x, wy, wx)
         return _rows_first(x.transpose(-1, -2), wx, wy).transpose(-1, -2)
     flip = columns_first.view(-1, 1, 1)
-    if x.shape[-1] == x.shape[-2] and wx.shape[1] == wy.shape[1]:
-        # Columns first is rows first of the transposed image: transpose the samples that need it, once.
-        x = torch.where(flip.unsqueeze(1), x.transpose(-1, -2), x)
-        out = _rows_first(x, torch.where(flip, wx, wy), torch.where(flip, wy, wx))
-        return torch.where(flip.unsqueeze(1), out.transpose(-1, -2), out)
     by_columns = _rows_first(x.transpose(-1, -2), wx, wy).transpose(-1, -2)
     return torch.where(flip.unsqueeze(1), by_columns, _rows_first(x, wy, wx))
+
+
+def pil_resize_square(x: torch.Tensor, w_second: Weights, w_first: Weights,
+                      columns_first: torch.Tensor) -> torch.Tensor:
+    """``pil_resize`` of square images to a square size, with the weights given in the order the passes run:
+    columns first is rows first of the transposed image, so for those samples ``w_first`` holds the vertical
+    axis' weights and ``w_second`` the horizontal one's (``pil_weights`` makes them so from swapped boxes, with no
+    copy of the matrices); each a matrix or its ``pil_weight_pair``. Only the 8-bit images of those samples are
+    transposed, then the results."""
+    flip = columns_first.view(-1, 1, 1, 1)
+    x = torch.where(flip, x.transpose(-1, -2), x).to(torch.float32)
+    out = _rows_first(x, w_second, w_first)
+    return torch.where(flip, out.transpose(-1, -2), out)
