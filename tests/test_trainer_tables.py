@@ -142,8 +142,8 @@ def test_the_paper_direction_comes_from_the_papers_own_numbers():
 
 
 def test_the_training_page_table_names_every_plan_and_its_rows(monkeypatch):
-    """docs/training.md: 'paper row -> command'. Every table's command names a plan, and its rows column lists exactly the
-    rows that plan runs (by --rows name), so the table cannot drift from the plans."""
+    """docs/training.md: 'paper row -> command'. Every table's command names a plan, and its rows column lists
+    exactly the rows that plan runs (by --rows name), so the table cannot drift from the plans."""
     import re
 
     monkeypatch.chdir(ROOT)
