@@ -14,7 +14,7 @@ else
 TORCH := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: run test lint bench setup setup-train clean pretrain experiment faults gpu-check gpu-wheels
+.PHONY: run test lint bench docs setup setup-train clean pretrain experiment faults gpu-check gpu-wheels
 
 run: $(VENV)/.core
 	$(VENV)/bin/fracbuild render $(RECIPE) -o $(OUT)
@@ -28,9 +28,13 @@ lint: $(VENV)/.dev
 bench: $(VENV)/.train
 	$(PY) benchmarks/bench.py
 
+# The documentation site from docs/ (mkdocs.yml) into site/; a warning (a broken link) fails it.
+docs: $(VENV)/.docs
+	$(VENV)/bin/mkdocs build --strict
+
 # Fault injection, long: FAULT_TRIALS trials of every kind that kills a render or a training run and 5 times as
 # many of the cheap kinds (`make test` runs 1 and 5, seeded), then the table of trials, survived and data lost.
-# FAULT_SEED moves where the faults land. About 60 minutes on 2 cores (README, Reliability).
+# FAULT_SEED moves where the faults land. About 60 minutes on 2 cores (docs/reliability.md).
 FAULT_TRIALS ?= 20
 FAULT_SEED ?= 0
 faults: $(VENV)/.train
@@ -39,7 +43,7 @@ faults: $(VENV)/.train
 # Pre-train on the default dataset with the paper preset where there are GPUs: one GPU needs no launcher, several
 # run under trainer.launch (torchrun, ended by a stop signal with the trainer's one line);
 # otherwise with the cpu preset, on the default recipe rendered at the size the cpu model sees (shrinking the
-# 512 px speckle to 32 px averages its classes apart: README, Training). Each dataset is rendered once, if
+# 512 px speckle to 32 px averages its classes apart: docs/training.md). Each dataset is rendered once, if
 # missing. A run already in $(RUN) is resumed.
 pretrain: $(VENV)/.train
 	@gpus=$$($(PY) -c "import torch; print(torch.cuda.device_count())"); \
@@ -88,11 +92,15 @@ $(VENV)/.dev: $(VENV)/.core
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
+$(VENV)/.docs: $(VENV)/.core
+	$(PIP) install -q -e '.[docs]'
+	touch $@
+
 # Torch first, pinned, so that resolving the extras never pulls another build.
 $(VENV)/.train: $(VENV)/.core
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e '.[train,dev,dask,ray,image]'
+	$(PIP) install -q -e '.[train,dev,dask,ray,image,docs]'
 	touch $@
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .ruff_cache

@@ -1,6 +1,7 @@
-"""The README's examples run as written.
+"""The examples of the README and of the documentation site run as written, and the site builds.
 
-Every ```sh and ```python block of README.md runs, in README order, in one scratch directory that
+Every ```sh and ```python block of README.md, then of each page of docs/ in the order of mkdocs.yml's
+``nav``, runs, in the order written, in one scratch directory that
 holds a copy of ``manifests/``, the Makefile and pyproject.toml, with this interpreter's ``bin``
 first on PATH (what activating ``.venv`` does). The command words are the README's; only sizes
 shrink, by setting the options in ``SMALL`` (replacing a value the README gives, appending one it
@@ -9,14 +10,18 @@ choice and the values of ``PLACEHOLDERS``. ``make TARGET`` is checked with ``mak
 the ``.venv/bin/fracbuild`` lines it would run are run (small). Every command must exit 0 with
 nothing on stderr that looks like a traceback or a warning.
 
-A block that cannot run here is marked in the README by a comment on the line before it,
+A block that cannot run here is marked in its page by a comment on the line before it,
 ``<!-- readme-test: skip (REASON) -->``; its commands are still checked: their options must be
 options of the command (``--help``), and pip's extras must exist in pyproject.toml. A command this
 file does not know fails in a block that runs, with a message that says what to do.
+
+The site itself is built with ``mkdocs build --strict`` (skipped where mkdocs is not installed: the
+``docs`` extra), so a link to a missing page or anchor fails.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -31,6 +36,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 BIN = Path(sys.executable).parent
 VENV_BIN = ".venv/bin/"
 
@@ -62,13 +68,14 @@ class Block:
     text: str
     skip: str | None = None  # the reason, for a block that cannot run here
     problems: list[str] = field(default_factory=list)
+    page: str = "README.md"  # relative to the checkout
 
     def __str__(self) -> str:
-        return f"README.md:{self.line} ({self.language}{', skipped: ' + self.skip if self.skip else ''})"
+        return f"{self.page}:{self.line} ({self.language}{', skipped: ' + self.skip if self.skip else ''})"
 
 
-def read_blocks(text: str) -> list[Block]:
-    """The README's shell and Python blocks, with the skip marker (if any) on the line before each."""
+def read_blocks(text: str, page: str = "README.md") -> list[Block]:
+    """A page's shell and Python blocks, with the skip marker (if any) on the line before each."""
     blocks, lines, i = [], text.splitlines(), 0
     while i < len(lines):
         fence = re.match(r"^(\s*)```(\w*)\s*$", lines[i])
@@ -79,7 +86,7 @@ def read_blocks(text: str) -> list[Block]:
         language = LANGUAGES.get(fence.group(2))
         if language:
             before = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
-            block = Block(i + 1, language, "\n".join(lines[i + 1:end]))
+            block = Block(i + 1, language, "\n".join(lines[i + 1:end]), page=page)
             skip = SKIP.search(before)
             if skip:
                 block.skip = skip.group("reason").strip()
@@ -91,7 +98,14 @@ def read_blocks(text: str) -> list[Block]:
     return blocks
 
 
-BLOCKS = read_blocks(README.read_text())
+def site_pages() -> list[Path]:
+    """The site's pages in the order of mkdocs.yml's ``nav`` (entries ``- Title: page.md``)."""
+    nav = re.split(r"\n(?=\S)", (ROOT / "mkdocs.yml").read_text().split("\nnav:", 1)[1], maxsplit=1)[0]
+    return [DOCS / name for name in re.findall(r"^\s+- [^:\n]+:\s*(\S+\.md)\s*$", nav, re.M)]
+
+
+PAGES = [README, *site_pages()]
+BLOCKS = [block for page in PAGES for block in read_blocks(page.read_text(), page.relative_to(ROOT).as_posix())]
 
 
 # ---- shell lines: words, synopsis notation, the program --------------------------------------------
@@ -298,14 +312,14 @@ def workspace(tmp_path_factory) -> Path:
     return where
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"line{b.line}" for b in BLOCKS])
+@pytest.mark.parametrize("block", BLOCKS, ids=[f"{b.page}:{b.line}" for b in BLOCKS])
 def test_readme_block(block: Block, workspace: Path):
     assert not block.problems, f"{block}: {block.problems[0]}"
     if block.language == "python":
         assert not block.skip or block.text.strip(), block
         compile(block.text, str(block), "exec")  # its syntax, even where it cannot run
         if not block.skip:
-            script = workspace / f"readme_{block.line}.py"
+            script = workspace / f"{Path(block.page).stem}_{block.line}.py"
             script.write_text(block.text)
             execute([sys.executable, script.name], workspace, {}, f"the Python block at {block}")
         return
@@ -322,21 +336,58 @@ def test_every_block_is_found_and_has_commands():
     assert len(BLOCKS) >= 8 and {b.language for b in BLOCKS} == {"sh", "python"}
     for block in BLOCKS:
         assert block.text.strip(), f"{block} is empty"
+    assert {b.page for b in BLOCKS} >= {"README.md", "docs/commands.md", "docs/training.md"}
+
+
+def test_every_page_of_docs_is_in_the_site_and_its_blocks_are_run():
+    """A page left out of mkdocs.yml's nav would be neither in the site's navigation nor run here."""
+    pages = site_pages()
+    assert sorted(pages) == sorted(DOCS.glob("*.md")) and len(set(pages)) == len(pages)
+    assert read_blocks("```sh\nfracbuild info x\n```\n", "docs/x.md")[0].page == "docs/x.md"
+
+
+def mkdocs_build(config: Path, site: Path) -> subprocess.CompletedProcess:
+    env = {**environment({}), "NO_MKDOCS_2_WARNING": "1"}  # material's notice of its successor, not a problem
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(site)],
+                          cwd=config.parent, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+
+
+needs_mkdocs = pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None
+                                  or importlib.util.find_spec("material") is None,
+                                  reason="mkdocs and its material theme are the docs extra: pip install '.[docs]'")
+
+
+@needs_mkdocs
+def test_the_site_builds_with_no_warning(tmp_path):
+    result = mkdocs_build(ROOT / "mkdocs.yml", tmp_path / "site")
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    assert result.returncode == 0 and not warnings, result.stderr[-3000:]
+    assert (tmp_path / "site" / "training" / "index.html").exists()
+
+
+@needs_mkdocs
+def test_a_broken_link_or_anchor_fails_the_build(tmp_path):
+    shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    shutil.copytree(DOCS, tmp_path / "docs")
+    with open(tmp_path / "docs" / "sharing.md", "a") as page:
+        page.write("\nSee [the missing page](missing.md) and [a missing section](training.md#no-such-section).\n")
+    result = mkdocs_build(tmp_path / "mkdocs.yml", tmp_path / "site")
+    assert result.returncode != 0
+    assert "missing.md" in result.stderr and "no-such-section" in result.stderr, result.stderr[-3000:]
 
 
 def test_the_default_recipe_is_what_its_search_command_finds(workspace):
-    """README: manifests/1p-frac.json is what ``fracbuild search --sigma 3.5 --seed 0`` finds today."""
+    """docs/recipes.md: manifests/1p-frac.json is what ``fracbuild search --sigma 3.5 --seed 0`` finds today."""
     from fracbuild.recipe import load_recipe
 
     found = workspace / "1p-frac.json"
     if not found.exists():
-        pytest.skip("the README block that writes 1p-frac.json has not run (run the whole file)")
+        pytest.skip("the docs/recipes.md block that writes 1p-frac.json has not run (run the whole file)")
     assert load_recipe(found) == load_recipe(ROOT / "manifests" / "1p-frac.json")
 
 
 def test_a_wheel_built_from_the_checkout_holds_both_packages_and_the_command(tmp_path):
-    """README: ``pip wheel . --no-deps -w dist`` makes the wheel a user installs elsewhere."""
-    import importlib.util
+    """docs/commands.md: ``pip wheel . --no-deps -w dist`` makes the wheel a user installs elsewhere."""
     import zipfile
 
     for name in ("pyproject.toml", "README.md"):
@@ -392,7 +443,7 @@ def test_an_unknown_command_and_an_unknown_option_fail_clearly(workspace):
 
 def test_the_reference_the_project_cites_is_its_own():
     """Code and docs cite docs/reference.md, never a file outside the project; the project paths that the
-    reference and the README name exist."""
+    reference and the README name exist (links between the site's pages are checked by its strict build)."""
     cited = [p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*") if p.suffix in (".py", ".md", ".toml")
              and not {".venv", ".git", "node_modules"} & set(p.relative_to(ROOT).parts)
              and "REFERENCE.md" in p.read_text(errors="replace") and p.name != "test_readme.py"]

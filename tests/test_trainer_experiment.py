@@ -296,7 +296,7 @@ def test_the_report_words_each_comparison_from_its_planted_numbers():
 
 QUOTED = re.compile(r"([+−]?\d+\.\d) points \(95 % interval ([+−]?\d+\.\d) to ([+−]?\d+\.\d)")
 GENERATED = ("experiments/REPORT.md", "experiments/diagnosis-runs.md")
-WRITTEN = ("README.md", "experiments/REPORT-cpu-diagnosis.md")
+WRITTEN = ("docs/training.md", "experiments/REPORT-cpu-diagnosis.md")
 
 
 def _verdicts(text: str) -> dict[tuple[str, str, str], set[str]]:
@@ -329,7 +329,7 @@ def check_quotes(written: str, generated: str) -> list[str]:
     return wrong
 
 
-def test_the_readme_and_the_diagnosis_quote_only_intervals_a_report_computed_with_its_verdict():
+def test_the_docs_and_the_diagnosis_quote_only_intervals_a_report_computed_with_its_verdict():
     generated = "\n".join((ROOT / p).read_text() for p in GENERATED)
     for path in WRITTEN:
         text = (ROOT / path).read_text()

@@ -141,13 +141,13 @@ def test_the_paper_direction_comes_from_the_papers_own_numbers():
     assert found[("Δ = 0.01", "IN100")].paper is None  # the paper gives no IN100 figure for Δ = 0.01
 
 
-def test_the_readme_table_names_every_plan_and_its_rows(monkeypatch):
-    """README: 'paper row -> command'. Every table's command names a plan, and its rows column lists exactly the
-    rows that plan runs (by --rows name), so the table cannot drift from the plans."""
+def test_the_training_page_table_names_every_plan_and_its_rows(monkeypatch):
+    """docs/training.md: 'paper row -> command'. Every table's command names a plan, and its rows column lists
+    exactly the rows that plan runs (by --rows name), so the table cannot drift from the plans."""
     import re
 
     monkeypatch.chdir(ROOT)
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "training.md").read_text()
     lines = [line for line in text.splitlines() if re.match(r"^\| (Table \d+|Figure 3)", line)]
     seen = set()
     for line in lines:

@@ -32,7 +32,7 @@ EXTRA = {
     "device": (str, "Device, e.g. cpu, cuda, cuda:1 (default: this rank's GPU if any, else cpu)."),
     "progress": (bool, "Show a progress bar (default: on a terminal)."),
     "init": (str, "A pre-training checkpoint, or 'scratch' for random weights."),
-    "dataset": (str, f"One of {SPECS}; options after '?' (README: the --dataset table)."),
+    "dataset": (str, f"One of {SPECS}; options after '?' (docs/training.md: the --dataset table)."),
     "blocks": (int, "Frozen transformer blocks K; the classifier reads block K's output."),
     "report": (str, "Where REPORT.md and the chart go."),
 }
@@ -210,7 +210,7 @@ _downstream("probe", probe_run, "Linear probe on the frozen patch embedding and 
 
 @main.command()
 @click.option("--table", "table", help="A paper table's plan instead (2-9, 11-14, fig3): its rows and sets at --size "
-              "(README: paper row -> command).")
+              "(docs/training.md: paper row -> command).")
 @click.option("--rows", help="With --table: only these rows (their run-name parts, comma-separated) and scratch.")
 @click.option("--dry-run", is_flag=True, help="With --table: print the commands and the estimated hours; run nothing.")
 @click.option("--size", "size", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "gpu", "paper"]),

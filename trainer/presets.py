@@ -1,7 +1,7 @@
 """Presets: every setting of a run, by name; any one of them can be overridden.
 
 ``paper`` follows the reference recipes (docs/reference.md); ``cpu`` is a small ViT at 32 px sized for 2
-cores (it learned the OR-ed drawing in about 20 minutes; the README says where it stands on the
+cores (it learned the OR-ed drawing in about 20 minutes; docs/training.md says where it stands on the
 reference's); ``smoke`` is tiny, for tests and checks. ``auto`` is
 ``paper`` where there is a GPU and ``cpu`` otherwise.
 """

@@ -159,7 +159,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("classes", int, "Class count; must match the data's.", POSITIVE, pretrain=None),
     _s("shots", int, "Keep the first N training images of each class.", POSITIVE, finetune=None, probe=None),
     _s("eval_every", int, "Epochs between evaluations.", POSITIVE, finetune=1, probe=1),
-    # The reference's effective recipe where it differs from its stated one (README: recipe table).
+    # The reference's effective recipe where it differs from its stated one (docs/training.md: the recipe table).
     _s("embed_decay", bool, "Weight decay on pos_embed and cls_token too (the reference's: its optimizer saw the "
        "DDP wrapper, which hides the model's no-weight-decay list).", pretrain=False, finetune=False,
        probe=Hidden(False)),

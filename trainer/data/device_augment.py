@@ -13,7 +13,7 @@ and every op runs once per batch. RandAugment's colour ops are 8-bit lookup tabl
 its op, its argument and its image's histogram) applied in one gather; Color, Sharpness and the geometric ops
 are one blend, one blend and one warp per layer, the identity for the samples that drew another op.
 
-How this differs from timm's PIL recipe is listed in the README (Training, "Inputs").
+How this differs from timm's PIL recipe is listed in docs/training.md ("The memory input's augmentation").
 """
 
 from __future__ import annotations

@@ -275,8 +275,8 @@ def _distance(c: dict[str, Any], gpu: bool, seeds: int) -> list[str]:
                   "Settings), not the paper's 1000-epoch SGD recipe."]
     else:
         lines += ["- The `cpu` preset leaves out random crops, RandAugment, random erasing and Mixup/CutMix, which "
-                  "kept the loss at chance here (crops for 19,200 samples, the others for 8,000; see the README and "
-                  "REPORT-cpu-diagnosis.md), and the images are rendered at the 32 px the model sees where the "
+                  "kept the loss at chance here (crops for 19,200 samples, the others for 8,000; see docs/training.md "
+                  "and REPORT-cpu-diagnosis.md), and the images are rendered at the 32 px the model sees where the "
                   "paper renders 512 px for 224; the paper's Table 9 finds crops and mixing matter most for "
                   "transfer.",
                   "- The downstream sets are digits at 32 px with a few hundred images and short budgets; a ViT from "

@@ -85,7 +85,8 @@ MILLION_IMAGE_EPOCHS = 300
 # benchmark-train-amp-nchw-pt112-cu113-rtx3090.csv: vit_tiny_patch16_224 2293.54, vit_base_patch16_224 390.86).
 # Data loading, evaluation and start-up are left out; a newer GPU is faster.
 RATES = {"vit_tiny_patch16_224": 2293.54, "vit_base_patch16_224": 390.86}
-# The cpu size (its 6-block model at 32 px): ~60 samples/s, the README's measured `cpu` pre-training (48.7-91.7).
+# The cpu size (its 6-block model at 32 px): ~60 samples/s, the measured `cpu` pre-training of docs/performance.md
+# (48.7-91.7).
 CPU_RATE = 60.0
 
 # ---- downstream sets by the paper's column names ----------------------------------------------------------------
