@@ -425,6 +425,20 @@ def test_passes_that_continue_resume_at_a_position_with_the_batches_that_came_ne
         assert waited
 
 
+@pytest.mark.parametrize("n,batch_size", [(12, 16), (5, 16), (9, 10)])
+def test_passes_smaller_than_a_batch_that_continue_still_make_every_batch(n, batch_size):
+    """Samples of the next pass that a batch already holds wait for the next batch; when the pass is smaller
+    than a batch, more wait than the batch has room for. Each batch is full, and every sample is taken once per
+    pass (the stream's end cuts the last)."""
+    passes = 6
+    batches = cut(delivered(same_samples_every_pass(n, workers=3, small=3, passes=passes)), batch_size=batch_size,
+                  workers=3, small=3, pass_end="continue")
+    assert len(batches) == n * passes // batch_size
+    assert all(len(b) == batch_size for b in batches)
+    seen = [key for b in batches for key in b]
+    assert all(abs(seen.count(str(k)) - len(seen) / n) <= 1 for k in range(n))
+
+
 @MANY_WORKERS
 @pytest.mark.parametrize("workers", [0, 3])
 def test_a_loader_made_at_a_position_continues_with_the_next_batches(thousand, workers):

@@ -78,9 +78,17 @@ class Rebatch:
                     if self.full and not self.carry:
                         runs, filled = [], 0
                     # A pass that ended before the batch its samples waited for (smaller than a batch): they
-                    # join the batch, twice over if they must.
-                    runs += [(d, i, i + 1) for d, i in self.deferred]
-                    filled += len(self.deferred)
+                    # join the batch, twice over if they must, as many as it has room for; the rest wait on.
+                    room = self.batch_size - filled
+                    runs += [(d, i, i + 1) for d, i in self.deferred[:room]]
+                    filled += len(self.deferred[:room])
+                    self.deferred = self.deferred[room:]
+                    if filled == self.batch_size:
+                        waiting, self.deferred = self.deferred, []
+                        batch = self._cut(runs, problems, waiting)
+                        runs = [(d, i, i + 1) for d, i in waiting]
+                        filled, problems = len(runs), []
+                        yield batch
                     earlier = {key for r, start, stop in runs for key in r["key"][start:stop]} if self.carry else set()
                     self.epoch, self.full, self.next = min(h[0] for h in heads), 0, [0] * self.workers
                     self.deferred = []
