@@ -5,7 +5,10 @@ within float noise: a different CPU model gives the same build's losses to about
 first before its input and loop were restructured; again when the stream input's normalisation and random
 erasing moved onto the device and fine-tuning got the memory input (the pre-training memory run kept its
 values); the stream input's run again when its augmentation came to draw by sample and step (seeded, for an
-exact resume), which changes its draws and nothing else. To record them again (only for a change that is meant
+exact resume), which changes its draws and nothing else; all of them again when Mixup/CutMix came to draw on
+the device with torch's generator (no longer numpy's), the memory input's crop to resize as PIL does, and the
+``smoke`` preset to run passes on into each other (``pass_end`` ``continue``: fine-tuning's epochs then hold
+one more step). To record them again (only for a change that is meant
 to alter what a run learns):
 
     .venv/bin/python tests/trainer_pins.py > tests/data/trainer-pins.json
