@@ -335,7 +335,7 @@ def assert_one_line_error(result, message):
     (lambda r: r["categories"]["vertices"].__setitem__(0, 2.5), "categories.vertices[0] must be an integer"),
     (lambda r: r["categories"]["oval_x"].__setitem__(1, 0), "categories.oval_x[1] must be > 0"),
     (lambda r: r["perturb"].update(classes=9), "perturb.classes must be <= the recipe's 3 categories"),
-    (lambda r: r["perturb"].update(delta=-1), "perturb.delta must be >= 0, got -1"),
+    (lambda r: r["perturb"].update(delta=-1), "perturb.delta must be >= 0 and <= 1e+06, got -1"),
     (lambda r: r["perturb"].update(mode="sideways"), "perturb.mode must be one of multiplicative"),
     (lambda r: r["ranges"].update(oval=[0, 2]), "ranges.oval[0] must be > 0, got 0"),
     (lambda r: r["render"].update(points=5), "recipe 'render' has unknown key(s) for source 'rcdb': points"),
