@@ -336,6 +336,7 @@ def test_user_errors_are_one_line(tiny, tmp_path, setup, args, message):  # noqa
     (tmp_path / "file").write_text("")
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "metrics.jsonl").write_text("")
+    (tmp_path / "done" / "results.json").write_text("{}")  # a finished run (metrics alone a plain re-run takes)
     args = [str(a).format(tmp=tmp_path) for a in args]
     if "--out" not in args:
         args += ["--out", str(tmp_path / "run")]
