@@ -59,14 +59,5 @@ def write_bytes(path: Path, data: bytes) -> Path:
 
 def write_text(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` as a whole: a reader, or a crash, sees the old file or the new one."""
-    tmp = temporary(path)
-    try:
-        # UTF-8 whatever the locale; a path in another encoding (undecodable bytes) is written escaped, not refused.
-        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
-            f.write(text)
-            replace_synced(f, tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise named(e, path) from None
-    return path
+    # UTF-8 whatever the locale; a path in another encoding (undecodable bytes) is written escaped, not refused.
+    return write_bytes(path, text.encode("utf-8", errors="backslashreplace"))
