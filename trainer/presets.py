@@ -39,8 +39,9 @@ FAST = dict(compile=None, fused=True, tf32=True)
 
 PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # docs/reference.md: global batch 256, 80,000 epochs over the 1000 images, 5 warm-up epochs, AMP; and, as the
-    # reference trains, decay of pos_embed/cls_token and one mixing draw per GPU's 32 samples.
-    "paper": dict(epochs=80_000, warmup_epochs=5, embed_decay=True, mix_chunk=32, **FAST),
+    # reference trains, decay of pos_embed/cls_token, one mixing draw per GPU's 32 samples and colour jitter 0.4
+    # (which, as in timm, applies only when RandAugment is off).
+    "paper": dict(epochs=80_000, warmup_epochs=5, embed_decay=True, mix_chunk=32, color_jitter=0.4, **FAST),
     # A few thousand steps need a larger lr than the recipe's 1e-3 per 512 (made for 240k steps).
     "cpu": dict(**CPU_MODEL, **LIGHT_AUG, **CONTINUE, batch_size=64, samples=60_000, lr=1e-3, warmup_lr_base=1e-5,
                 min_lr_base=1e-4, log_every=20, save_every=200),

@@ -134,6 +134,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s("vflip", float, "Vertical flip probability.", UNIT, pretrain=0.5, finetune=0.0, probe=Hidden(0.0)),
     _s("auto_augment", str, "timm RandAugment spec ('none': off).", pretrain=_AUG["auto_augment"],
        finetune=_AUG["auto_augment"], probe=Hidden(None)),
+    _s("color_jitter", float, "Colour jitter J: brightness, contrast and saturation factors each from "
+       "U[max(0, 1 - J), 1 + J], applied in a random order (torchvision's ColorJitter); as timm applies it, only "
+       "when RandAugment is off (0: off).", NON_NEGATIVE, pretrain=None, finetune=None, probe=Hidden(None)),
     _s("re_prob", float, "Random erasing probability.", UNIT, pretrain=0.5, finetune=0.25, probe=Hidden(0.0)),
     _s("mixup", float, "Mixup alpha (0: off).", NON_NEGATIVE, pretrain=0.8, finetune=0.8, probe=Hidden(0.0)),
     _s("cutmix", float, "CutMix alpha (0: off).", NON_NEGATIVE, pretrain=1.0, finetune=1.0, probe=Hidden(0.0)),

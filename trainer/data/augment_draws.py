@@ -1,6 +1,6 @@
 """The random parameters of the device augmentation, drawn by timm's rules for a whole batch at once on the
-device with a ``torch.Generator``: RandomResizedCrop boxes, flips, RandAugment ops, magnitudes and signs, and
-random erasing boxes. ``device_augment.DeviceAugment`` applies them."""
+device with a ``torch.Generator``: RandomResizedCrop boxes, flips, RandAugment ops, magnitudes and signs,
+random erasing boxes, and colour jitter factors and order. ``device_augment.DeviceAugment`` applies them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import math
 from typing import TYPE_CHECKING
 
 import torch
+
+from .color_jitter import draw_jitter
 
 if TYPE_CHECKING:
     from .device_augment import Augmentation
@@ -53,7 +55,8 @@ def draw_crops(n: int, height: int, width: int, scale, ratio, g: torch.Generator
 
 def draw_params(augmentation: Augmentation, n: int, height: int, width: int, g: torch.Generator,
                 device: torch.device) -> dict[str, torch.Tensor]:
-    """Every random parameter of ``n`` samples: crop, flips, RandAugment ops/magnitudes/signs, erasing box."""
+    """Every random parameter of ``n`` samples: crop, flips, RandAugment ops/magnitudes/signs, erasing box, colour
+    jitter factors and order."""
     a = augmentation
     p: dict[str, torch.Tensor] = {"crop": draw_crops(n, height, width, a.scale, a.ratio, g, device)}
     flips = torch.rand((n, 2), generator=g, device=device)
@@ -87,4 +90,6 @@ def draw_params(augmentation: Augmentation, n: int, height: int, width: int, g: 
         left = torch.floor(corner[:, 1] * (s - w + 1)).clamp(max=s - w)
         p["erase"] = erase & ok
         p["erase_box"] = torch.stack([top, left, h, w], 1)
+    if a.color_jitter:
+        p.update(draw_jitter(n, a.color_jitter, g, device))
     return p

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from ..errors import TrainerError
 from .augment_draws import draw_crops, draw_params  # noqa: F401 (where callers look for them)
+from .color_jitter import apply_jitter, strength
 from .resample import (
     columns_first,
     columns_first_when_taller,
@@ -127,6 +128,7 @@ class Augmentation:
     re_prob: float = 0.5
     mean: tuple[float, ...] = MEAN
     std: tuple[float, ...] = STD
+    color_jitter: float | None = None  # as applied: None when RandAugment is on (color_jitter.strength)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Augmentation:
@@ -134,7 +136,7 @@ class Augmentation:
         norm = mean_std(config)
         return cls(config["img_size"], tuple(config["scale"]), tuple(config["ratio"]), config["hflip"],
                    config["vflip"], RandAugmentSpec.parse(spec) if spec else None, config["re_prob"],
-                   norm["mean"], norm["std"])
+                   norm["mean"], norm["std"], strength(config.get("color_jitter"), spec))
 
     @property
     def fill(self) -> tuple[int, ...]:
@@ -260,6 +262,8 @@ class DeviceAugment(torch.nn.Module):
             if not self.uniform_fill:  # a fill per channel (ImageNet's mean): a gray image becomes timm's RGB image
                 x = x.expand(-1, 3, -1, -1)
             x = self.rand_augment(x, p)
+        elif a.color_jitter:
+            x = apply_jitter(x, p["jitter"], p["jitter_order"], self._gray)
         # timm's ToTensor and Normalize; a gray image with the same mean and std for every channel is normalised
         # once, then seen as 3 channels
         if self.uniform_norm:

@@ -26,6 +26,8 @@ from timm.data.random_erasing import RandomErasing
 from timm.data.transforms import MaybeToTensor, str_to_pil_interp
 from torchvision import transforms as T
 
+from .color_jitter import strength
+
 MEAN = STD = (0.5, 0.5, 0.5)
 # --normalize: the recipe's 0.5 (pre-training's), or ImageNet's (the reference's fine-tuning; timm then
 # fills RandAugment's geometric ops with the ImageNet mean, (124, 116, 104)).
@@ -108,15 +110,16 @@ def create_train_transform(
     std: Sequence[float] = STD,
     use_prefetcher: bool = False,
 ) -> ImageTransform:
-    """timm's training transform (RandomResizedCrop, flips, RandAugment, random erasing) on PIL images;
-    ``use_prefetcher``: up to uint8 tensors, without normalisation and random erasing (``BatchTail``'s).
+    """timm's training transform (RandomResizedCrop, flips, RandAugment or colour jitter, random erasing) on PIL
+    images; ``use_prefetcher``: up to uint8 tensors, without normalisation and random erasing (``BatchTail``'s).
 
-    ``color_jitter`` defaults to off: timm turns it off whenever RandAugment is on (the recipe), and
-    brightness/contrast jitter of binary-ish images is not wanted where RandAugment is off.
+    ``color_jitter`` (None or 0: off) applies only when RandAugment is off, as timm 0.4.12 decides
+    (``color_jitter.strength``); timm's own default, 0.4, is not taken.
     """
     kwargs = dict(input_size=img_size, is_training=True, scale=tuple(scale), ratio=tuple(ratio), hflip=hflip,
                   vflip=vflip, auto_augment=auto_augment or None, interpolation=interpolation, mean=tuple(mean),
-                  std=tuple(std), re_prob=re_prob, re_mode=re_mode, re_count=1, color_jitter=color_jitter,
+                  std=tuple(std), re_prob=re_prob, re_mode=re_mode, re_count=1,
+                  color_jitter=strength(color_jitter, auto_augment),
                   use_prefetcher=use_prefetcher)
     rgb = create_transform(**kwargs)
     patch_posterize(rgb)
@@ -136,10 +139,11 @@ def create_train_transform(
 
 
 def train_transform(config: Mapping[str, Any], *, use_prefetcher: bool = False) -> ImageTransform:
-    """``create_train_transform`` with a run's settings (img_size, scale, ratio, flips, auto_augment, re_prob,
-    normalize)."""
+    """``create_train_transform`` with a run's settings (img_size, scale, ratio, flips, auto_augment, color_jitter,
+    re_prob, normalize)."""
     keys = ("img_size", "scale", "ratio", "hflip", "vflip", "auto_augment", "re_prob")
-    return create_train_transform(**{k: config[k] for k in keys}, **mean_std(config), use_prefetcher=use_prefetcher)
+    return create_train_transform(**{k: config[k] for k in keys}, color_jitter=config.get("color_jitter"),
+                                  **mean_std(config), use_prefetcher=use_prefetcher)
 
 
 def eval_transform(config: Mapping[str, Any], *, use_prefetcher: bool = False) -> ImageTransform:
