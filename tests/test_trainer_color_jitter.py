@@ -17,7 +17,7 @@ from trainer.cli import main
 from trainer.data import color_jitter as CJ
 from trainer.data import device_augment as A
 from trainer.data.transforms import create_train_transform, train_transform
-from trainer.presets import resolve
+from trainer.presets import GPU_EXPERIMENT, resolve
 
 ALPHA = 1e-3
 SIZE = 24
@@ -128,10 +128,14 @@ def test_the_one_channel_stream_path_equals_the_rgb_path_with_jitter():
         assert torch.equal(a, transform(gray)), seed
 
 
-def test_the_paper_preset_has_the_references_jitter_and_the_small_ones_none():
+def test_the_paper_presets_have_the_references_jitter_and_the_small_ones_none():
     assert resolve("pretrain", "paper")["color_jitter"] == 0.4
     assert resolve("pretrain", "cpu")["color_jitter"] is None  # its RandAugment is off: jitter would apply
-    assert resolve("finetune", "paper")["color_jitter"] is None
+    # The reference's fine-tuning passes 0.4 too (off beside its RandAugment); the gpu experiment's own
+    # fine-tuning turns RandAugment off and must not start jittering.
+    assert resolve("finetune", "paper")["color_jitter"] == 0.4
+    gpu = resolve("finetune", "paper", **GPU_EXPERIMENT["finetune"])
+    assert gpu["auto_augment"] is None and not gpu["color_jitter"]
 
 
 def test_the_flag_is_taken_and_a_bad_value_is_one_line(tmp_path):

@@ -53,8 +53,10 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
 FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
     # docs/reference.md: SGD, lr 0.01 x batch / 512, wd 1e-4, 10 warm-up epochs, cosine, "up to 1000 epochs";
     # as the reference's finetuning.sh runs: 96 per GPU x 8 (lr 0.015), ImageNet mean/std, evaluation at
-    # timm's crop 0.875, decay of pos_embed/cls_token, one mixing draw per GPU's 96 samples.
-    "paper": dict(batch_size=768, normalize="imagenet", crop_pct=0.875, embed_decay=True, mix_chunk=96, **FAST),
+    # timm's crop 0.875, decay of pos_embed/cls_token, one mixing draw per GPU's 96 samples; colour jitter 0.4
+    # (configs/data/colorimagefolder.yaml), which runs only where RandAugment is turned off.
+    "paper": dict(batch_size=768, normalize="imagenet", crop_pct=0.875, embed_decay=True, mix_chunk=96,
+                  color_jitter=0.4, **FAST),
     # Small data at 32 px on 2 cores. Measured on digits from scratch, 280 steps of 32: 12.7% top-1
     # (near chance) with RandAugment + Mixup/CutMix, 66.3% without; SGD at the recipe's lr barely moves.
     # So: AdamW, crops 0.6-1, no flips (digits are not mirror-symmetric), no RandAugment, no mixing,
@@ -82,7 +84,7 @@ GPU_EXPERIMENT: dict[str, Any] = dict(
     # The paper's 1000 images held on the device and augmented there (the memory input).
     pretrain=dict(samples=192_000, input="memory"),
     finetune=dict(**CONTINUE, batch_size=64, opt="adamw", lr=1e-3, weight_decay=0.05, warmup_epochs=2, scale=(0.6, 1.0),
-                  hflip=0.0, auto_augment="none", re_prob=0.0, mixup=0.0, cutmix=0.0),
+                  hflip=0.0, auto_augment="none", color_jitter=0.0, re_prob=0.0, mixup=0.0, cutmix=0.0),
     probe=dict(**CONTINUE, batch_size=32, lr_base=1.0),
 )
 
