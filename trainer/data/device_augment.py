@@ -37,6 +37,7 @@ from .resample import (
     pil_resize_square,
     pil_weight_pair,
     pil_weights,
+    pil_window_table,
 )
 from .transforms import mean_std
 
@@ -271,6 +272,7 @@ class DeviceAugment(torch.nn.Module):
         self.uniform_fill = len(set(a.fill)) == 1
         self.uniform_norm = len(set(a.mean)) == len(set(a.std)) == 1
         self.when_taller = columns_first_when_taller()  # probed here: Pillow cannot run inside a compiled graph
+        self.window_tables: dict[int, torch.Tensor] = {}  # per held size: the resize's weights (pil_window_table)
         self.register_buffer("fill", torch.tensor(a.fill, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         if ra is not None:
             self.register_buffer("ops_gray", _op_table(ra.ops, gray=True), persistent=False)
@@ -318,10 +320,19 @@ class DeviceAugment(torch.nn.Module):
             box = torch.stack([top, ch, p["vflip"].to(top.dtype), left, cw, p["hflip"].to(top.dtype)])
             second, first = torch.where(order, box.roll(3, 0), box).view(2, 3, -1).unbind(0)
             start, length, flip = torch.cat([second, first], 1).unbind(0)
-            high, low = (w.chunk(2) for w in pil_weight_pair(start, length, flip > 0, h, s))
+            high, low = (w.chunk(2) for w in pil_weight_pair(self._window_table(h), start, length, flip, h))
             return pil_resize_square(images, (high[0], low[0]), (high[1], low[1]), order)
         wy, wx = pil_weights(top, ch, p["vflip"], h, s), pil_weights(left, cw, p["hflip"], w, s)
         return pil_resize(images, wy, wx, order)
+
+    def _window_table(self, size: int) -> torch.Tensor:
+        """``pil_window_table`` of images held at ``size`` px, made on the first batch and kept (made in the graph
+        when compiling, where it is fused)."""
+        if torch.compiler.is_compiling():
+            return pil_window_table(size, self.augmentation.img_size, self.values.device)
+        if size not in self.window_tables:
+            self.window_tables[size] = pil_window_table(size, self.augmentation.img_size, self.values.device)
+        return self.window_tables[size]
 
     def rand_augment(self, x: torch.Tensor, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """RandAugment on 0-255 values, rounded to them after every op as PIL's 8-bit images are."""
