@@ -304,10 +304,12 @@ class DeviceAugment(torch.nn.Module):
         else:
             x = (x / 255).sub(self.mean).div_(self.std)
         if "erase" in p:
-            top, left, h, w = (v.view(-1, 1, 1, 1) for v in p["erase_box"].unbind(1))
-            rows, cols = self.grid.view(1, 1, s, 1), self.grid.view(1, 1, 1, s)
-            inside = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
-            inside = inside & p["erase"].view(-1, 1, 1, 1)
+            # the rows and the columns inside each box [B, 2, S]: between (top, left) and (top + h, left + w)
+            box = p["erase_box"].unsqueeze(-1)
+            first = box[:, :2]
+            within = (self.grid >= first) & (self.grid < first + box[:, 2:]) & p["erase"].view(-1, 1, 1)
+            rows, cols = within.unbind(1)
+            inside = rows.view(-1, 1, s, 1) & cols.view(-1, 1, 1, s)
             x = torch.where(inside, torch.randn_like(x), x)  # timm's pixel mode: per-pixel, per-channel N(0, 1)
         return x
 
@@ -317,10 +319,9 @@ class DeviceAugment(torch.nn.Module):
         top, left, ch, cw = p["crop"].unbind(1)
         order = columns_first(ch, cw, s, s, when_taller=self.when_taller)
         if h == w:  # both axes' weights in one go, in the order the passes run (see pil_resize_square)
-            box = torch.stack([top, ch, p["vflip"].to(top.dtype), left, cw, p["hflip"].to(top.dtype)])
-            second, first = torch.where(order, box.roll(3, 0), box).view(2, 3, -1).unbind(0)
-            start, length, flip = torch.cat([second, first], 1).unbind(0)
-            high, low = (w.chunk(2) for w in pil_weight_pair(self._window_table(h), start, length, flip, h))
+            box = torch.stack([top, ch, p["vflip"], left, cw, p["hflip"]]).view(2, 3, -1)  # per axis, the flips 0/1
+            start, length, flip = torch.where(order, box.flip(0), box).unbind(1)  # each [pass, B]
+            high, low = (w.unbind(0) for w in pil_weight_pair(self._window_table(h), start, length, flip, h))
             return pil_resize_square(images, (high[0], low[0]), (high[1], low[1]), order)
         wy, wx = pil_weights(top, ch, p["vflip"], h, s), pil_weights(left, cw, p["hflip"], w, s)
         return pil_resize(images, wy, wx, order)
@@ -388,11 +389,14 @@ class DeviceAugment(torch.nn.Module):
         mean = mean.add_(0.5).floor_()
         # Contrast: mean + a (x - mean); AutoContrast: (x - lo) 255 / (hi - lo), floored, where hi > lo.
         contrasted = (contrast + mean * t[_MEAN_WEIGHT]).add_(0.5).floor_()
-        stretch = (hi - lo).clamp_(min=1).reciprocal() * 255
+        stretch = (hi - lo).reciprocal() * 255  # (not finite where hi == lo, which keeps the image)
         stretched = (i * stretch).sub_(lo * stretch).floor_()
-        # Equalize: PIL's ImageOps.equalize, where the image has more than one level
-        step = ((h * w - hist.gather(3, hi)) / 255).floor_()
-        equalized = ((step / 2).floor_() + (hist.cumsum(3) - hist)).div_(step.clamp(min=1)).floor_()
+        # Equalize: PIL's ImageOps.equalize, where the image has more than one level. Whole numbers below 2^24:
+        # the floored divisions are exact.
+        step = torch.div(h * w - hist.gather(3, hi), 255, rounding_mode="floor")
+        below = hist.cumsum(3) - hist  # pixels below each level
+        equalized = below.add_(torch.div(step, 2, rounding_mode="floor"))
+        equalized = torch.div(equalized, step.clamp(min=1), rounding_mode="floor")
         lut = torch.where(flags[_IS_EQUALIZE] & (step > 0), equalized, static)
         lut = torch.where(flags[_IS_CONTRAST], contrasted, lut)
         lut = torch.where(flags[_IS_AUTOCONTRAST] & (hi > lo), stretched, lut)
@@ -407,7 +411,8 @@ class DeviceAugment(torch.nn.Module):
         """Color and Sharpness: a blend with the grey image, or with the image smoothed by PIL's
         ``ImageFilter.SMOOTH`` (its border kept); the identity (factor 1) for the other samples."""
         b, c, h, w = x.shape
-        smooth = F.conv2d(x.reshape(b * c, 1, h, w), self.smooth, padding=1).round_().view(b, c, h, w)
+        weight = self.smooth if c == 1 else self.smooth.expand(c, -1, -1, -1)  # each channel on its own
+        smooth = F.conv2d(x, weight, padding=1, groups=c).round_()
         border = self.border if self.border.shape == (h, w) else _border(h, w, x.device)
         degenerate = torch.where(border, x, smooth)
         if COLOR in self.has and c == 3:

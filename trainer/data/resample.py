@@ -65,7 +65,7 @@ def _window(start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor | None
 
 
 def _placed(columns: torch.Tensor, k: torch.Tensor, in_size: int) -> torch.Tensor:
-    return torch.zeros(*k.shape[:2], in_size, device=k.device, dtype=k.dtype).scatter_add_(2, columns, k)
+    return torch.zeros(*k.shape[:-1], in_size, device=k.device, dtype=k.dtype).scatter_add_(-1, columns, k)
 
 
 def pil_weights(start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor | None, in_size: int, out_size: int,
@@ -90,10 +90,11 @@ def pil_window_table(in_size: int, out_size: int, device: torch.device | str) ->
 def pil_weight_pair(table: torch.Tensor, start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor,
                     in_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``pil_weights`` (float32) as the pair ``(high, low)`` that ``_split_for_tf32`` makes of it, read from
-    ``pil_window_table``'s ``table``, each matrix written once; ``flip``: 0 or 1 per sample."""
+    ``pil_window_table``'s ``table``, each matrix written once; ``start``, ``length`` and ``flip`` (0 or 1) are
+    tensors of one shape (``[B]``, or ``[passes, B]``), the matrices ``[..., out_size, in_size]``."""
     high, low, pixel = table[(length * 2 + flip).long()].unbind(-1)
     # Outside the box the weights are 0: their clamped columns add nothing.
-    columns = (pixel + start.view(-1, 1, 1)).clamp_(0, in_size - 1).to(torch.int64)
+    columns = (pixel + start.view(*start.shape, 1, 1)).clamp_(0, in_size - 1).to(torch.int64)
     return _placed(columns, high, in_size), _placed(columns, low, in_size)
 
 
@@ -143,7 +144,7 @@ def _pair(w: Weights) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _rows_first(x: torch.Tensor, wy: Weights, wx: Weights) -> torch.Tensor:
     b, c, h, w = x.shape
-    high, low = (w.transpose(-1, -2).expand(b, -1, -1) for w in _pair(wx))
+    high, low = (w.transpose(-1, -2) if w.shape[0] == b else w.transpose(-1, -2).expand(b, -1, -1) for w in _pair(wx))
     rows = x.reshape(b, c * h, w)  # the channels' rows as one matrix per sample
     x = _round8(torch.baddbmm(torch.bmm(rows, low), rows, high).view(b, c, h, -1))
     high, low = (_per_channel(w, b, c) for w in _pair(wy))
