@@ -356,9 +356,12 @@ class DeviceAugment(torch.nn.Module):
             fill = self.fill if not self.uniform_fill else float(self.augmentation.fill[0])
         for layer, (t, flags, static_lut, contrast_lut) in enumerate(per_layer):
             t, flags = t.unbind(0), flags.unbind(0)  # each [B, 1, 1, 1]
-            x = self._point_ops(x, t, flags, static_lut, contrast_lut)
+            # the grey image of colour (Contrast's mean, Color's blend): made once, before the point ops, which
+            # keep the image of the samples that drew Color
+            gray = self._gray(x) if c == 3 and self.has & {CONTRAST, COLOR} else None
+            x = self._point_ops(x, t, flags, static_lut, contrast_lut, gray)
             if SHARPNESS in self.has or (COLOR in self.has and c == 3):
-                x = self._blend(x, t, flags)
+                x = self._blend(x, t, flags, gray)
             if geometric:
                 x = _warp_theta(x, thetas[layer], (h, w), fill=fill).clamp_(0, 255).round_()
         return x
@@ -375,17 +378,19 @@ class DeviceAugment(torch.nn.Module):
         step = torch.exp2(8 - columns[_POSTERIZE_BITS]).clamp_(min=1)
         return lut.div_(step).floor_().mul_(step), i * columns[_CONTRAST_GAIN]
 
-    def _point_ops(self, x: torch.Tensor, t, flags, static: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
+    def _point_ops(self, x: torch.Tensor, t, flags, static: torch.Tensor, contrast: torch.Tensor,
+                   gray: torch.Tensor | None) -> torch.Tensor:
         """The ops that map each grey level to another: one lookup table per sample and channel, applied in one
         gather. The image-free ones come made (``static``); AutoContrast, Contrast and Equalize are made here from
-        the histogram. ``t``, ``flags``: the layer's columns and their flags, each ``[B, 1, 1, 1]``."""
+        the histogram. ``t``, ``flags``: the layer's columns and their flags, each ``[B, 1, 1, 1]``; ``gray``: the
+        grey image of colour images."""
         b, c, h, w = x.shape
         index = x.to(torch.int64, memory_format=torch.contiguous_format).view(b, c, 1, h * w)
         hist = torch.zeros(b, c, 1, 256, device=x.device).scatter_add_(3, index, self.one.expand(b, c, 1, h * w))
         i = self.values
         lo, hi = index.aminmax(dim=3, keepdim=True)  # PIL's autocontrast: the darkest and brightest levels present
         # Contrast's degenerate image: the mean grey, rounded (of the "L" image for colour)
-        mean = (hist * i).sum(3, keepdim=True) / (h * w) if c == 1 else self._gray(x).mean((2, 3), keepdim=True)
+        mean = (hist * i).sum(3, keepdim=True) / (h * w) if gray is None else gray.mean((2, 3), keepdim=True)
         mean = mean.add_(0.5).floor_()
         # Contrast: mean + a (x - mean); AutoContrast: (x - lo) 255 / (hi - lo), floored, where hi > lo.
         contrasted = (contrast + mean * t[_MEAN_WEIGHT]).add_(0.5).floor_()
@@ -407,7 +412,7 @@ class DeviceAugment(torch.nn.Module):
         every sum is a whole number below 2^24)."""
         return (x * self.luma).sum(1, keepdim=True).add_(32768).div_(65536).floor_()
 
-    def _blend(self, x: torch.Tensor, t, flags) -> torch.Tensor:
+    def _blend(self, x: torch.Tensor, t, flags, gray: torch.Tensor | None) -> torch.Tensor:
         """Color and Sharpness: a blend with the grey image, or with the image smoothed by PIL's
         ``ImageFilter.SMOOTH`` (its border kept); the identity (factor 1) for the other samples."""
         b, c, h, w = x.shape
@@ -416,7 +421,7 @@ class DeviceAugment(torch.nn.Module):
         border = self.border if self.border.shape == (h, w) else _border(h, w, x.device)
         degenerate = torch.where(border, x, smooth)
         if COLOR in self.has and c == 3:
-            degenerate = torch.where(flags[_IS_COLOR], self._gray(x), degenerate)
+            degenerate = torch.where(flags[_IS_COLOR], gray, degenerate)
         return degenerate.lerp_(x, t[_BLEND]).round_()
 
 
