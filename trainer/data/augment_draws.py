@@ -44,9 +44,9 @@ def _boxes(rules: list[tuple[float, ...]], tries: list[torch.Tensor], corners: t
     lo, span, area, log_lo, log_span = (_constant(c, (k, 1, 1), device) for c in columns[:5])
     fit = _constant(sum(zip(*columns[5:7], strict=True), ()), (k, 2, 1, 1), device)
     bound = _constant(sum(zip(*columns[7:9], strict=True), ()), (k, 2, 1), device)
-    tries = torch.stack(tries).view(k, 2, n, 10)
-    target = (tries[:, 0] * span + lo) * area
-    aspect = torch.exp(tries[:, 1] * log_span + log_lo)
+    areas, aspects = torch.stack(tries).view(k, 2, n, 10).unbind(1)
+    target = (areas * span + lo) * area
+    aspect = torch.exp(aspects * log_span + log_lo)
     hw = torch.stack([target / aspect, target * aspect], 1).sqrt_().round_()  # [K, (h, w), n, tries]
     ok = (hw <= fit).all(1)
     first = ok.to(torch.int8).argmax(-1, keepdim=True)
@@ -103,7 +103,7 @@ def draw_params(augmentation: Augmentation, n: int, height: int, width: int, g: 
             w = torch.tensor(ra.weights, device=device).expand(n, -1)
             p["op"] = torch.multinomial(w, ra.layers, replacement=False, generator=g)
         # per layer: apply?, magnitude noise, sign (timm's _randomly_negate: negative when random() > 0.5)
-        u = torch.rand((3, *shape), generator=g, device=device)
+        u = torch.rand((3, *shape), generator=g, device=device).unbind(0)
         p["apply"] = u[0] <= ra.prob
         if math.isinf(ra.magnitude_std):
             m = u[1] * ra.magnitude

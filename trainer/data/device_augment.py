@@ -180,7 +180,7 @@ def _theta(matrix: torch.Tensor, out_hw: tuple[int, int], in_hw: tuple[int, int]
     a, c = a * (ow / 2), c * (oh / 2)
     rows = torch.stack([a, c, a + c + t], -1)  # from n_out to pixels_in
     theta = rows * (2 / w) if h == w else torch.stack([rows[..., 0, :] * (2 / w), rows[..., 1, :] * (2 / h)], -2)
-    theta[..., 2] -= 1
+    theta[..., 2].sub_(1)  # (in place through the view: one op where -= writes it back with another)
     return theta
 
 
