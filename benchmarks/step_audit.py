@@ -5,8 +5,8 @@ through the trainer's public API (``trainer.pretrain`` / ``trainer.finetune``, m
 ``TorchDispatchMode`` and prints, as one JSON line, for one step that logs nothing (the third):
 
 - ``ops``: aten ops dispatched, split into ``augment`` (the memory input's augmentation: frames in
-  ``device_augment.py``, ``resample.py`` or ``device_eval.py``), ``mixing_loss`` (``loss.py``) and ``model_optim``
-  (the rest: forward, backward, optimizer);
+  ``device_augment.py``, ``augment_draws.py``, ``resample.py`` or ``device_eval.py``), ``mixing_loss``
+  (``loss.py``) and ``model_optim`` (the rest: forward, backward, optimizer);
 - ``blocking``: ops that make the host wait for a GPU: reading a value (``_local_scalar_dense``: ``.item()``,
   ``.tolist()``, ``float()``), ops whose output size depends on the data (``nonzero``, ``unique``, ...) and
   tensors made from Python data (``lift_fresh``: a host-to-device copy on a GPU), each with where it came from;
@@ -20,6 +20,10 @@ unpinned host memory (there is no other device; the memory input holds its image
 
 ``augment-pretrain|augment-finetune`` count the augmentation alone, on random images (``--channels``,
 ``--held`` px), for batches whose training step would not fit in a CPU's memory (fine-tuning at batch 768).
+
+``--by-line N`` also prints, before the JSON line, the N source lines of the project that dispatch the most
+augmentation ops (each op counted at its innermost project frame) with their ops and written MiB: where to look
+to make the augmentation cheaper.
 
 The script uses only the trainer's public API, so that ``PYTHONPATH=<an older tree>`` audits that tree too
 (``make bench`` does so for the tree before the single-path augmentation).
@@ -38,7 +42,7 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-AUGMENT_FILES = ("device_augment.py", "resample.py", "device_eval.py")
+AUGMENT_FILES = ("device_augment.py", "augment_draws.py", "resample.py", "device_eval.py")
 SYNC_OPS = {"_local_scalar_dense", "nonzero", "lift_fresh", "equal", "is_nonzero", "masked_select"}
 SYNC_TAGS = (torch.Tag.dynamic_output_shape, torch.Tag.data_dependent_output)
 SCATTERS = {"scatter_", "scatter_add_", "index_put_", "_index_put_impl_"}
@@ -101,6 +105,8 @@ class Audit(TorchDispatchMode):
         self.step = 1
         self.ops: Counter = Counter()  # (step, part) -> ops
         self.written: Counter = Counter()  # step -> augmentation bytes
+        self.lines: Counter = Counter()  # (step, file:line) -> augmentation ops
+        self.line_bytes: Counter = Counter()  # (step, file:line) -> augmentation bytes
         self.blocking: dict[int, list[str]] = {}
         self.eval_ops, self.eval_batches, self.eval_blocking = 0, 0, []
 
@@ -116,7 +122,10 @@ class Audit(TorchDispatchMode):
             return out
         self.ops[self.step, part] += 1
         if part == "augment":
-            self.written[self.step] += _written(func, args, out)
+            written = _written(func, args, out)
+            self.written[self.step] += written
+            self.lines[self.step, place] += 1
+            self.line_bytes[self.step, place] += written
         if sync:
             self.blocking.setdefault(self.step, []).append(f"{func.__name__} at {place}")
         return out
@@ -124,11 +133,32 @@ class Audit(TorchDispatchMode):
     def stepped(self, *_) -> None:
         self.step += 1
 
+    def by_line(self, top: int, step: int = AUDITED_STEP) -> list[str]:
+        """The ``top`` lines that dispatch the most augmentation ops in ``step``, as table rows."""
+        rows = sorted(((n, place) for (s, place), n in self.lines.items() if s == step), reverse=True)
+        out = [f"{'ops':>5} {'MiB':>8}  where"]
+        for n, place in rows[:top]:
+            out.append(f"{n:5d} {self.line_bytes[step, place] / 2**20:8.1f}  {place}  {_source(place)}")
+        shown = sum(n for n, _ in rows[:top])
+        out.append(f"{shown:5d} of {sum(n for n, _ in rows)} augmentation ops, on {min(top, len(rows))} of "
+                   f"{len(rows)} lines")
+        return out
+
     def report(self, step: int = AUDITED_STEP) -> dict:
         parts = {p: self.ops[step, p] for p in ("augment", "mixing_loss", "model_optim")}
         return {"step": step, "ops": sum(parts.values()), **parts, "blocking": len(self.blocking.get(step, [])),
                 "blocking_at": sorted(Counter(self.blocking.get(step, [])).items()),
                 "augment_written_gib": round(self.written[step] / 2**30, 3)}
+
+
+def _source(place: str) -> str:
+    """The text of the project's source line ``file:line`` (``_where``'s place), stripped."""
+    import linecache
+
+    name, line = place.rsplit(":", 1)
+    for path in (Path(__file__).resolve().parents[1] / "trainer").rglob(name):
+        return linecache.getline(str(path), int(line)).strip()
+    return ""
 
 
 def audited(run) -> Audit:
@@ -145,22 +175,24 @@ def audited(run) -> Audit:
     return audit
 
 
-def pretrain_step(data: str, out: Path, batch: int, img_size: int) -> dict:
+def pretrain_step(data: str, out: Path, batch: int, img_size: int, by_line: int = 0) -> dict:
     import trainer
 
     settings = dict(preset="paper", input="memory", batch_size=batch, img_size=img_size, samples=4 * batch,
                     log_every=1000, compile=False, force=True, progress=False)
     audit = audited(lambda: trainer.pretrain(data, out, **settings))
+    _print_lines(audit, by_line)
     return audit.report()
 
 
-def finetune_step(dataset: str, out: Path, batch: int, img_size: int) -> dict:
+def finetune_step(dataset: str, out: Path, batch: int, img_size: int, by_line: int = 0) -> dict:
     import trainer
 
     settings = dict(preset="paper", input="memory", batch_size=batch, img_size=img_size, model="vit_tiny_patch16_224",
                     epochs=2 if batch >= 512 else 1, log_every=1000, eval_every=1000, compile=False, force=True,
                     progress=False)
     audit = audited(lambda: trainer.finetune("scratch", dataset, out, **settings))
+    _print_lines(audit, by_line)
     result = audit.report()
     if audit.step <= AUDITED_STEP:
         raise SystemExit(f"fine-tuning ran {audit.step - 1} step(s); step {AUDITED_STEP} is audited: lower --batch")
@@ -173,7 +205,7 @@ def finetune_step(dataset: str, out: Path, batch: int, img_size: int) -> dict:
     return result
 
 
-def augment_batch(kind: str, batch: int, img_size: int, channels: int, held: int) -> dict:
+def augment_batch(kind: str, batch: int, img_size: int, channels: int, held: int, by_line: int = 0) -> dict:
     """The augmentation alone (``draw_params`` then ``apply_params``) of ``batch`` uint8 images ``held`` px square
     with the ``paper`` preset of ``kind``: its second call is counted (the first makes cached constants)."""
     from trainer.data.device_augment import Augmentation, apply_params, draw_params
@@ -186,9 +218,15 @@ def augment_batch(kind: str, batch: int, img_size: int, channels: int, held: int
                                                                  images.device))
     run()
     audit = audited(run)
+    _print_lines(audit, by_line, step=1)
     return {"ops": audit.ops[1, "augment"], "blocking": len(audit.blocking.get(1, [])),
             "blocking_at": sorted(Counter(audit.blocking.get(1, [])).items()),
             "augment_written_gib": round(audit.written[1] / 2**30, 3)}
+
+
+def _print_lines(audit: Audit, top: int, step: int = AUDITED_STEP) -> None:
+    if top > 0:
+        print("\n".join(audit.by_line(top, step)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -200,19 +238,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--channels", type=int, default=1, help="augment-*: channels of the held images")
     parser.add_argument("--held", type=int, default=512, help="augment-*: size of the held images")
+    parser.add_argument("--by-line", type=int, default=0, metavar="N",
+                        help="also print the N source lines that dispatch the most augmentation ops")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     if args.kind.startswith("augment-"):
         print(json.dumps(augment_batch(args.kind.removeprefix("augment-"), args.batch, args.img_size, args.channels,
-                                       args.held)))
+                                       args.held, args.by_line)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         if args.kind == "pretrain":
             if not args.data:
                 parser.error("pretrain needs --data (a rendered dataset)")
-            result = pretrain_step(args.data, Path(tmp) / "run", args.batch, args.img_size)
+            result = pretrain_step(args.data, Path(tmp) / "run", args.batch, args.img_size, args.by_line)
         else:
-            result = finetune_step(args.data or "digits", Path(tmp) / "run", args.batch, args.img_size)
+            result = finetune_step(args.data or "digits", Path(tmp) / "run", args.batch, args.img_size,
+                                   args.by_line)
     print(json.dumps(result))
 
 

@@ -84,7 +84,7 @@ def test_an_imagenet_run_fills_geometric_ops_with_the_imagenet_mean_per_channel(
 
 
 def test_imagenet_normalisation_on_the_device_is_timms():
-    config = {**RECIPES["finetune-paper"], "img_size": 16, "re_prob": 0.0, "auto_augment": None}
+    config = {**RECIPES["finetune-paper"], "img_size": 16, "re_prob": 0.0, "auto_augment": None, "color_jitter": None}
     augmentation = A.Augmentation.from_config(config)
     a = (np.random.default_rng(0).random((16, 16)) * 255).astype(np.uint8)
     p = A.draw_params(augmentation, 1, 16, 16, generator(), CPU)

@@ -47,6 +47,16 @@ def test_the_audit_sees_a_planted_item_in_the_step(tiny, tmp_path, monkeypatch):
     assert report["blocking_at"][0][0].startswith("_local_scalar_dense")
 
 
+def test_the_augmentation_dispatches_as_many_ops_for_any_batch_and_shows_them_by_line(capsys):
+    """Every op runs once per batch (no loop over samples), and --by-line's table adds up to the count."""
+    small = step_audit.augment_batch("pretrain", 4, 32, 1, 48, by_line=3)
+    rows = capsys.readouterr().out.splitlines()
+    large = step_audit.augment_batch("pretrain", 12, 32, 1, 48)
+    assert small["ops"] == large["ops"] > 0 and small["blocking"] == large["blocking"] == 0
+    assert len(rows) == 5 and rows[-1].split()[2] == str(small["ops"])
+    assert all(":" in row.split()[2] for row in rows[1:4])  # file:line of each of the top three
+
+
 def test_a_fine_tuning_step_and_its_evaluation_block_the_host_nowhere(tmp_path):
     """ImageNet normalisation (mean, std and fill per channel) on 3 channels, and the evaluation's transform on the
     device: 0 blocking ops in a step and in every evaluation batch after the first (which makes cached constants)."""

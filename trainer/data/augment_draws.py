@@ -1,9 +1,13 @@
 """The random parameters of the device augmentation, drawn by timm's rules for a whole batch at once on the
 device with a ``torch.Generator``: RandomResizedCrop boxes, flips, RandAugment ops, magnitudes and signs,
-random erasing boxes, and colour jitter factors and order. ``device_augment.DeviceAugment`` applies them."""
+random erasing boxes, and colour jitter factors and order. ``device_augment.DeviceAugment`` applies them.
+
+The random numbers are drawn in timm's order, then turned into parameters: the crop's and the erasing's boxes
+(the same rule with other constants) in one computation."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -15,31 +19,49 @@ if TYPE_CHECKING:
     from .device_augment import Augmentation
 
 
-def _uniform(shape, lo, hi, g: torch.Generator, device) -> torch.Tensor:
-    return torch.rand(shape, generator=g, device=device) * (hi - lo) + lo
+@functools.lru_cache(maxsize=256)
+def _constant(values: tuple[float, ...], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``values`` as a float32 tensor of ``shape`` on ``device``, made once (a tensor made from host numbers on
+    every batch would be a host-to-device copy)."""
+    return torch.tensor(values, dtype=torch.float32).view(shape).to(device)
 
 
-def _randint(shape, upper: torch.Tensor, g: torch.Generator, device) -> torch.Tensor:
-    """Integers uniform in [0, upper] (inclusive, like ``random.randint(0, upper)``), per element."""
-    return torch.floor(torch.rand(shape, generator=g, device=device) * (upper + 1)).clamp(max=upper)
+def _rule(area: float, scale, log_ratio, fit: tuple[int, int], bound: tuple[int, int]) -> tuple[float, ...]:
+    """timm's box draw as numbers: 10 tries of an area in ``scale`` of ``area`` and a log-uniform aspect, the first
+    whose (h, w) is at most ``fit`` kept, placed uniformly in (0..bound - h, 0..bound - w)."""
+    return (scale[0], scale[1] - scale[0], area, log_ratio[0], log_ratio[1] - log_ratio[0], *fit, *bound)
 
 
-def _boxes(n: int, area: float, scale, log_ratio, fits, g: torch.Generator, device):
-    """timm's box draw, batched: 10 tries of (area, log-uniform aspect); per sample the first that ``fits``."""
-    target = _uniform((n, 10), *scale, g, device) * area
-    aspect = torch.exp(_uniform((n, 10), *log_ratio, g, device))
-    w = torch.round(torch.sqrt(target * aspect))
-    h = torch.round(torch.sqrt(target / aspect))
-    ok = fits(w, h)
-    first = ok.to(torch.int8).argmax(1, keepdim=True)
-    return w.gather(1, first)[:, 0], h.gather(1, first)[:, 0], ok.any(1)
+def _tries(n: int, g: torch.Generator, device) -> list[torch.Tensor]:
+    """The uniforms of a box's 10 tries: areas, then aspects."""
+    return [torch.rand((n, 10), generator=g, device=device) for _ in range(2)]
 
 
-def draw_crops(n: int, height: int, width: int, scale, ratio, g: torch.Generator, device) -> torch.Tensor:
-    """RandomResizedCrop boxes ``[n, 4]`` = (top, left, h, w), drawn as timm's ``get_params`` draws them."""
+def _boxes(rules: list[tuple[float, ...]], tries: list[torch.Tensor], corners: torch.Tensor
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes ``[K, 4, n]`` = (top, left, h, w) of ``K`` rules at once from their tries (two per rule) and position
+    uniforms ``[K, 2, n]``, and whether a try fitted ``[K, n]`` (where none did: the first try's box)."""
+    k, n, device = len(rules), corners.shape[-1], corners.device
+    columns = tuple(zip(*rules, strict=True))
+    lo, span, area, log_lo, log_span = (_constant(c, (k, 1, 1), device) for c in columns[:5])
+    fit = _constant(sum(zip(*columns[5:7], strict=True), ()), (k, 2, 1, 1), device)
+    bound = _constant(sum(zip(*columns[7:9], strict=True), ()), (k, 2, 1), device)
+    areas, aspects = torch.stack(tries).view(k, 2, n, 10).unbind(1)
+    target = (areas * span + lo) * area
+    aspect = torch.exp(aspects * log_span + log_lo)
+    hw = torch.stack([target / aspect, target * aspect], 1).sqrt_().round_()  # [K, (h, w), n, tries]
+    ok = (hw <= fit).all(1)
+    first = ok.to(torch.int8).argmax(-1, keepdim=True)
+    hw = hw.gather(3, first.unsqueeze(1).expand(-1, 2, -1, -1)).squeeze(3)
+    upper = bound - hw  # like random.randint(0, upper)
+    top_left = torch.floor(corners * (upper + 1)).minimum(upper)
+    return torch.cat([top_left, hw], 1), ok.any(-1)
+
+
+def _crop_rule(height: int, width: int, scale, ratio) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """RandomResizedCrop's ``_rule``, and its box after 10 misses: the central crop at the nearest allowed
+    aspect, as (top, left, h, w)."""
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    w, h, ok = _boxes(n, height * width, scale, log_ratio, lambda w, h: (w <= width) & (h <= height), g, device)
-    # timm's fallback after 10 misses: the central crop at the nearest allowed aspect.
     in_ratio = width / height
     if in_ratio < min(ratio):
         fw, fh = width, round(width / min(ratio))
@@ -47,10 +69,21 @@ def draw_crops(n: int, height: int, width: int, scale, ratio, g: torch.Generator
         fw, fh = round(height * max(ratio)), height
     else:
         fw, fh = width, height
-    w, h = torch.where(ok, w, float(fw)), torch.where(ok, h, float(fh))
-    top = torch.where(ok, _randint((n,), height - h, g, device), float((height - fh) // 2))
-    left = torch.where(ok, _randint((n,), width - w, g, device), float((width - fw) // 2))
-    return torch.stack([top, left, h, w], 1)
+    fallback = (float((height - fh) // 2), float((width - fw) // 2), float(fh), float(fw))
+    return _rule(height * width, scale, log_ratio, (height, width), (height, width)), fallback
+
+
+def _crops(boxes: torch.Tensor, ok: torch.Tensor, fallback: tuple[float, ...]) -> torch.Tensor:
+    return torch.where(ok, boxes, _constant(fallback, (4, 1), boxes.device)).t()
+
+
+def draw_crops(n: int, height: int, width: int, scale, ratio, g: torch.Generator, device) -> torch.Tensor:
+    """RandomResizedCrop boxes ``[n, 4]`` = (top, left, h, w), drawn as timm's ``get_params`` draws them."""
+    rule, fallback = _crop_rule(height, width, scale, ratio)
+    tries = _tries(n, g, device)
+    corners = torch.stack([torch.rand(n, generator=g, device=device) for _ in range(2)])
+    boxes, ok = _boxes([rule], tries, corners.unsqueeze(0))
+    return _crops(boxes[0], ok[0], fallback)
 
 
 def draw_params(augmentation: Augmentation, n: int, height: int, width: int, g: torch.Generator,
@@ -58,9 +91,12 @@ def draw_params(augmentation: Augmentation, n: int, height: int, width: int, g: 
     """Every random parameter of ``n`` samples: crop, flips, RandAugment ops/magnitudes/signs, erasing box, colour
     jitter factors and order."""
     a = augmentation
-    p: dict[str, torch.Tensor] = {"crop": draw_crops(n, height, width, a.scale, a.ratio, g, device)}
-    flips = torch.rand((n, 2), generator=g, device=device)
-    p["hflip"], p["vflip"] = flips[:, 0] < a.hflip, flips[:, 1] < a.vflip
+    rule, fallback = _crop_rule(height, width, a.scale, a.ratio)
+    rules, tries = [rule], _tries(n, g, device)
+    corners = [torch.stack([torch.rand(n, generator=g, device=device) for _ in range(2)])]
+    flips = torch.rand((n, 2), generator=g, device=device) < _constant((a.hflip, a.vflip), (2,), device)
+    p: dict[str, torch.Tensor] = {}
+    p["hflip"], p["vflip"] = flips.unbind(1)
     ra = a.rand_augment
     if ra is not None:
         shape = (n, ra.layers)
@@ -70,7 +106,7 @@ def draw_params(augmentation: Augmentation, n: int, height: int, width: int, g: 
             w = torch.tensor(ra.weights, device=device).expand(n, -1)
             p["op"] = torch.multinomial(w, ra.layers, replacement=False, generator=g)
         # per layer: apply?, magnitude noise, sign (timm's _randomly_negate: negative when random() > 0.5)
-        u = torch.rand((3, *shape), generator=g, device=device)
+        u = torch.rand((3, *shape), generator=g, device=device).unbind(0)
         p["apply"] = u[0] <= ra.prob
         if math.isinf(ra.magnitude_std):
             m = u[1] * ra.magnitude
@@ -79,17 +115,20 @@ def draw_params(augmentation: Augmentation, n: int, height: int, width: int, g: 
         else:
             m = torch.full(shape, ra.magnitude, device=device)
         p["magnitude"] = m.clamp(0.0, ra.magnitude_max)
-        p["sign"] = torch.where(u[2] > 0.5, -1.0, 1.0)
+        p["sign"] = torch.where(u[2] > 0.5, _constant((-1.0,), (), device), _constant((1.0,), (), device))
     if a.re_prob > 0:
         s = a.img_size
         erase = torch.rand(n, generator=g, device=device) < a.re_prob
-        log_aspect = (math.log(0.3), math.log(1 / 0.3))
-        w, h, ok = _boxes(n, s * s, (0.02, 1 / 3), log_aspect, lambda w, h: (w < s) & (h < s), g, device)
-        corner = torch.rand((n, 2), generator=g, device=device)
-        top = torch.floor(corner[:, 0] * (s - h + 1)).clamp(max=s - h)
-        left = torch.floor(corner[:, 1] * (s - w + 1)).clamp(max=s - w)
-        p["erase"] = erase & ok
-        p["erase_box"] = torch.stack([top, left, h, w], 1)
+        # timm's RandomErasing: 10 tries of an area in [0.02, 1/3] and a log-uniform aspect in [0.3, 1/0.3], the
+        # first smaller than the image on both sides
+        rules.append(_rule(s * s, (0.02, 1 / 3), (math.log(0.3), math.log(1 / 0.3)), (s - 1, s - 1), (s, s)))
+        tries += _tries(n, g, device)
+        corners.append(torch.rand((n, 2), generator=g, device=device).t())
+    boxes, ok = _boxes(rules, tries, torch.stack(corners))
+    p["crop"] = _crops(boxes[0], ok[0], fallback)
+    if a.re_prob > 0:
+        p["erase"] = erase & ok[1]
+        p["erase_box"] = boxes[1].t()
     if a.color_jitter:
         p.update(draw_jitter(n, a.color_jitter, g, device))
     return p

@@ -38,6 +38,7 @@ from .resample import (
     pil_resize_square,
     pil_weight_pair,
     pil_weights,
+    pil_window_table,
 )
 from .transforms import mean_std
 
@@ -169,15 +170,25 @@ def _warp(x: torch.Tensor, matrix: torch.Tensor, out_hw: tuple[int, int], *, fil
           ) -> torch.Tensor:
     """``x`` [B, C, H, W] resampled at ``matrix`` [B, 2, 3] (output pixel -> input pixel, pixel-edge coordinates,
     as PIL's affine transform), bicubic; outside the image: ``fill``, or the nearest edge pixel if None."""
-    b, _, h, w = x.shape
-    oh, ow = out_hw
-    # The same map between grid_sample's normalised coordinates (align_corners=False: n = 2 x / size - 1),
-    # by arithmetic on the device (a tensor made from host numbers would cost a host-device sync).
-    a, c, t = matrix[:, :, 0], matrix[:, :, 1], matrix[:, :, 2]
-    rows = torch.stack([a * (ow / 2), c * (oh / 2), a * (ow / 2) + c * (oh / 2) + t], 2)  # from n_out to pixels_in
-    theta = torch.stack([rows[:, 0] * (2 / w), rows[:, 1] * (2 / h)], 1)
-    theta[:, :, 2] -= 1
-    grid = F.affine_grid(theta, [b, 1, oh, ow], align_corners=False)
+    return _warp_theta(x, _theta(matrix, out_hw, x.shape[-2:]), out_hw, fill=fill)
+
+
+def _theta(matrix: torch.Tensor, out_hw: tuple[int, int], in_hw: tuple[int, int]) -> torch.Tensor:
+    """``_warp``'s matrices [..., 2, 3] as grid_sample's: the same map between normalised coordinates
+    (align_corners=False: n = 2 x / size - 1), by arithmetic on the device (a tensor made from host numbers would
+    cost a host-device sync)."""
+    (h, w), (oh, ow) = in_hw, out_hw
+    a, c, t = matrix.unbind(-1)
+    a, c = a * (ow / 2), c * (oh / 2)
+    rows = torch.stack([a, c, a + c + t], -1)  # from n_out to pixels_in
+    theta = rows * (2 / w) if h == w else torch.stack([rows[..., 0, :] * (2 / w), rows[..., 1, :] * (2 / h)], -2)
+    theta[..., 2].sub_(1)  # (in place through the view: one op where -= writes it back with another)
+    return theta
+
+
+def _warp_theta(x: torch.Tensor, theta: torch.Tensor, out_hw: tuple[int, int], *,
+                fill: float | torch.Tensor | None) -> torch.Tensor:
+    grid = F.affine_grid(theta, [x.shape[0], 1, *out_hw], align_corners=False)
     if fill is None:
         return F.grid_sample(x, grid, mode="bicubic", padding_mode="border", align_corners=False)
     return F.grid_sample(x - fill, grid, mode="bicubic", padding_mode="zeros", align_corners=False) + fill
@@ -185,45 +196,64 @@ def _warp(x: torch.Tensor, matrix: torch.Tensor, out_hw: tuple[int, int], *, fil
 
 def _geometry(name: str, arg: torch.Tensor, size: int) -> torch.Tensor:
     """PIL's affine map (output pixel -> input pixel) of a RandAugment geometric op, per sample [B, 2, 3]."""
-    k = torch.full_like(arg, kind(name))
-    return _matrices(k, arg, size)
+    k = kind(name)
+    zero = torch.zeros_like(arg)
+    return _affine(-arg if k == ROTATE else zero, arg if k == SHEAR_X else zero, arg if k == SHEAR_Y else zero,
+                   arg if k == TRANSLATE_X else zero, arg if k == TRANSLATE_Y else zero, size)
 
 
-def _matrices(kinds: torch.Tensor, arg: torch.Tensor, size: int) -> torch.Tensor:
-    """PIL's affine maps [B, 2, 3] of each sample's geometric op (the identity for any other kind): rotation by
-    ``arg`` degrees counter-clockwise about the centre (``Image.rotate``), shear by ``arg``, translation by ``arg``
-    of the size."""
-    angle = torch.deg2rad(torch.where(kinds == ROTATE, -arg, 0.0))
+def _affine(degrees: torch.Tensor, shear_x: torch.Tensor, shear_y: torch.Tensor, move_x: torch.Tensor,
+            move_y: torch.Tensor, size: int) -> torch.Tensor:
+    """PIL's affine maps [..., 2, 3] (output pixel -> input pixel): rotation by ``-degrees`` counter-clockwise
+    about the centre (``Image.rotate``), shears, and translations by ``move`` times the size; at most one of them
+    is not the identity for a sample."""
+    angle = torch.deg2rad(degrees)
     c, s, centre = torch.cos(angle), torch.sin(angle), size / 2
-    shear_x = torch.where(kinds == SHEAR_X, arg, 0.0)
-    shear_y = torch.where(kinds == SHEAR_Y, arg, 0.0)
-    move_x = torch.where(kinds == TRANSLATE_X, arg * size, 0.0)
-    move_y = torch.where(kinds == TRANSLATE_Y, arg * size, 0.0)
-    # (only one of rotation, shear and translation is not the identity for a sample)
-    row0 = torch.stack([c, s + shear_x, centre - c * centre - s * centre + move_x], 1)
-    row1 = torch.stack([shear_y - s, c, centre + s * centre - c * centre + move_y], 1)
-    return torch.stack([row0, row1], 1)
+    cc, sc = c * centre, s * centre
+    row0 = torch.stack([c, s + shear_x, centre - cc - sc + move_x * size], -1)
+    row1 = torch.stack([shear_y - s, c, centre + sc - cc + move_y * size], -1)
+    return torch.stack([row0, row1], -2)
 
 
-# The rows of ``_layer_terms``: what each sample's op does, per layer, before its image is seen.
-_GAIN, _OFFSET, _MEAN_WEIGHT, _HALF, _AUTOCONTRAST, _SOLARIZE_AT, _RAISE_BELOW, _RAISE, _POSTERIZE_STEP, _EQUALIZE, \
-    _COLOR, _SHARPNESS = range(12)
+# The columns of ``_TERMS``: what each sample's op does, per layer, before its image is seen, as
+# ``constant + slope * argument`` per kind of op. The lookup table of an op that does not look at the image is
+# floor(level * GAIN + OFFSET + HALF), levels >= SOLARIZE_AT inverted, levels < RAISE_BELOW raised by RAISE, then
+# POSTERIZE_BITS kept. Contrast: mean + CONTRAST_GAIN (level - mean), with MEAN_WEIGHT = 1 - its argument.
+# BLEND: the factor of Color and Sharpness (1: the identity). DEGREES, SHEAR_X/Y, MOVE_X/Y: the geometric ops.
+# The flags: 1 for the ops that look at the image's histogram, and Color (which blends with its grey image).
+_COLUMNS = ("GAIN", "OFFSET", "HALF", "SOLARIZE_AT", "RAISE_BELOW", "RAISE", "POSTERIZE_BITS", "CONTRAST_GAIN",
+            "MEAN_WEIGHT", "BLEND", "DEGREES", "SHEAR_X", "SHEAR_Y", "MOVE_X", "MOVE_Y", "IS_AUTOCONTRAST",
+            "IS_CONTRAST", "IS_EQUALIZE", "IS_COLOR")
+_IDENTITY_TERMS = {"GAIN": 1.0, "HALF": 0.5, "SOLARIZE_AT": 256.0, "RAISE": "arg", "POSTERIZE_BITS": 8.0,
+                   "BLEND": 1.0}
+_KIND_TERMS = {
+    IDENTITY: {}, AUTOCONTRAST: {"HALF": 0.0, "IS_AUTOCONTRAST": 1.0}, EQUALIZE: {"IS_EQUALIZE": 1.0},
+    INVERT: {"GAIN": -1.0, "OFFSET": 255.0}, POSTERIZE: {"POSTERIZE_BITS": "arg"}, SOLARIZE: {"SOLARIZE_AT": "arg"},
+    SOLARIZE_ADD: {"RAISE_BELOW": 128.0}, BRIGHTNESS: {"GAIN": "arg"},
+    CONTRAST: {"GAIN": "arg", "CONTRAST_GAIN": "arg", "MEAN_WEIGHT": "1-arg", "IS_CONTRAST": 1.0},
+    COLOR: {"BLEND": "arg", "IS_COLOR": 1.0}, SHARPNESS: {"BLEND": "arg"}, ROTATE: {"DEGREES": "-arg"},
+    SHEAR_X: {"SHEAR_X": "arg"}, SHEAR_Y: {"SHEAR_Y": "arg"}, TRANSLATE_X: {"MOVE_X": "arg"},
+    TRANSLATE_Y: {"MOVE_Y": "arg"}}
+_AS_LINE = {"arg": (0.0, 1.0), "-arg": (0.0, -1.0), "1-arg": (1.0, -1.0)}
+(_GAIN, _OFFSET, _HALF, _SOLARIZE_AT, _RAISE_BELOW, _RAISE, _POSTERIZE_BITS, _CONTRAST_GAIN, _MEAN_WEIGHT, _BLEND,
+ _DEGREES, _SHEAR_X, _SHEAR_Y, _MOVE_X, _MOVE_Y, _IS_AUTOCONTRAST, _IS_CONTRAST, _IS_EQUALIZE, _IS_COLOR) = range(
+    len(_COLUMNS))
 
 
-def _layer_terms(kinds: torch.Tensor, args: torch.Tensor) -> torch.Tensor:
-    """The image-free parts of each sample's op ``[B, layers]`` as ``[B, layers, terms]`` (rows above): lookup
-    table gain and offset (Brightness, Contrast, Invert), the weight of the image's mean grey (Contrast), the
-    rounding (none for AutoContrast, which floors), flags, thresholds and steps, and the blend factors of Color
-    and Sharpness (1 for the identity)."""
-    def on(k: int, value, other) -> torch.Tensor:
-        return torch.where(kinds == k, value, other)
+def _kind_terms(k: int) -> list[tuple[float, float]]:
+    """(constant, slope) of every column for kind ``k``."""
+    values = {**_IDENTITY_TERMS, **_KIND_TERMS[k]}
+    return [_AS_LINE[v] if isinstance(v, str) else (v, 0.0) for v in (values.get(c, 0.0) for c in _COLUMNS)]
 
-    gain = torch.where((kinds == BRIGHTNESS) | (kinds == CONTRAST), args, on(INVERT, -1.0, 1.0))
-    terms = [gain, on(INVERT, 255.0, 0.0), on(CONTRAST, 1 - args, 0.0), on(AUTOCONTRAST, 0.0, 0.5),
-             on(AUTOCONTRAST, 1.0, 0.0), on(SOLARIZE, args, 256.0), on(SOLARIZE_ADD, 128.0, 0.0), args,
-             on(POSTERIZE, torch.exp2(8 - args).clamp(min=1), 1.0), on(EQUALIZE, 1.0, 0.0), on(COLOR, args, 1.0),
-             on(SHARPNESS, args, 1.0)]
-    return torch.stack(terms, 2)
+
+def _op_table(names, gray: bool) -> torch.Tensor:
+    """One row per op, then one for no op: its ``_LEVELS`` row, then every column's constants, then slopes.
+    ``gray``: Color is the identity (as in PIL for a one-channel image)."""
+    rows = []
+    for levels, k in [(_LEVELS[n], kind(n)) for n in names] + [(_NONE, IDENTITY)]:
+        terms = _kind_terms(IDENTITY if gray and k == COLOR else k)
+        rows.append([float(v) for v in levels] + [c for c, _ in terms] + [s for _, s in terms])
+    return torch.tensor(rows, dtype=torch.float32)
 
 
 class DeviceAugment(torch.nn.Module):
@@ -239,20 +269,28 @@ class DeviceAugment(torch.nn.Module):
         self.register_buffer("std", std.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("grid", torch.arange(s, dtype=torch.float32), persistent=False)
         self.register_buffer("values", torch.arange(256, dtype=torch.float32), persistent=False)
-        self.register_buffer("one", torch.ones(1, 1, 1), persistent=False)
+        self.register_buffer("one", torch.ones(1, 1, 1, 1), persistent=False)
         ra = a.rand_augment
         self.uniform_fill = len(set(a.fill)) == 1
         self.uniform_norm = len(set(a.mean)) == len(set(a.std)) == 1
         self.when_taller = columns_first_when_taller()  # probed here: Pillow cannot run inside a compiled graph
+        self.window_tables: dict[int, torch.Tensor] = {}  # per held size: the resize's weights (pil_window_table)
         self.register_buffer("fill", torch.tensor(a.fill, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        # The grey image of Color, Contrast and the colour jitter: PIL's convert("L"), ITU-R 601-2 luma in its
+        # 16-bit fixed point
+        self.register_buffer("luma", torch.tensor([19595.0, 38470.0, 7471.0]).view(1, 3, 1, 1), persistent=False)
         if ra is not None:
-            self.register_buffer("levels", _level_table(ra.ops), persistent=False)
-            self.register_buffer("kinds", torch.tensor([kind(n) for n in ra.ops]), persistent=False)
+            self.register_buffer("ops_gray", _op_table(ra.ops, gray=True), persistent=False)
+            self.register_buffer("ops_colour", _op_table(ra.ops, gray=False), persistent=False)
+            self.register_buffer("no_op", torch.tensor(len(ra.ops)), persistent=False)
             self.has = {kind(n) for n in ra.ops}
             # PIL's ImageFilter.SMOOTH (Sharpness's degenerate image): 3 x 3, centre 5, the rest 1, over 13
             smooth = torch.ones(3, 3)
             smooth[1, 1] = 5
             self.register_buffer("smooth", (smooth / 13).view(1, 1, 3, 3), persistent=False)
+            border = torch.ones(s, s, dtype=torch.bool)  # the pixels that SMOOTH keeps
+            border[1:-1, 1:-1] = False
+            self.register_buffer("border", border, persistent=False)
         self.to(device)
 
     def forward(self, images: torch.Tensor, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -271,10 +309,12 @@ class DeviceAugment(torch.nn.Module):
         else:
             x = (x / 255).sub(self.mean).div_(self.std)
         if "erase" in p:
-            top, left, h, w = (v.view(-1, 1, 1, 1) for v in p["erase_box"].unbind(1))
-            rows, cols = self.grid.view(1, 1, s, 1), self.grid.view(1, 1, 1, s)
-            inside = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
-            inside = inside & p["erase"].view(-1, 1, 1, 1)
+            # the rows and the columns inside each box [B, 2, S]: between (top, left) and (top + h, left + w)
+            box = p["erase_box"].unsqueeze(-1)
+            first = box[:, :2]
+            within = (self.grid >= first) & (self.grid < first + box[:, 2:]) & p["erase"].view(-1, 1, 1)
+            rows, cols = within.unbind(1)
+            inside = rows.view(-1, 1, s, 1) & cols.view(-1, 1, 1, s)
             x = torch.where(inside, torch.randn_like(x), x)  # timm's pixel mode: per-pixel, per-channel N(0, 1)
         return x
 
@@ -284,90 +324,116 @@ class DeviceAugment(torch.nn.Module):
         top, left, ch, cw = p["crop"].unbind(1)
         order = columns_first(ch, cw, s, s, when_taller=self.when_taller)
         if h == w:  # both axes' weights in one go, in the order the passes run (see pil_resize_square)
-            box = torch.stack([top, ch, p["vflip"].to(top.dtype), left, cw, p["hflip"].to(top.dtype)])
-            second, first = torch.where(order, box.roll(3, 0), box).view(2, 3, -1).unbind(0)
-            start, length, flip = torch.cat([second, first], 1).unbind(0)
-            high, low = (w.chunk(2) for w in pil_weight_pair(start, length, flip > 0, h, s))
+            box = torch.stack([top, ch, p["vflip"], left, cw, p["hflip"]]).view(2, 3, -1)  # per axis, the flips 0/1
+            start, length, flip = torch.where(order, box.flip(0), box).unbind(1)  # each [pass, B]
+            high, low = (w.unbind(0) for w in pil_weight_pair(self._window_table(h), start, length, flip, h))
             return pil_resize_square(images, (high[0], low[0]), (high[1], low[1]), order)
         wy, wx = pil_weights(top, ch, p["vflip"], h, s), pil_weights(left, cw, p["hflip"], w, s)
         return pil_resize(images, wy, wx, order)
+
+    def _window_table(self, size: int) -> torch.Tensor:
+        """``pil_window_table`` of images held at ``size`` px, made on the first batch and kept (made in the graph
+        when compiling, where it is fused)."""
+        if torch.compiler.is_compiling():
+            return pil_window_table(size, self.augmentation.img_size, self.values.device)
+        if size not in self.window_tables:
+            self.window_tables[size] = pil_window_table(size, self.augmentation.img_size, self.values.device)
+        return self.window_tables[size]
 
     def rand_augment(self, x: torch.Tensor, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """RandAugment on 0-255 values, rounded to them after every op as PIL's 8-bit images are."""
         b, c, h, w = x.shape
         layers = self.augmentation.rand_augment.layers
-        args = _levels(self.levels[p["op"]], p["magnitude"], p["sign"])  # [B, layers]
-        kinds = torch.where(p["apply"], self.kinds[p["op"]], IDENTITY)
-        if c == 1:  # colour of one channel is the identity, as in PIL
-            kinds = torch.where(kinds == COLOR, IDENTITY, kinds)
-        # Everything that does not depend on the image, for all layers at once: [layers, terms, B, 1, 1].
-        terms = _layer_terms(kinds, args).permute(1, 2, 0).reshape(layers, -1, b, 1, 1)
+        # Everything that does not depend on the image, for all layers at once, from one row per sample and layer
+        # (the last row, no op, for the layers not applied).
+        table = self.ops_gray if c == 1 else self.ops_colour
+        levels, constant, slope = table[torch.where(p["apply"], p["op"], self.no_op)].split(
+            [7, len(_COLUMNS), len(_COLUMNS)], -1)
+        terms = torch.addcmul(constant, slope, _levels(levels, p["magnitude"], p["sign"]).unsqueeze(-1))
+        terms = terms.permute(1, 2, 0).view(layers, len(_COLUMNS), b, 1, 1, 1)  # [layers, columns, B, 1, 1, 1]
+        columns = terms.unbind(1)  # each [layers, B, 1, 1, 1]
+        static, contrast = self._static_tables(columns)
+        per_layer = zip(terms.unbind(0), (terms > 0).unbind(0), static.unbind(0), contrast.unbind(0), strict=True)
         geometric = bool(self.has & {ROTATE, SHEAR_X, SHEAR_Y, TRANSLATE_X, TRANSLATE_Y})
         if geometric:
-            matrices = _matrices(kinds.t().reshape(-1), args.t().reshape(-1), w).view(layers, b, 2, 3)
+            matrices = _affine(*columns[_DEGREES:_MOVE_Y + 1], w).view(layers, b, 2, 3)
+            thetas = _theta(matrices, (h, w), (h, w)).unbind(0)
             fill = self.fill if not self.uniform_fill else float(self.augmentation.fill[0])
-        for layer in range(layers):
-            t = terms[layer]
-            x = self._point_ops(x, t)
-            if COLOR in self.has and c == 3:
-                x = torch.lerp(self._gray(x), x, t[_COLOR].unsqueeze(1)).round_()
-            if SHARPNESS in self.has:
-                x = self._sharpness(x, t[_SHARPNESS])
+        for layer, (t, flags, static_lut, contrast_lut) in enumerate(per_layer):
+            t, flags = t.unbind(0), flags.unbind(0)  # each [B, 1, 1, 1]
+            # the grey image of colour (Contrast's mean, Color's blend): made once, before the point ops, which
+            # keep the image of the samples that drew Color
+            gray = self._gray(x) if c == 3 and self.has & {CONTRAST, COLOR} else None
+            x = self._point_ops(x, t, flags, static_lut, contrast_lut, gray)
+            if SHARPNESS in self.has or (COLOR in self.has and c == 3):
+                x = self._blend(x, t, flags, gray)
             if geometric:
-                x = _warp(x, matrices[layer], (h, w), fill=fill).clamp_(0, 255).round_()
+                x = _warp_theta(x, thetas[layer], (h, w), fill=fill).clamp_(0, 255).round_()
         return x
 
-    def _gray(self, x: torch.Tensor) -> torch.Tensor:
-        """PIL's ``convert("L")`` of [B, 3, H, W]: ITU-R 601-2 luma in its 16-bit fixed point."""
-        r, g, b = x.unbind(1)
-        return torch.floor((r * 19595 + g * 38470 + b * 7471 + 32768) / 65536).unsqueeze(1)
-
-    def _point_ops(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The ops that map each grey level to another (AutoContrast, Equalize, Invert, Posterize, Solarize,
-        SolarizeAdd, Brightness, Contrast): one lookup table per sample and channel, applied in one gather.
-        ``t``: the layer's ``_layer_terms`` ``[terms, B, 1, 1]``."""
-        b, c, h, w = x.shape
-        index = x.to(torch.int64, memory_format=torch.contiguous_format).view(b, c, h * w)
-        hist = torch.zeros(b, c, 256, device=x.device).scatter_add_(2, index, self.one.expand(b, c, h * w))
+    def _static_tables(self, columns: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per layer and sample ``[layers, B, 1, 1, 256]``: the lookup table of the ops that do not look at the
+        image (Invert, Posterize, Solarize, SolarizeAdd, Brightness; the identity for the others, which the
+        image-dependent ones replace), and Contrast's gain times each level."""
         i = self.values
-        seen = (hist > 0).to(torch.int8)
-        # PIL's autocontrast: the darkest and brightest levels present
-        lo = seen.argmax(2, keepdim=True).float()
-        hi = seen.flip(2).argmax(2, keepdim=True).float().neg_().add_(255)
-        if c == 1:  # Contrast's degenerate image: the mean grey, rounded (of the "L" image for colour)
-            mean = (hist * i).sum(2, keepdim=True) / (h * w)
-        else:
-            mean = self._gray(x).mean((2, 3), keepdim=True).view(b, 1, 1)
-        mean = mean.add_(0.5).floor_()
-        # Brightness: a x; Contrast: mean + a (x - mean); Invert: 255 - x; AutoContrast: (x - lo) 255 / (hi - lo),
-        # floored; anything else: x. The image-free parts (gain, offset, ...) come in ``t``.
-        stretch = 255 / (hi - lo).clamp_(min=1)
-        contrasted = (hi > lo) & (t[_AUTOCONTRAST] > 0)
-        gain = torch.where(contrasted, stretch, t[_GAIN])
-        offset = torch.where(contrasted, -lo * stretch, torch.addcmul(t[_OFFSET], mean, t[_MEAN_WEIGHT]))
-        lut = (i * gain + offset + t[_HALF]).floor_()
+        lut = (i * columns[_GAIN] + columns[_OFFSET] + columns[_HALF]).floor_()
         # Solarize: levels >= a inverted; SolarizeAdd: levels < 128 raised by a; Posterize: the top a bits.
-        lut = torch.where(i >= t[_SOLARIZE_AT], 255 - lut, lut)
-        lut = torch.where(i < t[_RAISE_BELOW], (i + t[_RAISE]).clamp_(max=255), lut)
-        lut = lut.div_(t[_POSTERIZE_STEP]).floor_().mul_(t[_POSTERIZE_STEP])
-        if EQUALIZE in self.has:
-            lut = torch.where(t[_EQUALIZE] > 0, self._equalize(hist, hi), lut)
-        return lut.clamp_(0, 255).gather(2, index).view(b, c, h, w)
+        lut = torch.where(i >= columns[_SOLARIZE_AT], 255 - lut, lut)
+        lut = torch.where(i < columns[_RAISE_BELOW], (i + columns[_RAISE]).clamp_(max=255), lut)
+        step = torch.exp2(8 - columns[_POSTERIZE_BITS]).clamp_(min=1)
+        return lut.div_(step).floor_().mul_(step), i * columns[_CONTRAST_GAIN]
 
-    def _equalize(self, hist: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-        """PIL's ``ImageOps.equalize`` table per sample and channel, from the histogram ``[B, C, 256]``."""
-        total = hist.sum(2, keepdim=True)
-        step = torch.floor((total - hist.gather(2, hi.long())) / 255)
-        before = hist.cumsum(2) - hist  # pixels below each level
-        lut = torch.floor((torch.floor(step / 2) + before) / step.clamp(min=1))
-        return torch.where(step > 0, lut, self.values)
-
-    def _sharpness(self, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-        """PIL's Sharpness: a blend with the image smoothed by ``ImageFilter.SMOOTH`` (its border kept)."""
+    def _point_ops(self, x: torch.Tensor, t, flags, static: torch.Tensor, contrast: torch.Tensor,
+                   gray: torch.Tensor | None) -> torch.Tensor:
+        """The ops that map each grey level to another: one lookup table per sample and channel, applied in one
+        gather. The image-free ones come made (``static``); AutoContrast, Contrast and Equalize are made here from
+        the histogram. ``t``, ``flags``: the layer's columns and their flags, each ``[B, 1, 1, 1]``; ``gray``: the
+        grey image of colour images."""
         b, c, h, w = x.shape
-        degenerate = x.clone()  # its border kept
-        degenerate[..., 1:-1, 1:-1] = F.conv2d(x.reshape(b * c, 1, h, w), self.smooth).round_().view(b, c, h - 2, w - 2)
-        return degenerate.lerp_(x, factor.view(-1, 1, 1, 1)).round_()
+        index = x.to(torch.int64, memory_format=torch.contiguous_format).view(b, c, 1, h * w)
+        hist = torch.zeros(b, c, 1, 256, device=x.device).scatter_add_(3, index, self.one.expand(b, c, 1, h * w))
+        i = self.values
+        lo, hi = index.aminmax(dim=3, keepdim=True)  # PIL's autocontrast: the darkest and brightest levels present
+        # Contrast's degenerate image: the mean grey, rounded (of the "L" image for colour)
+        mean = (hist * i).sum(3, keepdim=True) / (h * w) if gray is None else gray.mean((2, 3), keepdim=True)
+        mean = mean.add_(0.5).floor_()
+        # Contrast: mean + a (x - mean); AutoContrast: (x - lo) 255 / (hi - lo), floored, where hi > lo.
+        contrasted = (contrast + mean * t[_MEAN_WEIGHT]).add_(0.5).floor_()
+        stretch = (hi - lo).reciprocal() * 255  # (not finite where hi == lo, which keeps the image)
+        stretched = (i * stretch).sub_(lo * stretch).floor_()
+        # Equalize: PIL's ImageOps.equalize, where the image has more than one level. Whole numbers below 2^24:
+        # the floored divisions are exact.
+        step = torch.div(h * w - hist.gather(3, hi), 255, rounding_mode="floor")
+        below = hist.cumsum(3) - hist  # pixels below each level
+        equalized = below.add_(torch.div(step, 2, rounding_mode="floor"))
+        equalized = torch.div(equalized, step.clamp(min=1), rounding_mode="floor")
+        lut = torch.where(flags[_IS_EQUALIZE] & (step > 0), equalized, static)
+        lut = torch.where(flags[_IS_CONTRAST], contrasted, lut)
+        lut = torch.where(flags[_IS_AUTOCONTRAST] & (hi > lo), stretched, lut)
+        return lut.clamp_(0, 255).gather(3, index).view(b, c, h, w)
+
+    def _gray(self, x: torch.Tensor) -> torch.Tensor:
+        """PIL's ``convert("L")`` of [B, 3, H, W]: ITU-R 601-2 luma in its 16-bit fixed point (exact in float32:
+        every sum is a whole number below 2^24)."""
+        return (x * self.luma).sum(1, keepdim=True).add_(32768).div_(65536).floor_()
+
+    def _blend(self, x: torch.Tensor, t, flags, gray: torch.Tensor | None) -> torch.Tensor:
+        """Color and Sharpness: a blend with the grey image, or with the image smoothed by PIL's
+        ``ImageFilter.SMOOTH`` (its border kept); the identity (factor 1) for the other samples."""
+        b, c, h, w = x.shape
+        weight = self.smooth if c == 1 else self.smooth.expand(c, -1, -1, -1)  # each channel on its own
+        smooth = F.conv2d(x, weight, padding=1, groups=c).round_()
+        border = self.border if self.border.shape == (h, w) else _border(h, w, x.device)
+        degenerate = torch.where(border, x, smooth)
+        if COLOR in self.has and c == 3:
+            degenerate = torch.where(flags[_IS_COLOR], gray, degenerate)
+        return degenerate.lerp_(x, t[_BLEND]).round_()
+
+
+def _border(h: int, w: int, device) -> torch.Tensor:
+    border = torch.ones(h, w, dtype=torch.bool, device=device)
+    border[1:-1, 1:-1] = False
+    return border
 
 
 def apply_params(images: torch.Tensor, augmentation: Augmentation, p: Mapping[str, torch.Tensor]) -> torch.Tensor:

@@ -31,11 +31,12 @@ def _cubic(t: torch.Tensor) -> torch.Tensor:
     return torch.where(t < 1, near, torch.where(t < 2, far, 0.0))
 
 
-def _window(start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor | None, in_size: int, out_size: int,
-            dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """The non-zero part of ``pil_weights``: ``(columns, weights)``, both ``[B, out_size, taps]``."""
-    device = start.device
-    start, length = start.to(dtype).view(-1, 1, 1), length.to(dtype).view(-1, 1, 1)
+def _kernel(length: torch.Tensor, flip: torch.Tensor | None, in_size: int, out_size: int, dtype: torch.dtype
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The non-zero part of ``pil_weights`` for boxes at 0: ``(pixels, weights)``, both ``[B, out_size, taps]``,
+    the pixels in the box's coordinates."""
+    device = length.device
+    length = length.to(dtype).view(-1, 1, 1)
     out = torch.arange(out_size, device=device, dtype=dtype).view(1, -1, 1)
     if flip is not None:
         out = torch.where(flip.view(-1, 1, 1), out_size - 1 - out, out)
@@ -52,12 +53,19 @@ def _window(start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor | None
     k = torch.where((pixel >= 0) & (pixel < length), k, 0.0)
     k = k / k.sum(-1, keepdim=True)
     k = torch.round(k * _ONE) / _ONE  # the fixed point (exact in float32: 22 bits after the point, |k| < 2)
+    return pixel, k
+
+
+def _window(start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor | None, in_size: int, out_size: int,
+            dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The non-zero part of ``pil_weights``: ``(columns, weights)``, both ``[B, out_size, taps]``."""
+    pixel, k = _kernel(length, flip, in_size, out_size, dtype)
     # Outside the box the weights are 0: their clamped columns add nothing.
-    return (pixel + start).clamp_(0, in_size - 1).to(torch.int64), k
+    return (pixel + start.to(dtype).view(-1, 1, 1)).clamp_(0, in_size - 1).to(torch.int64), k
 
 
 def _placed(columns: torch.Tensor, k: torch.Tensor, in_size: int) -> torch.Tensor:
-    return torch.zeros(*k.shape[:2], in_size, device=k.device, dtype=k.dtype).scatter_add_(2, columns, k)
+    return torch.zeros(*k.shape[:-1], in_size, device=k.device, dtype=k.dtype).scatter_add_(-1, columns, k)
 
 
 def pil_weights(start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor | None, in_size: int, out_size: int,
@@ -69,12 +77,24 @@ def pil_weights(start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor | 
     return _placed(columns, k, in_size)
 
 
-def pil_weight_pair(start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor | None, in_size: int,
-                    out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``pil_weights`` (float32) as the pair ``(high, low)`` that ``_split_for_tf32`` makes of it, split while
-    the weights are a window: each matrix is written once."""
-    columns, k = _window(start, length, flip, in_size, out_size, torch.float32)
-    high, low = _split_for_tf32(k)
+def pil_window_table(in_size: int, out_size: int, device: torch.device | str) -> torch.Tensor:
+    """Every box's weights, made once for ``pil_weight_pair``: ``[(in_size + 1) * 2, out_size, taps, 3]``, row
+    ``length * 2 + flip``: the (high, low) pair that ``_split_for_tf32`` makes of the float32 weights of a box of
+    ``length`` pixels at 0 (read backwards where ``flip``), and the pixels they weigh (row 0: no box, unused)."""
+    length = torch.arange(in_size + 1, device=device).repeat_interleave(2)
+    flip = torch.arange(2, device=device).repeat(in_size + 1) > 0
+    pixel, k = _kernel(length, flip, in_size, out_size, torch.float32)
+    return torch.stack([*_split_for_tf32(k), pixel], -1)
+
+
+def pil_weight_pair(table: torch.Tensor, start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor,
+                    in_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pil_weights`` (float32) as the pair ``(high, low)`` that ``_split_for_tf32`` makes of it, read from
+    ``pil_window_table``'s ``table``, each matrix written once; ``start``, ``length`` and ``flip`` (0 or 1) are
+    tensors of one shape (``[B]``, or ``[passes, B]``), the matrices ``[..., out_size, in_size]``."""
+    high, low, pixel = table[(length * 2 + flip).long()].unbind(-1)
+    # Outside the box the weights are 0: their clamped columns add nothing.
+    columns = (pixel + start.view(*start.shape, 1, 1)).clamp_(0, in_size - 1).to(torch.int64)
     return _placed(columns, high, in_size), _placed(columns, low, in_size)
 
 
@@ -124,11 +144,17 @@ def _pair(w: Weights) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _rows_first(x: torch.Tensor, wy: Weights, wx: Weights) -> torch.Tensor:
     b, c, h, w = x.shape
-    high, low = (w.transpose(-1, -2).expand(b, -1, -1) for w in _pair(wx))
+    high, low = (w.transpose(-1, -2) if w.shape[0] == b else w.transpose(-1, -2).expand(b, -1, -1) for w in _pair(wx))
     rows = x.reshape(b, c * h, w)  # the channels' rows as one matrix per sample
     x = _round8(torch.baddbmm(torch.bmm(rows, low), rows, high).view(b, c, h, -1))
-    high, low = (w.unsqueeze(1) for w in _pair(wy))
-    return _round8(torch.matmul(high, x).add_(torch.matmul(low, x)))
+    high, low = (_per_channel(w, b, c) for w in _pair(wy))
+    columns = x.view(b * c, h, -1)  # each channel's columns as one matrix
+    return _round8(torch.baddbmm(torch.bmm(low, columns), high, columns).view(b, c, -1, columns.shape[-1]))
+
+
+def _per_channel(w: torch.Tensor, b: int, c: int) -> torch.Tensor:
+    """Weights ``[B|1, T, H]`` as one matrix per sample and channel ``[B * C, T, H]``."""
+    return w if w.shape[0] == b and c == 1 else w.unsqueeze(1).expand(b, c, -1, -1).reshape(b * c, *w.shape[1:])
 
 
 def pil_resize(x: torch.Tensor, wy: torch.Tensor, wx: torch.Tensor,
