@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .backends import exit_with_parent, parallel_backend
+from .backends import DEFAULT_BACKEND, exit_with_parent, parallel_backend, worker_count
 from .card import CARD, write_card
 from .checks import check_jobs, check_out_path
 from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
@@ -98,7 +98,7 @@ def check_memory(recipe: dict[str, Any], jobs: int) -> None:
         what = f"render.points {render['points']:,} and " if "points" in render else ""
         raise FracbuildError(f"{what}render.size {render['size']:,} need about {gb(worker)} per worker; this "
                              f"machine has {gb(memory)}")
-    workers = jobs if jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + jobs)  # all start, whatever the shards
+    workers = worker_count(jobs, shards)
     if workers * worker > memory:
         raise FracbuildError(f"{workers:,} workers need about {gb(workers * worker)}; this machine has "
                              f"{gb(memory)}: use --jobs {max(1, memory // worker)} or fewer")
@@ -135,6 +135,12 @@ def render_shard(recipe: dict[str, Any], out_dir: str, shard: int, first: int, c
 
     record = write_shard(Path(out_dir) / shard_name(recipe["name"], shard), samples())
     return {"shard": shard, "first": first, **record, "redraws": redraws}
+
+
+def warm_up(recipe: dict[str, Any]) -> None:
+    """Load (or compile) the kernels the recipe's source uses, with the types its shards pass them: one
+    sample drawn, and thrown away (a sample depends on its class and instance alone)."""
+    create_source(recipe).sample(0, 0)
 
 
 def versions() -> dict[str, str]:
@@ -288,6 +294,8 @@ def _failing_cleanly(out_dir: Path, recipe: dict, created: bool, done: dict) -> 
     or rendered shards keeps its journal, to resume from."""
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 
+    from .forked import WorkerDied
+
     try:
         yield
     except BaseException as e:
@@ -297,7 +305,7 @@ def _failing_cleanly(out_dir: Path, recipe: dict, created: bool, done: dict) -> 
                 (out_dir / JOURNAL).unlink()
                 if created:
                     out_dir.rmdir()
-        if isinstance(e, TerminatedWorkerError):
+        if isinstance(e, (TerminatedWorkerError, WorkerDied)):
             raise FracbuildError(f"a render worker died (killed, or out of memory); finished shards are kept in "
                                  f"{out_dir}: run the same command to resume") from None
         raise
@@ -365,7 +373,7 @@ def render(
     shard_size: int | None = None,
     seed: int | None = None,
     jobs: int = -1,
-    backend: str = "loky",
+    backend: str = DEFAULT_BACKEND,
     address: str | None = None,
     force: bool = False,
     preview: bool = True,
@@ -376,10 +384,11 @@ def render(
 
     Options override the recipe's values. Shards already in ``out_dir`` from the same recipe
     whose checksums still match are kept; only missing or damaged ones are rendered. ``jobs``
-    is the number of worker processes (-1: all cores); ``backend`` runs the shard tasks on
-    joblib's ``loky`` or ``threading`` backend or on a ``dask`` or ``ray`` cluster (at
-    ``address``, or a local one); neither changes the output. The progress bar shows on a
-    terminal (``progress=None``) or as asked. ``command``: the command line the dataset card records.
+    is the number of worker processes (-1: all cores; never more than the shards to render); ``backend``
+    runs the shard tasks on processes forked from this one (``fork``), joblib's ``loky`` or ``threading``
+    backend or a ``dask`` or ``ray`` cluster (at ``address``, or a local one); neither changes the output.
+    The progress bar shows on a terminal (``progress=None``) or as asked. ``command``: the command line the
+    dataset card records.
     """
     from joblib import delayed
 
@@ -403,13 +412,15 @@ def render(
         start = time.perf_counter()
         if todo:
             journal = _open_journal(out_dir)
-            bar = progress_bar(total=total, initial=total - sum(n for _, _, n in todo), unit="img",
-                               desc=f"render {recipe['name']}", progress=progress, smoothing=0)
-            with journal, _failing_cleanly(out_dir, recipe, created, done), bar:
+            with journal, _failing_cleanly(out_dir, recipe, created, done):
                 _append(journal, {"recipe": recipe}, *done.values())
                 sync_dir(out_dir)  # the journal's own entry, before anything it records
                 tasks = (delayed(render_shard)(recipe, str(out_dir), *spec) for spec in todo)
-                with parallel_backend(backend, address, jobs) as run:
+                # The workers start before the progress bar's thread: forked ones are forked from one thread.
+                workers = parallel_backend(backend, address, jobs, tasks=len(todo), prepare=lambda: warm_up(recipe))
+                with workers as run, progress_bar(total=total, initial=total - sum(n for _, _, n in todo), unit="img",
+                                                  desc=f"render {recipe['name']}", progress=progress,
+                                                  smoothing=0) as bar:
                     for record in run(tasks):
                         done[record["shard"]] = record
                         _append(journal, record)
