@@ -1,0 +1,60 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from fracbuild import FracbuildError
+from fracbuild import backends
+from fracbuild.backends import worker_count
+
+
+def test_worker_count_follows_joblibs_convention(monkeypatch):
+    monkeypatch.setattr(backends, "cpu_count", lambda: 4)
+    assert [worker_count(j) for j in (1, 3, 8, -1, -2, -4, -9)] == [1, 3, 8, 4, 3, 1, 1]
+    assert worker_count(-1, cores=16) == 16 and worker_count(-2, cores=16) == 15  # a cluster's cores
+    assert worker_count(-1, tasks=2) == 2 and worker_count(3, tasks=10) == 3 and worker_count(-1, tasks=0) == 1
+    for bad in (0, True, 1.5, "2"):
+        with pytest.raises(FracbuildError, match="--jobs must be a number of workers"):
+            worker_count(bad)
+
+
+# In a process of its own: the kernels this test process loaded for other tests would be inherited anyway.
+WORKER_STARTS_READY = textwrap.dedent("""
+    import sys
+
+    import fracbuild.rendering as R
+    from numba.core.registry import CPUDispatcher
+
+    def compiled():
+        return sum(len(v.overloads) for name, m in list(sys.modules.items()) if name.startswith("fracbuild")
+                   for v in vars(m).values() if isinstance(v, CPUDispatcher))
+
+    original = R.render_shard
+
+    def render_shard(*args):
+        # A worker's first shard finds the kernels loaded and the modules imported.
+        modules, kernels = set(sys.modules), compiled()
+        record = original(*args)
+        new = sorted(set(sys.modules) - modules)
+        if new or compiled() != kernels:
+            raise RuntimeError(f"a worker loaded {compiled() - kernels} kernels and imported {new}")
+        return record
+
+    R.render_shard = render_shard
+    recipe = R.load_recipe(sys.argv[1])
+    recipe["perturb"]["classes"] = 4
+    recipe["render"].update(size=64, shard_size=1, instances=1)
+    if "points" in recipe["render"]:
+        recipe["render"]["points"] = 2000
+    R.render(recipe, sys.argv[2], jobs=2, backend="fork", progress=False, preview=False)
+""")
+
+
+@pytest.mark.parametrize("source", ["1p-frac", "paper/rcdb-1k"])
+def test_forked_workers_start_with_the_kernels_ready(source, tmp_path):
+    from conftest import ROOT
+
+    run = subprocess.run([sys.executable, "-c", WORKER_STARTS_READY, str(ROOT / "manifests" / f"{source}.json"),
+                          str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
