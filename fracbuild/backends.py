@@ -173,6 +173,22 @@ def _start_workers() -> None:
         parallel(delayed(_started)() for _ in range(parallel.n_jobs))
 
 
+def in_order(run: Runner, tasks: Iterable[Any]) -> Iterator[Any]:
+    """The results of ``run(tasks)`` in the order of ``tasks``, each as soon as those before it are in."""
+    waiting: dict[int, Any] = {}
+    following = 0
+    for i, result in run((_numbered, (i, task), {}) for i, task in enumerate(tasks)):
+        waiting[i] = result
+        while following in waiting:
+            yield waiting.pop(following)
+            following += 1
+
+
+def _numbered(i: int, task: Any) -> tuple[int, Any]:
+    fn, args, kwargs = task
+    return i, fn(*args, **kwargs)
+
+
 def _in_this_process(tasks: Iterable[Any]) -> Iterator[Any]:
     for fn, args, kwargs in tasks:
         yield fn(*args, **kwargs)

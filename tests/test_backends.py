@@ -1,12 +1,12 @@
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
-from fracbuild import FracbuildError
-from fracbuild import backends
-from fracbuild.backends import worker_count
+from fracbuild import FracbuildError, backends
+from fracbuild.backends import in_order, parallel_backend, worker_count
 
 
 def test_worker_count_follows_joblibs_convention(monkeypatch):
@@ -58,3 +58,15 @@ def test_forked_workers_start_with_the_kernels_ready(source, tmp_path):
     run = subprocess.run([sys.executable, "-c", WORKER_STARTS_READY, str(ROOT / "manifests" / f"{source}.json"),
                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def _after(seconds: float, value: int) -> int:
+    time.sleep(seconds)
+    return value
+
+
+def test_in_order_gives_the_tasks_order_whatever_finishes_first():
+    from joblib import delayed
+
+    with parallel_backend("fork", jobs=2, tasks=3) as run:
+        assert list(in_order(run, [delayed(_after)(0.5, 0), delayed(_after)(0, 1), delayed(_after)(0, 2)])) == [0, 1, 2]
