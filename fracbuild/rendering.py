@@ -118,7 +118,7 @@ _render_pid: int | None = None
 
 def render_shard(recipe: dict[str, Any], out_dir: str, shard: int, first: int, count: int) -> dict[str, Any]:
     """Render samples ``[first, first + count)`` and write them as shard number ``shard``."""
-    if os.getpid() != _render_pid:  # a worker process (loky, dask, ray), not a thread of render()
+    if os.getpid() != _render_pid:  # a worker process (forked, loky, dask, ray), not a thread of render()
         exit_with_parent()
     source = create_source(recipe)
     _, instances = counts(recipe)
@@ -292,20 +292,21 @@ def _failing_cleanly(out_dir: Path, recipe: dict, created: bool, done: dict) -> 
     (a kill, the kernel's OOM killer) is one line. One that fails before its first shard (a backend
     that cannot start, say) leaves no lone journal either, nor the directory it made; one that kept
     or rendered shards keeps its journal, to resume from."""
-    from joblib.externals.loky.process_executor import TerminatedWorkerError
-
     from .forked import WorkerDied
 
     try:
         yield
     except BaseException as e:
+        # loky's error, where loky ran (importing it costs the renders that do not use it a few tenths of a second)
+        loky = sys.modules.get("joblib.externals.loky.process_executor")
+        died = (WorkerDied, loky.TerminatedWorkerError) if loky else (WorkerDied,)
         _remove_temporary(out_dir, recipe)
         if not done:
             with contextlib.suppress(OSError):
                 (out_dir / JOURNAL).unlink()
                 if created:
                     out_dir.rmdir()
-        if isinstance(e, (TerminatedWorkerError, WorkerDied)):
+        if isinstance(e, died):
             raise FracbuildError(f"a render worker died (killed, or out of memory); finished shards are kept in "
                                  f"{out_dir}: run the same command to resume") from None
         raise
@@ -390,8 +391,6 @@ def render(
     The progress bar shows on a terminal (``progress=None``) or as asked. ``command``: the command line the
     dataset card records.
     """
-    from joblib import delayed
-
     global _render_pid
     _render_pid = os.getpid()
     recipe = effective_recipe(recipe, classes=classes, delta=delta, perturb=perturb, instances=instances,
@@ -415,7 +414,8 @@ def render(
             with journal, _failing_cleanly(out_dir, recipe, created, done):
                 _append(journal, {"recipe": recipe}, *done.values())
                 sync_dir(out_dir)  # the journal's own entry, before anything it records
-                tasks = (delayed(render_shard)(recipe, str(out_dir), *spec) for spec in todo)
+                # joblib's task form, (function, args, kwargs), without importing joblib where no backend needs it
+                tasks = ((render_shard, (recipe, str(out_dir), *spec), {}) for spec in todo)
                 # The workers start before the progress bar's thread: forked ones are forked from one thread.
                 workers = parallel_backend(backend, address, jobs, tasks=len(todo), prepare=lambda: warm_up(recipe))
                 with workers as run, progress_bar(total=total, initial=total - sum(n for _, _, n in todo), unit="img",
