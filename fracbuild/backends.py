@@ -69,8 +69,10 @@ def parallel_backend(backend: str = DEFAULT_BACKEND, address: str | None = None,
     if address and backend not in ("dask", "ray"):
         raise FracbuildError(f"--address needs --backend dask or ray, not {backend}")
     if backend == "fork":
+        import multiprocessing
+
         workers = worker_count(jobs, tasks)
-        if workers == 1:
+        if workers == 1 or multiprocessing.current_process().daemon:  # a daemon process may not have children
             yield _in_this_process
             return
         from .forked import forked_workers
