@@ -70,3 +70,19 @@ def test_in_order_gives_the_tasks_order_whatever_finishes_first():
 
     with parallel_backend("fork", jobs=2, tasks=3) as run:
         assert list(in_order(run, [delayed(_after)(0.5, 0), delayed(_after)(0, 1), delayed(_after)(0, 2)])) == [0, 1, 2]
+
+
+def test_check_memory_counts_the_workers_that_start(recipe, monkeypatch):
+    from fracbuild import rendering
+
+    monkeypatch.setattr(backends, "cpu_count", lambda: 4)
+    render = recipe["render"]
+    worker = (rendering.WORKER_BYTES + rendering.POINT_BYTES * render["points"]
+              + rendering.PIXEL_BYTES * render["size"] ** 2)
+    monkeypatch.setattr(rendering, "memory_bytes", lambda: 3 * worker)  # room for 3 workers
+    recipe["perturb"]["classes"] = 3 * render["shard_size"]  # 3 shards: -1 starts 3 workers, not 4
+    rendering.check_memory(recipe, -1)
+    recipe["perturb"]["classes"] = 8 * render["shard_size"]
+    rendering.check_memory(recipe, -2)  # all cores but one
+    with pytest.raises(FracbuildError, match="4 workers need about"):
+        rendering.check_memory(recipe, -1)
