@@ -65,7 +65,7 @@ def _run(pool: list[tuple[Any, Connection]], tasks: Iterable[Any]) -> Iterator[A
         task = next(tasks, None)
         if task is None:
             break
-        conn.send(task)
+        _send(process, conn, task)
         busy[conn] = process
     while busy:
         ready = wait([*busy, *(p.sentinel for p in busy.values())])
@@ -82,8 +82,15 @@ def _run(pool: list[tuple[Any, Connection]], tasks: Iterable[Any]) -> Iterator[A
             yield value
             task = next(tasks, None)
             if task is not None:
-                conn.send(task)
+                _send(process, conn, task)
                 busy[conn] = process
+
+
+def _send(process: Any, conn: Connection, task: Any) -> None:
+    try:
+        conn.send(task)
+    except OSError:  # the pipe's other end is gone: the worker died between two tasks
+        raise WorkerDied(f"worker {process.pid} died") from None
 
 
 def _stop(pool: list[tuple[Any, Connection]]) -> None:
