@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import textwrap
@@ -86,3 +87,16 @@ def test_check_memory_counts_the_workers_that_start(recipe, monkeypatch):
     rendering.check_memory(recipe, -2)  # all cores but one
     with pytest.raises(FracbuildError, match="4 workers need about"):
         rendering.check_memory(recipe, -1)
+
+
+def _fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def test_a_forked_workers_error_and_death_reach_the_parent():
+    from fracbuild.forked import WorkerDied
+
+    with parallel_backend("fork", jobs=2, tasks=2) as run, pytest.raises(ValueError, match="bad shard"):
+        list(run([(_after, (0, 1), {}), (_fail, ("bad shard",), {})]))
+    with parallel_backend("fork", jobs=2, tasks=2) as run, pytest.raises(WorkerDied):
+        list(run([(_after, (0.5, 1), {}), (os._exit, (1,), {})]))
