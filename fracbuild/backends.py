@@ -25,8 +25,9 @@ from .errors import FracbuildError
 _watching = threading.Lock()
 
 BACKENDS = ("fork", "loky", "threading", "dask", "ray")
-#: Forked workers start with the parent's kernels ready; loky's, where there is no fork, start fresh.
-DEFAULT_BACKEND = "fork" if hasattr(os, "fork") else "loky"
+#: Forked workers start with the parent's kernels ready; loky's start fresh. macOS's system libraries are not
+#: safe to use in a forked child (Python's multiprocessing spawns there too), Windows has no fork.
+DEFAULT_BACKEND = "fork" if sys.platform.startswith("linux") else "loky"
 
 #: Runs joblib ``delayed`` tasks and yields their results as they finish.
 Runner = Callable[[Iterable[Any]], Iterator[Any]]
