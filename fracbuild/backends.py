@@ -72,6 +72,9 @@ def parallel_backend(backend: str = DEFAULT_BACKEND, address: str | None = None,
     if backend == "fork":
         import multiprocessing
 
+        if not hasattr(os, "fork"):
+            raise FracbuildError("backend fork needs a system that forks processes: use --backend loky")
+
         workers = worker_count(jobs, tasks)
         if workers == 1 or multiprocessing.current_process().daemon:  # a daemon process may not have children
             yield _in_this_process
