@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument("sections", nargs="*", help=f"any of {', '.join(available)} (default: all)")
     parser.add_argument("--repeats", type=int, default=20, help="repeats of short timings")
     parser.add_argument("--reference-images", type=int, default=2, help="images for the reference-style renderer")
+    parser.add_argument("--startup-repeats", type=int, default=3, help="interleaved runs of each startup figure")
+    parser.add_argument("--startup-images", type=int, default=1000,
+                        help="images of each --jobs 1 / --jobs 2 render (startup section)")
     args = parser.parse_args()
     unknown = set(args.sections) - set(available)
     if unknown:

@@ -1,7 +1,9 @@
-"""Where shards are rendered: joblib's local backends, or a Dask or Ray cluster through joblib.
+"""Where shards are rendered: processes forked from the render, joblib's local backends, or a Dask or Ray
+cluster through joblib.
 
-Nothing here schedules work: joblib hands each shard task to the chosen engine, and every
-engine runs the same ``render_shard``, so the output does not depend on the backend.
+Nothing here schedules work: each shard task goes to the chosen engine, and every engine runs the same
+``render_shard``, so the output does not depend on the backend. ``worker_count`` is the one reading of
+``--jobs`` that they all use.
 """
 
 from __future__ import annotations
@@ -11,50 +13,98 @@ import itertools
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from .checks import check_jobs
 from .errors import FracbuildError
 
 _watching = threading.Lock()
 
-BACKENDS = ("loky", "threading", "dask", "ray")
+BACKENDS = ("fork", "loky", "threading", "dask", "ray")
+#: Forked workers start with the parent's kernels ready; loky's start fresh. macOS's system libraries are not
+#: safe to use in a forked child (Python's multiprocessing spawns there too), Windows has no fork.
+DEFAULT_BACKEND = "fork" if sys.platform.startswith("linux") else "loky"
 
 #: Runs joblib ``delayed`` tasks and yields their results as they finish.
 Runner = Callable[[Iterable[Any]], Iterator[Any]]
 
 
+def cpu_count() -> int:
+    """The cores this process may use (its affinity; a container's CPU quota where joblib reads one)."""
+    if "joblib" in sys.modules:  # already paid for: it also reads cgroup quotas
+        from joblib import cpu_count as joblib_cpu_count
+
+        return max(1, joblib_cpu_count())
+    with contextlib.suppress(AttributeError):  # not on every platform
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def worker_count(jobs: int, tasks: int | None = None, cores: int | None = None) -> int:
+    """The workers that ``jobs`` asks for, by joblib's convention: a positive number as it is, -1 for every
+    core (``cores``, by default this machine's), -2 for all but one, and so on (at least 1); never more than
+    ``tasks``, when known, since a worker without a task only costs its start."""
+    check_jobs(jobs)
+    workers = jobs if jobs > 0 else max(1, (cpu_count() if cores is None else cores) + 1 + jobs)
+    return max(1, min(workers, tasks)) if tasks is not None else workers
+
+
 @contextlib.contextmanager
-def parallel_backend(backend: str = "loky", address: str | None = None, jobs: int = -1) -> Iterator[Runner]:
+def parallel_backend(backend: str = DEFAULT_BACKEND, address: str | None = None, jobs: int = -1,
+                     tasks: int | None = None, prepare: Callable[[], Any] | None = None) -> Iterator[Runner]:
     """Run joblib tasks on ``backend``; yields a runner, ``run(tasks)``, that yields each result as it comes.
 
+    ``jobs`` workers (``worker_count``, at most ``tasks`` when the number of tasks is given).
+    ``fork``: processes forked from this one once ``prepare()`` has run here, so that what it loads
+    (the kernels) is in every worker from its start; one worker runs the tasks in this process.
     ``dask``: the workers of the dask.distributed scheduler at ``address``, or of a local cluster
-    of ``jobs`` single-threaded worker processes when no address is given. ``ray``: Ray's joblib
+    of single-threaded worker processes when no address is given. ``ray``: Ray's joblib
     backend, on the cluster at ``address`` or a local one (started here and stopped after).
     """
-    from joblib import parallel_config
-
     if backend not in BACKENDS:
         raise FracbuildError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if address and backend not in ("dask", "ray"):
         raise FracbuildError(f"--address needs --backend dask or ray, not {backend}")
+    if backend == "fork":
+        import multiprocessing
+
+        if not hasattr(os, "fork"):
+            raise FracbuildError("backend fork needs a system that forks processes: use --backend loky")
+
+        workers = worker_count(jobs, tasks)
+        if workers == 1 or multiprocessing.current_process().daemon:  # a daemon process may not have children
+            yield _in_this_process
+            return
+        from .forked import forked_workers
+
+        if prepare is not None:
+            prepare()
+        with forked_workers(workers, _watch_from_fork) as run:
+            yield run
+        return
+    from joblib import parallel_config
+
     if backend == "loky":
+        jobs = worker_count(jobs, tasks)
         # Each worker watches this process from its start (its initializer), not from its first task: one
         # that was still starting when the render was killed would otherwise wait loky's 300 s for a task.
         with parallel_config(backend=backend, n_jobs=jobs, initializer=_watch_parent, initargs=(os.getpid(),)):
-            _start_workers()
+            if jobs > 1:  # one job runs in this process (joblib's fallback): nothing to start
+                _start_workers()
             yield _as_completed
     elif backend == "threading":
-        with parallel_config(backend=backend, n_jobs=jobs):
+        with parallel_config(backend=backend, n_jobs=worker_count(jobs, tasks)):
             yield _as_completed
     elif backend == "dask":
-        with _dask_client(address, jobs), parallel_config(backend="dask"):
+        with _dask_client(address, worker_count(jobs, tasks)), parallel_config(backend="dask"):
             yield _as_completed
     else:
-        with _ray(address) as workers, parallel_config(backend="ray", n_jobs=jobs):
-            yield _in_rounds(2 * (jobs if jobs > 0 else workers))
+        with _ray(address) as cores, parallel_config(backend="ray", n_jobs=worker_count(jobs, cores=cores)):
+            yield _in_rounds(2 * worker_count(jobs, cores=cores))
 
 
 @contextlib.contextmanager
@@ -105,6 +155,14 @@ def _watch_parent(parent: int) -> None:
     exit_with_parent(parent=parent)
 
 
+def _watch_from_fork(parent: int) -> None:
+    """A forked worker's watch: the parent's own state of the watch (a parent that is itself a worker) is
+    not the worker's."""
+    global _watching
+    _watching = threading.Lock()
+    exit_with_parent(parent=parent)
+
+
 def _started() -> int:
     """A warm-up task: the worker watches its parent from now on, not only once it gets a shard (one that
     never does would otherwise outlive a killed render by loky's 300 s)."""
@@ -118,7 +176,28 @@ def _start_workers() -> None:
 
     with _ctrl_c_to_parent_only():
         parallel = Parallel()
-        parallel(delayed(_started)() for _ in range(parallel.n_jobs if parallel.n_jobs > 0 else os.cpu_count() or 1))
+        parallel(delayed(_started)() for _ in range(parallel.n_jobs))
+
+
+def in_order(run: Runner, tasks: Iterable[Any]) -> Iterator[Any]:
+    """The results of ``run(tasks)`` in the order of ``tasks``, each as soon as those before it are in."""
+    waiting: dict[int, Any] = {}
+    following = 0
+    for i, result in run((_numbered, (i, task), {}) for i, task in enumerate(tasks)):
+        waiting[i] = result
+        while following in waiting:
+            yield waiting.pop(following)
+            following += 1
+
+
+def _numbered(i: int, task: Any) -> tuple[int, Any]:
+    fn, args, kwargs = task
+    return i, fn(*args, **kwargs)
+
+
+def _in_this_process(tasks: Iterable[Any]) -> Iterator[Any]:
+    for fn, args, kwargs in tasks:
+        yield fn(*args, **kwargs)
 
 
 def _as_completed(tasks: Iterable[Any]) -> Iterator[Any]:
@@ -142,7 +221,7 @@ def _in_rounds(size: int) -> Runner:
 
 
 @contextlib.contextmanager
-def _dask_client(address: str | None, jobs: int) -> Iterator[None]:
+def _dask_client(address: str | None, workers: int) -> Iterator[None]:
     try:
         from distributed import Client, LocalCluster
     except ImportError:
@@ -156,7 +235,6 @@ def _dask_client(address: str | None, jobs: int) -> Iterator[None]:
         with client:
             yield
         return
-    workers = jobs if jobs > 0 else (os.cpu_count() or 1)
     with _ctrl_c_to_parent_only():
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=logging.ERROR)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import click
 
 from . import __version__
+from .backends import BACKENDS, DEFAULT_BACKEND
 from .errors import FracbuildError
 from .sources import DEFAULT_SOURCE, SOURCES
 
@@ -165,8 +166,9 @@ _progress = click.option("--progress/--no-progress", default=None,
 @click.option("--shard-size", type=int, help="Samples per shard.")
 @click.option("--seed", type=int, help="Perturbation seed.")
 @click.option("--jobs", default=-1, show_default=True, help="Worker processes (-1: all cores).")
-@click.option("--backend", type=click.Choice(["loky", "threading", "dask", "ray"]), default="loky",
-              show_default=True, help="joblib backend that runs the shard tasks.")
+@click.option("--backend", type=click.Choice(BACKENDS), default=DEFAULT_BACKEND,
+              show_default=True, help="What runs the shard tasks: processes forked from this one (their kernels "
+              "ready), or a joblib backend.")
 @click.option("--address", help="Scheduler address of an existing Dask or Ray cluster.")
 @click.option("--force", is_flag=True, help="Replace a dataset of another recipe in OUT_DIR.")
 @click.option("--no-preview", is_flag=True, help="Skip preview.png.")

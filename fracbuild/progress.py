@@ -6,6 +6,6 @@ from typing import Any
 
 
 def progress_bar(iterable: Any = None, *, progress: bool | None = None, **kwargs: Any):
-    from tqdm.auto import tqdm
+    from tqdm.autonotebook import tqdm  # tqdm.auto adds asyncio support, and its import, unused here
 
     return tqdm(iterable, disable=None if progress is None else not progress, **kwargs)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .backends import exit_with_parent, parallel_backend
+from .backends import DEFAULT_BACKEND, exit_with_parent, parallel_backend, worker_count
 from .card import CARD, write_card
 from .checks import check_jobs, check_out_path
 from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
@@ -98,7 +98,7 @@ def check_memory(recipe: dict[str, Any], jobs: int) -> None:
         what = f"render.points {render['points']:,} and " if "points" in render else ""
         raise FracbuildError(f"{what}render.size {render['size']:,} need about {gb(worker)} per worker; this "
                              f"machine has {gb(memory)}")
-    workers = jobs if jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + jobs)  # all start, whatever the shards
+    workers = worker_count(jobs, shards)
     if workers * worker > memory:
         raise FracbuildError(f"{workers:,} workers need about {gb(workers * worker)}; this machine has "
                              f"{gb(memory)}: use --jobs {max(1, memory // worker)} or fewer")
@@ -118,7 +118,7 @@ _render_pid: int | None = None
 
 def render_shard(recipe: dict[str, Any], out_dir: str, shard: int, first: int, count: int) -> dict[str, Any]:
     """Render samples ``[first, first + count)`` and write them as shard number ``shard``."""
-    if os.getpid() != _render_pid:  # a worker process (loky, dask, ray), not a thread of render()
+    if os.getpid() != _render_pid:  # a worker process (forked, loky, dask, ray), not a thread of render()
         exit_with_parent()
     source = create_source(recipe)
     _, instances = counts(recipe)
@@ -135,6 +135,12 @@ def render_shard(recipe: dict[str, Any], out_dir: str, shard: int, first: int, c
 
     record = write_shard(Path(out_dir) / shard_name(recipe["name"], shard), samples())
     return {"shard": shard, "first": first, **record, "redraws": redraws}
+
+
+def warm_up(recipe: dict[str, Any]) -> None:
+    """Load (or compile) the kernels the recipe's source uses, with the types its shards pass them: one
+    sample drawn, and thrown away (a sample depends on its class and instance alone)."""
+    create_source(recipe).sample(0, 0)
 
 
 def versions() -> dict[str, str]:
@@ -286,18 +292,21 @@ def _failing_cleanly(out_dir: Path, recipe: dict, created: bool, done: dict) -> 
     (a kill, the kernel's OOM killer) is one line. One that fails before its first shard (a backend
     that cannot start, say) leaves no lone journal either, nor the directory it made; one that kept
     or rendered shards keeps its journal, to resume from."""
-    from joblib.externals.loky.process_executor import TerminatedWorkerError
+    from .forked import WorkerDied
 
     try:
         yield
     except BaseException as e:
+        # loky's error, where loky ran (importing it costs the renders that do not use it a few tenths of a second)
+        loky = sys.modules.get("joblib.externals.loky.process_executor")
+        died = (WorkerDied, loky.TerminatedWorkerError) if loky else (WorkerDied,)
         _remove_temporary(out_dir, recipe)
         if not done:
             with contextlib.suppress(OSError):
                 (out_dir / JOURNAL).unlink()
                 if created:
                     out_dir.rmdir()
-        if isinstance(e, TerminatedWorkerError):
+        if isinstance(e, died):
             raise FracbuildError(f"a render worker died (killed, or out of memory); finished shards are kept in "
                                  f"{out_dir}: run the same command to resume") from None
         raise
@@ -365,7 +374,7 @@ def render(
     shard_size: int | None = None,
     seed: int | None = None,
     jobs: int = -1,
-    backend: str = "loky",
+    backend: str = DEFAULT_BACKEND,
     address: str | None = None,
     force: bool = False,
     preview: bool = True,
@@ -376,13 +385,12 @@ def render(
 
     Options override the recipe's values. Shards already in ``out_dir`` from the same recipe
     whose checksums still match are kept; only missing or damaged ones are rendered. ``jobs``
-    is the number of worker processes (-1: all cores); ``backend`` runs the shard tasks on
-    joblib's ``loky`` or ``threading`` backend or on a ``dask`` or ``ray`` cluster (at
-    ``address``, or a local one); neither changes the output. The progress bar shows on a
-    terminal (``progress=None``) or as asked. ``command``: the command line the dataset card records.
+    is the number of worker processes (-1: all cores; never more than the shards to render); ``backend``
+    runs the shard tasks on processes forked from this one (``fork``), joblib's ``loky`` or ``threading``
+    backend or a ``dask`` or ``ray`` cluster (at ``address``, or a local one); neither changes the output.
+    The progress bar shows on a terminal (``progress=None``) or as asked. ``command``: the command line the
+    dataset card records.
     """
-    from joblib import delayed
-
     global _render_pid
     _render_pid = os.getpid()
     recipe = effective_recipe(recipe, classes=classes, delta=delta, perturb=perturb, instances=instances,
@@ -403,13 +411,16 @@ def render(
         start = time.perf_counter()
         if todo:
             journal = _open_journal(out_dir)
-            bar = progress_bar(total=total, initial=total - sum(n for _, _, n in todo), unit="img",
-                               desc=f"render {recipe['name']}", progress=progress, smoothing=0)
-            with journal, _failing_cleanly(out_dir, recipe, created, done), bar:
+            with journal, _failing_cleanly(out_dir, recipe, created, done):
                 _append(journal, {"recipe": recipe}, *done.values())
                 sync_dir(out_dir)  # the journal's own entry, before anything it records
-                tasks = (delayed(render_shard)(recipe, str(out_dir), *spec) for spec in todo)
-                with parallel_backend(backend, address, jobs) as run:
+                # joblib's task form, (function, args, kwargs), without importing joblib where no backend needs it
+                tasks = ((render_shard, (recipe, str(out_dir), *spec), {}) for spec in todo)
+                # The workers start before the progress bar's thread: forked ones are forked from one thread.
+                workers = parallel_backend(backend, address, jobs, tasks=len(todo), prepare=lambda: warm_up(recipe))
+                with workers as run, progress_bar(total=total, initial=total - sum(n for _, _, n in todo), unit="img",
+                                                  desc=f"render {recipe['name']}", progress=progress,
+                                                  smoothing=0) as bar:
                     for record in run(tasks):
                         done[record["shard"]] = record
                         _append(journal, record)

@@ -216,7 +216,7 @@ def test_ctrl_c_on_the_process_group_is_one_line_and_resumes(recipe, tmp_path):
     assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "ref")
 
 
-@pytest.mark.parametrize("backend", ["loky", "dask"])
+@pytest.mark.parametrize("backend", ["fork", "loky", "dask"])
 def test_local_workers_leave_ctrl_c_to_the_parent(backend):
     from joblib import delayed
 

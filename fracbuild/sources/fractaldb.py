@@ -148,7 +148,9 @@ def search_categories(
     independent, so ``jobs`` workers find the same categories as one, and the first C categories
     of a search for more are those of a search for C. ``search.tries`` counts every system drawn.
     """
-    from joblib import Parallel, delayed
+    from joblib import delayed
+
+    from ..backends import in_order, parallel_backend
 
     name = check_name(name or source)
     check_seed(seed)
@@ -162,11 +164,13 @@ def search_categories(
     if classes < 1 or max_tries < 1:
         raise FracbuildError(f"classes and max_tries must be at least 1, got {classes} and {max_tries}")
     chunk = 4  # categories per task: enough work to outweigh a task's overhead
-    tasks = (delayed(_find_categories)(range(c, min(c + chunk, classes)), method, (lo, hi), fill_min, seed, max_tries)
-             for c in range(0, classes, chunk))
+    tasks = [delayed(_find_categories)(range(c, min(c + chunk, classes)), method, (lo, hi), fill_min, seed, max_tries)
+             for c in range(0, classes, chunk)]
     found = []
-    with progress_bar(total=classes, desc=f"search {source}", unit="category", progress=progress) as bar:
-        for results in Parallel(n_jobs=jobs, return_as="generator")(tasks):
+    # The workers start before the progress bar's thread, and with the fill check's kernels loaded.
+    with parallel_backend(jobs=jobs, tasks=len(tasks), prepare=lambda: _warm_up(seed)) as run, \
+            progress_bar(total=classes, desc=f"search {source}", unit="category", progress=progress) as bar:
+        for results in in_order(run, tasks):
             found += results
             bar.update(len(results))
     recipe = {
@@ -202,6 +206,13 @@ def import_categories(
         "perturb": {"classes": len(systems) if classes is None else classes, "seed": seed},
     }
     return validate(recipe)
+
+
+def _warm_up(seed: int) -> None:
+    """Load the fill check's kernels with the types a search passes them: one system drawn and drawn."""
+    uniforms, masks = random_sequence(FILL_CHECK["points"], np.random.default_rng([seed, SEQUENCE]))
+    system = np.round(ifs.sample_uniform_system(2, np.random.default_rng(0)), DECIMALS)
+    fill_rate(system_image(system, uniforms, masks, FILL_CHECK["size"], FILL_CHECK["draw"]))
 
 
 def _find_categories(categories: range, method: str, maps: tuple[int, int], fill_min: float, seed: int,

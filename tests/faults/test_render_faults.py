@@ -98,6 +98,11 @@ def seconds_to_go(pids: list[int], most: float) -> float:
 ORPHAN_SECONDS: list[float] = []
 
 
+def where(backend: str) -> str:
+    """A backend's part of a trial's seed: loky's trials land where they did before the fork backend."""
+    return "" if backend == "loky" else f"/{backend}"
+
+
 def wait_for_shards(out, proc, n: int) -> None:
     journal = out / JOURNAL
     deadline = time.time() + 120
@@ -116,11 +121,13 @@ def survives(cmd, out, reference) -> tuple[bool, int]:
     return again.returncode == 0 and lost == 0 and clean and verify(out) == [], lost
 
 
+@pytest.mark.parametrize("backend", ["fork", "loky"])
 @pytest.mark.parametrize("victim", ["parent", "worker"])
-def test_kill_9_at_a_random_moment(job, tmp_path, tally, victim):
+def test_kill_9_at_a_random_moment(job, tmp_path, tally, victim, backend):
     cmd, reference = job
+    cmd = [*cmd, "--backend", backend]
     failures = []
-    for t, rng in enumerate(trials(f"render/kill/{victim}")):
+    for t, rng in enumerate(trials(f"render/kill/{victim}{where(backend)}")):
         out = tmp_path / str(t)
         err_file = tmp_path / f"{t}.err"
         with open(err_file, "w") as err_out:  # a file, not a pipe: orphaned workers may keep a pipe open
@@ -131,9 +138,8 @@ def test_kill_9_at_a_random_moment(job, tmp_path, tally, victim):
         if victim == "parent":
             workers = children(proc.pid)  # the resource trackers too: nothing may outlive the render
             os.kill(proc.pid, signal.SIGKILL)
-        else:  # one of loky's workers (the resource tracker writes nothing, killing it proves nothing)
-            workers = [c for c in children(proc.pid)
-                       if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+        else:  # one of its workers (the resource tracker writes nothing, killing it proves nothing)
+            workers = render_workers(proc.pid)
             if workers:
                 os.kill(rng.choice(workers), signal.SIGKILL)
         proc.wait(timeout=300)
@@ -156,7 +162,7 @@ def test_kill_9_at_a_random_moment(job, tmp_path, tally, victim):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         ok, lost = survives(cmd, out, reference)
-        tally(f"render: kill -9 of the {victim} (loky)").record(ok and clean_exit, lost)
+        tally(f"render: kill -9 of the {victim} ({backend})").record(ok and clean_exit, lost)
         if not (ok and clean_exit):
             failures.append((t, lost, orphans, err[-1500:]))
     if victim == "parent":
@@ -355,29 +361,30 @@ def test_disk_full_during_the_manifest_write(small_job, tmp_path, tally):
     assert not failures, failures
 
 
-def loky_workers(pid: int) -> list[int]:
-    """The render's loky worker processes (its resource trackers aside)."""
+def render_workers(pid: int) -> list[int]:
+    """The render's worker processes (its resource trackers aside)."""
     out = []
     for c in children(pid):
         with contextlib.suppress(OSError):
-            line = Path(f"/proc/{c}/cmdline").read_bytes()
-            if b"loky" in line and b"resource_tracker" not in line:
+            if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes():
                 out.append(c)
     return out
 
 
-def test_kill_9_while_the_workers_start(job, tmp_path, tally):
+@pytest.mark.parametrize("backend", ["fork", "loky"])
+def test_kill_9_while_the_workers_start(job, tmp_path, tally, backend):
     """kill -9 of the parent as soon as its first worker exists, before any task reached it: the workers and
     resource trackers go with it (they watch their parent from their start, not from their first task)."""
     cmd, reference = job
+    cmd = [*cmd, "--backend", backend]
     failures = []
-    for t, rng in enumerate(trials("render/kill-at-start")):
+    for t, rng in enumerate(trials(f"render/kill-at-start{where(backend)}")):
         out = tmp_path / str(t)
         with open(tmp_path / f"{t}.err", "w") as err_out:
             proc = subprocess.Popen([*cmd, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=err_out,
                                     start_new_session=True)
         deadline = time.time() + 60
-        while not loky_workers(proc.pid) and time.time() < deadline and proc.poll() is None:
+        while not render_workers(proc.pid) and time.time() < deadline and proc.poll() is None:
             time.sleep(0.005)
         time.sleep(rng.uniform(0, 0.3))
         spawned = children(proc.pid)
@@ -388,19 +395,21 @@ def test_kill_9_while_the_workers_start(job, tmp_path, tally):
             os.killpg(proc.pid, signal.SIGKILL)
         ok, lost = survives(cmd, out, reference)
         ok = ok and seconds <= 10 and len(spawned) > 0
-        tally("render: kill -9 of the parent while its workers start").record(ok, lost)
+        tally(f"render: kill -9 of the parent while its workers start ({backend})").record(ok, lost)
         if not ok:
             failures.append((t, len(spawned), seconds, lost))
     assert not failures, failures
 
 
+@pytest.mark.parametrize("backend", ["fork", "loky"])
 @pytest.mark.parametrize("target", ["parent", "process group"])
-def test_sigterm_at_a_random_moment(job, tmp_path, tally, target):
+def test_sigterm_at_a_random_moment(job, tmp_path, tally, target, backend):
     """SIGTERM (``kill``; ``timeout`` and Slurm signal the whole group) ends a render as Ctrl-C does: the one
     line, exit 143, nothing from loky or its resource tracker, every child gone, and the same command resumes."""
     cmd, reference = job
+    cmd = [*cmd, "--backend", backend]
     failures = []
-    for t, rng in enumerate(trials(f"render/sigterm/{target}")):
+    for t, rng in enumerate(trials(f"render/sigterm/{target}{where(backend)}")):
         out = tmp_path / str(t)
         err_file = tmp_path / f"{t}.err"
         with open(err_file, "w") as err_out:  # a file, not a pipe: a child that outlived the render may hold it
@@ -424,7 +433,7 @@ def test_sigterm_at_a_random_moment(job, tmp_path, tally, target):
             os.killpg(proc.pid, signal.SIGKILL)
         ok, lost = survives(cmd, out, reference)
         survived = ok and code == 143 and one_line and quiet and seconds <= 10
-        tally(f"render: SIGTERM to the {target} (loky)").record(survived, lost)
+        tally(f"render: SIGTERM to the {target} ({backend})").record(survived, lost)
         if not survived:
             failures.append((t, code, len(spawned), seconds, lost, ok, err[-1500:]))
     assert not failures, failures
