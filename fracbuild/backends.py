@@ -17,10 +17,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .errors import FracbuildError
+from .settings import BACKENDS
 
 _watching = threading.Lock()
-
-BACKENDS = ("loky", "threading", "dask", "ray")
 
 #: Runs joblib ``delayed`` tasks and yields their results as they finish.
 Runner = Callable[[Iterable[Any]], Iterator[Any]]

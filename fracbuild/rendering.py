@@ -30,25 +30,12 @@ from .errors import FracbuildError
 from .jsonfile import save_json
 from .progress import progress_bar
 from .recipe import counts, load_recipe, validate_recipe
+from .settings import OVERRIDES, RENDER, takes_settings
 from .shards import matches, shard_name, write_shard
 from .sources import DEFAULT_SOURCE, create_source
 
 JOURNAL = ".journal.jsonl"
 FORMAT = "fracbuild-dataset/1"
-
-# Command-line overrides and the recipe key each sets.
-OVERRIDES = {
-    "classes": ("perturb", "classes"),
-    "delta": ("perturb", "delta"),
-    "perturb": ("perturb", "mode"),
-    "seed": ("perturb", "seed"),
-    "instances": ("render", "instances"),
-    "size": ("render", "size"),
-    "points": ("render", "points"),
-    "draw": ("render", "draw"),
-    "shard_size": ("render", "shard_size"),
-}
-
 
 def effective_recipe(recipe: dict | str | os.PathLike, **overrides: Any) -> dict[str, Any]:
     """The recipe with every non-None override applied, validated."""
@@ -351,42 +338,32 @@ def write_dataset_files(out_dir: Path, recipe: dict, records: list[dict]) -> dic
     return manifest
 
 
+@takes_settings(RENDER)
 def render(
     recipe: dict | str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    classes: int | None = None,
-    delta: float | None = None,
-    perturb: str | None = None,
-    instances: int | None = None,
-    size: int | None = None,
-    points: int | None = None,
-    draw: str | None = None,
-    shard_size: int | None = None,
-    seed: int | None = None,
-    jobs: int = -1,
-    backend: str = "loky",
-    address: str | None = None,
     force: bool = False,
     preview: bool = True,
     progress: bool | None = None,
     command: list[str] | str | None = None,
+    **settings: Any,
 ) -> dict[str, Any]:
     """Render ``recipe`` (a dict or a path) to shards in ``out_dir`` and return the manifest.
 
-    Options override the recipe's values. Shards already in ``out_dir`` from the same recipe
-    whose checksums still match are kept; only missing or damaged ones are rendered. ``jobs``
-    is the number of worker processes (-1: all cores); ``backend`` runs the shard tasks on
-    joblib's ``loky`` or ``threading`` backend or on a ``dask`` or ``ray`` cluster (at
-    ``address``, or a local one); neither changes the output. The progress bar shows on a
+    The options of ``settings.RENDER`` that name a recipe key override the recipe's values. Shards already in
+    ``out_dir`` from the same recipe whose checksums still match are kept; only missing or damaged ones are
+    rendered. ``jobs`` is the number of worker processes (-1: all cores); ``backend`` runs the shard tasks on
+    joblib's ``loky`` or ``threading`` backend or on a ``dask`` or ``ray`` cluster (at ``address``, or a local
+    one); neither changes the output. The progress bar shows on a
     terminal (``progress=None``) or as asked. ``command``: the command line the dataset card records.
     """
     from joblib import delayed
 
     global _render_pid
     _render_pid = os.getpid()
-    recipe = effective_recipe(recipe, classes=classes, delta=delta, perturb=perturb, instances=instances,
-                              size=size, points=points, draw=draw, shard_size=shard_size, seed=seed)
+    recipe = effective_recipe(recipe, **{name: settings[name] for name in OVERRIDES})
+    jobs, backend, address = settings["jobs"], settings["backend"], settings["address"]
     check_out_path("the output directory (-o)", out_dir)
     check_jobs(jobs)
     if address is None:  # local workers: this machine's memory bounds them
