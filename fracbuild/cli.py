@@ -200,8 +200,8 @@ def render(recipe, out_dir, force, no_preview, progress, **settings):
 @_progress
 def verify(out_dir, deep, progress):
     """Check every shard's sha256, sample count, keys, labels and decodability. Exit 0 only if all hold."""
-    from .dataset import load_manifest
     from .dataset import verify as run_verify
+    from .manifest import load_manifest
 
     problems = run_verify(out_dir, deep=deep, progress=progress)
     if problems:
@@ -228,7 +228,7 @@ def preview(out_dir, output, n):
 @click.argument("out_dir", type=click.Path(file_okay=False))
 def info(out_dir):
     """Summarise a rendered dataset."""
-    from .dataset import info as run_info
+    from .manifest import info as run_info
 
     click.echo(run_info(out_dir))
 
