@@ -6,6 +6,7 @@ import contextlib
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 
 import click
@@ -16,8 +17,16 @@ from .settings import DIR, MAPS, OVERRIDES, RENDER, SEARCH, Setting
 from .sources import DEFAULT_SOURCE, SOURCES
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"Warning: {message}", err=True)
+
+
 class _Group(click.Group):
-    """Turns every user-caused error, usage errors included, into one line on stderr."""
+    """Turns every user-caused error, usage errors included, into one line on stderr, and every warning too.
+
+    The library warns through ``warnings`` only (a notebook can filter or record them); the command line
+    shows each as a ``Warning:`` line when it is raised, every time.
+    """
 
     def main(self, args=None, prog_name=None, **extra):
         extra.pop("standalone_mode", None)
@@ -33,7 +42,10 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", UserWarning)
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except FracbuildError as e:
             raise click.ClickException(str(e)) from None
         except OSError as e:  # a full disk or a vanished directory, met mid-way
@@ -168,25 +180,19 @@ def render(recipe, out_dir, force, no_preview, progress, **settings):
     Re-running into the same OUT_DIR keeps every shard whose checksum matches and renders only
     what is missing or damaged.
     """
-    import warnings
-
     from .card import render_command
     from .rendering import render as run_render
 
     overrides = {name: settings[name] for name in OVERRIDES}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            with _sigterm_as_interrupt():
-                manifest = run_render(recipe, out_dir, force=force, preview=not no_preview, progress=progress,
-                                      **settings, command=render_command(recipe, out_dir, overrides,
-                                                                         preview=not no_preview))
-        except KeyboardInterrupt as e:
-            click.echo(f"\nInterrupted: finished shards are kept in {out_dir}; run the same command to resume.",
-                       err=True)
-            sys.exit(143 if isinstance(e, _Terminated) else 130)  # 128 + the signal, as the shell reports it
-    for w in caught:
-        click.echo(f"Warning: {w.message}", err=True)
+    try:
+        with _sigterm_as_interrupt():
+            manifest = run_render(recipe, out_dir, force=force, preview=not no_preview, progress=progress,
+                                  **settings, command=render_command(recipe, out_dir, overrides,
+                                                                     preview=not no_preview))
+    except KeyboardInterrupt as e:
+        click.echo(f"\nInterrupted: finished shards are kept in {out_dir}; run the same command to resume.",
+                   err=True)
+        sys.exit(143 if isinstance(e, _Terminated) else 130)  # 128 + the signal, as the shell reports it
     run = manifest["run"]
     kept = f", {run['kept']} kept from an earlier run" if run["kept"] else ""
     speed = f" in {run['seconds']:.2f} s: {run['images_per_second']:.0f} images/s" if run["rendered"] else ""

@@ -186,3 +186,18 @@ def test_render_options_signature_and_overrides_come_from_one_definition(recipe_
     assert {s.name: recipe[s.key[0]][s.key[1]] for s in RENDER if s.key} == values
     with pytest.raises(TypeError, match="colour"):
         render(recipe_file, "unused", colour=1)
+
+
+def test_every_command_shows_each_warning_as_one_line(monkeypatch):
+    import warnings
+
+    import fracbuild.manifest
+
+    def info(out_dir):
+        for _ in range(2):
+            warnings.warn("planted", stacklevel=1)
+        return "summary"
+
+    monkeypatch.setattr(fracbuild.manifest, "info", info)
+    result = run("info", "anywhere")
+    assert result.exit_code == 0 and result.output.count("Warning: planted\n") == 2, result.output
