@@ -309,6 +309,20 @@ def _table(table, rows, dry_run, size, out, probe_blocks, diagnose, kwargs) -> N
     click.echo(r["text"] if dry_run else r["report"])
 
 
+@main.command("pretrain-default")
+@click.option("--recipe", default="manifests/1p-frac.json", show_default=True, help="fracbuild recipe to render.")
+@click.option("--data", default="shards/1p-frac", show_default=True,
+              help="Where the dataset is rendered (without a GPU: DATA-32px, at the cpu preset's size).")
+@click.option("--out", default="runs/pretrain", show_default=True, type=click.Path(file_okay=False),
+              help="Run directory; a run already there is resumed.")
+def pretrain_default(recipe, data, out):
+    """What `make pretrain` runs: the paper preset on the default dataset with GPUs (under trainer.launch on
+    several), else the cpu preset on it rendered at the cpu model's size; each dataset rendered once."""
+    from .default_run import main as run_default
+
+    run_default(recipe, data, out)
+
+
 @main.command("inspect")
 @click.argument("inits", nargs=-1, required=True)
 @click.option("--dataset", default="digits", show_default=True, help="Downstream images to measure features on.")
