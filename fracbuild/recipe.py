@@ -2,7 +2,9 @@
 
 ``validate_recipe`` checks a recipe of any source and ``new_recipe`` makes one, each through the
 module the registry (``sources.SOURCES``) names; every error is one line. ``counts`` is the one
-place that says how many classes and instances a recipe has, ``load_recipe`` is the file edge.
+place that says how many classes and instances a recipe has, and ``shard_plan`` how they are cut into
+shards; ``load_recipe`` is the file edge; ``effective_recipe`` applies render's overrides
+(``settings.OVERRIDES``).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def _listing(names: list[str], most: int = 6) -> str:
     return f"{', '.join(names[:most - 1])} and {len(names) - most + 1} more"
 
 
-def previous(out_dir: Path) -> tuple[dict | None, list[dict]]:
+def _previous(out_dir: Path) -> tuple[dict | None, list[dict]]:
     """The recipe and shard records a previous render left in ``out_dir`` (manifest or journal)."""
     manifest = out_dir / MANIFEST
     if manifest.exists():
@@ -62,7 +62,7 @@ def previous(out_dir: Path) -> tuple[dict | None, list[dict]]:
     return None, []
 
 
-def remove_previous(out_dir: Path, recipe: dict | None, records: list[dict]) -> None:
+def _remove_previous(out_dir: Path, recipe: dict | None, records: list[dict]) -> None:
     names = {r.get("file") for r in records if isinstance(r.get("file"), str)}
     if recipe:
         names |= {shard_name(recipe["name"], s) for s, _, _ in shard_plan(recipe)}
@@ -71,7 +71,7 @@ def remove_previous(out_dir: Path, recipe: dict | None, records: list[dict]) -> 
             (out_dir / Path(name).name).unlink()
 
 
-def reusable(out_dir: Path, recipe: dict, records: list[dict]) -> dict[int, dict]:
+def _reusable(out_dir: Path, recipe: dict, records: list[dict]) -> dict[int, dict]:
     """Shards already on disk whose bytes still match their record."""
     plan = {shard_name(recipe["name"], s): (s, first, n) for s, first, n in shard_plan(recipe)}
     kept = {}
@@ -125,7 +125,7 @@ def rendering_alone(out_dir: Path) -> Iterator[None]:
 def prepare_out_dir(out_dir: Path, recipe: dict, force: bool) -> dict[int, dict]:
     """In ``out_dir`` (which exists), refuse another recipe's dataset (unless ``force``), clean
     temporary files, and return the records of shards that can be kept."""
-    old_recipe, records = previous(out_dir)
+    old_recipe, records = _previous(out_dir)
     if isinstance(old_recipe, dict) and "source" not in old_recipe:  # rendered before recipes named it
         old_recipe = {**old_recipe, "source": DEFAULT_SOURCE}
     if old_recipe is not None and old_recipe != recipe:
@@ -134,13 +134,13 @@ def prepare_out_dir(out_dir: Path, recipe: dict, force: bool) -> dict[int, dict]
             raise FracbuildError(
                 f"{out_dir} holds a dataset from another recipe (differs in {changed}); pass --force to replace it"
             )
-        remove_previous(out_dir, old_recipe, records)
+        _remove_previous(out_dir, old_recipe, records)
         records = []
-    remove_temporary(out_dir, recipe)
-    return reusable(out_dir, recipe, records)
+    _remove_temporary(out_dir, recipe)
+    return _reusable(out_dir, recipe, records)
 
 
-def remove_temporary(out_dir: Path, recipe: dict) -> None:
+def _remove_temporary(out_dir: Path, recipe: dict) -> None:
     """Partial shards left by an interrupted or killed worker, and partial dataset files left by a
     render killed while it wrote them."""
     for pattern in (f"{recipe['name']}-*.tar", MANIFEST, INFO, CARD):
@@ -160,7 +160,7 @@ def failing_cleanly(out_dir: Path, recipe: dict, created: bool, done: dict) -> I
     try:
         yield
     except BaseException as e:
-        remove_temporary(out_dir, recipe)
+        _remove_temporary(out_dir, recipe)
         if not done:
             with contextlib.suppress(OSError):
                 (out_dir / JOURNAL).unlink()
@@ -192,6 +192,6 @@ def append(journal, *records: dict) -> None:
 def finish(out_dir: Path, recipe: dict) -> None:
     """Once the dataset files are written: the journal and any partial shard go (a worker that died mid-shard
     leaves one; its task ran again)."""
-    remove_temporary(out_dir, recipe)
+    _remove_temporary(out_dir, recipe)
     with contextlib.suppress(OSError):
         (out_dir / JOURNAL).unlink()
