@@ -89,6 +89,11 @@ RENDER: tuple[Setting, ...] = (
 OVERRIDES: dict[str, tuple[str, str]] = {s.name: s.key for s in RENDER if s.key}
 
 
+def _annotation(setting: Setting) -> str:
+    name = getattr(setting.type, "__name__", "str")  # MAPS and DIR are spelt as strings
+    return name if setting.default is not None else f"{name} | None"
+
+
 def takes_settings(settings: tuple[Setting, ...]) -> Callable[[Callable], Callable]:
     """Give a library function (``fracbuild.render``) ``settings`` as keyword arguments.
 
@@ -99,8 +104,8 @@ def takes_settings(settings: tuple[Setting, ...]) -> Callable[[Callable], Callab
     def decorate(func: Callable) -> Callable:
         sig = inspect.signature(func)
         fixed = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-        params = fixed + [inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=s.default)
-                          for s in settings]
+        params = fixed + [inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=s.default,
+                                            annotation=_annotation(s)) for s in settings]
         names = {p.name for p in fixed}
         defaults = {s.name: s.default for s in settings}
 
