@@ -17,6 +17,7 @@ import click
 
 from .data.downstream import SPECS
 from .errors import TrainerError
+from .experiments import diagnose as diagnose_run
 from .experiments import experiment as experiment_run
 from .experiments.reproduce import SIZES as TABLE_SIZES
 from .finetuning import finetune as finetune_run
@@ -251,7 +252,8 @@ _downstream("probe", probe_run, "Linear probe on the frozen patch embedding and 
 @click.option("--diagnose", is_flag=True,
               help="Instead: the cpu diagnosis (pre-training lengths, fine-tuning budget, what the body holds), "
                    "its figures written to diagnosis-runs.md.")
-@click.option("--lengths", default="15000,30000,60000", show_default=True,
+@click.option("--lengths", default=",".join(map(str, inspect.signature(diagnose_run).parameters["lengths"].default)),
+              show_default=True,
               help="With --diagnose: pre-training lengths in samples, comma-separated.")
 def experiment(table, rows, dry_run, size, out, probe_blocks, diagnose, lengths, **kwargs):
     """The paper's Table 2: pre-train on one fractal, fine-tune and probe vs scratch (at cpu or gpu size);
@@ -264,16 +266,13 @@ def experiment(table, rows, dry_run, size, out, probe_blocks, diagnose, lengths,
     if dry_run or rows or size == "paper":
         raise click.UsageError(f"{'--dry-run' if dry_run else '--rows' if rows else '--size paper'} needs --table")
     if diagnose:
-        from .experiments import diagnose as run_diagnosis
-
         try:
             samples = tuple(int(n) for n in lengths.split(","))
         except ValueError:
             raise click.BadParameter(f"expected comma-separated integers, got {lengths!r}") from None
         keep = ("report", "recipe", "data_dir", "seed", "progress")
-        counts = {k: kwargs[k] for k in ("seeds", "finetune_seeds") if kwargs[k] is not None}
-        r = run_diagnosis(out or "runs/diagnosis", lengths=samples, preset=kwargs["preset"] or "cpu",
-                          **{k: kwargs[k] for k in keep}, **counts)
+        given = {k: kwargs[k] for k in ("preset", "seeds", "finetune_seeds") if kwargs[k] is not None}
+        r = diagnose_run(*[out] if out else [], lengths=samples, **{k: kwargs[k] for k in keep}, **given)
         click.echo(r["report"])
         return
     if size == "auto":
