@@ -74,3 +74,14 @@ def test_no_import_cycle_even_inside_functions():
 
     cycles = sorted((a, b) for a in graph for b in graph[a] if reaches(b, a, set()))
     assert not cycles, cycles
+
+
+def test_the_command_line_builds_its_options_without_numpy():
+    """fracbuild.settings holds the choice lists so that ``fracbuild --help`` never waits for numpy and numba."""
+    import subprocess
+    import sys
+
+    assert not {m for m in imports(PACKAGE / "settings.py") if m.startswith("fracbuild")}
+    loaded = subprocess.run([sys.executable, "-c", "import sys, fracbuild.cli; print(sorted(sys.modules))"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "'numpy'" not in loaded and "'numba'" not in loaded
