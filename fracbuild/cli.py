@@ -17,15 +17,12 @@ from .settings import DIR, MAPS, OVERRIDES, RENDER, SEARCH, Setting
 from .sources import DEFAULT_SOURCE, SOURCES
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    click.echo(f"Warning: {message}", err=True)
-
-
 class _Group(click.Group):
     """Turns every user-caused error, usage errors included, into one line on stderr, and every warning too.
 
     The library warns through ``warnings`` only (a notebook can filter or record them); the command line
-    shows each as a ``Warning:`` line when it is raised, every time.
+    shows each as a ``Warning:`` line once the command has done its work. A command that fails or is
+    interrupted shows its one line alone (joblib warns of the tasks it cancels when a render is stopped).
     """
 
     def main(self, args=None, prog_name=None, **extra):
@@ -42,15 +39,17 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", UserWarning)
-                warnings.showwarning = _show_warning
-                return super().invoke(ctx)
+                result = super().invoke(ctx)
         except FracbuildError as e:
             raise click.ClickException(str(e)) from None
         except OSError as e:  # a full disk or a vanished directory, met mid-way
             where = f"{e.filename}: " if e.filename else ""
             raise click.ClickException(f"{where}{e.strerror or e}") from None
+        for w in caught:
+            click.echo(f"Warning: {w.message}", err=True)
+        return result
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -188,10 +188,11 @@ def test_render_options_signature_and_overrides_come_from_one_definition(recipe_
         render(recipe_file, "unused", colour=1)
 
 
-def test_every_command_shows_each_warning_as_one_line(monkeypatch):
+def test_every_command_shows_each_warning_as_one_line_once_it_succeeds(monkeypatch):
     import warnings
 
     import fracbuild.manifest
+    from fracbuild.errors import FracbuildError
 
     def info(out_dir):
         for _ in range(2):
@@ -201,3 +202,10 @@ def test_every_command_shows_each_warning_as_one_line(monkeypatch):
     monkeypatch.setattr(fracbuild.manifest, "info", info)
     result = run("info", "anywhere")
     assert result.exit_code == 0 and result.output.count("Warning: planted\n") == 2, result.output
+
+    def failing(out_dir):  # a command that fails says its one line alone
+        warnings.warn("planted", stacklevel=1)
+        raise FracbuildError("broken")
+
+    monkeypatch.setattr(fracbuild.manifest, "info", failing)
+    assert_one_line_error(run("info", "anywhere"), "broken")
