@@ -40,24 +40,11 @@ FAULT_SEED ?= 0
 faults: $(VENV)/.train
 	FAULT_TRIALS=$(FAULT_TRIALS) FAULT_SEED=$(FAULT_SEED) $(PY) -m pytest -q -m faults tests/faults
 
-# Pre-train on the default dataset with the paper preset where there are GPUs: one GPU needs no launcher, several
-# run under trainer.launch (torchrun, ended by a stop signal with the trainer's one line);
-# otherwise with the cpu preset, on the default recipe rendered at the size the cpu model sees (shrinking the
-# 512 px speckle to 32 px averages its classes apart: docs/training.md). Each dataset is rendered once, if
-# missing. A run already in $(RUN) is resumed.
+# Pre-train on the default dataset: the paper preset where there are GPUs (several under trainer.launch), else the
+# cpu preset on the default recipe rendered at the cpu model's size; each dataset rendered once, if missing; a run
+# already in $(RUN) resumed. trainer/default_run.py decides.
 pretrain: $(VENV)/.train
-	@gpus=$$($(PY) -c "import torch; print(torch.cuda.device_count())"); \
-	resume=$$(test -f $(RUN)/checkpoint.pt && echo --resume); \
-	if [ "$$gpus" -gt 0 ]; then set -x; \
-	  test -f $(OUT)/manifest.json || $(VENV)/bin/fracbuild render $(RECIPE) -o $(OUT); \
-	  launch=$$(test "$$gpus" -gt 1 && echo "-m trainer.launch --standalone --nproc_per_node $$gpus"); \
-	  $(PY) $$launch -m trainer pretrain --data $(OUT) --out $(RUN) --preset paper $$resume; \
-	else size=$$($(PY) -c "from trainer.presets import resolve; print(resolve('pretrain', 'cpu')['img_size'])"); \
-	  set -x; \
-	  test -f $(OUT)-$${size}px/manifest.json || $(VENV)/bin/fracbuild render $(RECIPE) -o $(OUT)-$${size}px \
-	    --size $$size; \
-	  $(PY) -m trainer pretrain --data $(OUT)-$${size}px --out $(RUN) --preset cpu $$resume; \
-	fi
+	$(PY) -m trainer pretrain-default --recipe $(RECIPE) --data $(OUT) --out $(RUN)
 
 # The paper's Table 2 over 3 pre-training x 3 fine-tuning seeds: at gpu size where torch sees a GPU (the default
 # dataset, ViT-Tiny at 224 px, experiments/REPORT-gpu.md), else in miniature (about two hours on 2 cores:

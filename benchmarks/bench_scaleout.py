@@ -19,11 +19,11 @@ def scaleout(args: argparse.Namespace) -> None:
     from distributed import Client, LocalCluster
 
     import fracbuild.rendering as R
-    from fracbuild.recipe import load_recipe
+    from fracbuild.recipe import load_recipe, shard_plan
 
     recipe = load_recipe(RECIPE)
     workers = os.cpu_count() or 1
-    shards = len(R.shard_plan(recipe))
+    shards = len(shard_plan(recipe))
     with tempfile.TemporaryDirectory() as tmp, LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
     ) as cluster, Client(cluster):

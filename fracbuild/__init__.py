@@ -14,7 +14,7 @@ from .errors import FracbuildError
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "info": "dataset", "preview": "dataset", "verify": "dataset", "fetch": "fetching", "load_recipe": "recipe",
+    "info": "manifest", "preview": "dataset", "verify": "dataset", "fetch": "fetching", "load_recipe": "recipe",
     "make_recipe": "sources.fractal", "validate_recipe": "recipe", "render": "rendering", "new_recipe": "recipe",
     "search": "sources.fractal", "search_categories": "sources.fractaldb",
 }

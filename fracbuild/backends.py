@@ -21,13 +21,9 @@ from typing import Any
 
 from .checks import check_jobs
 from .errors import FracbuildError
+from .settings import BACKENDS, DEFAULT_BACKEND
 
 _watching = threading.Lock()
-
-BACKENDS = ("fork", "loky", "threading", "dask", "ray")
-#: Forked workers start with the parent's kernels ready; loky's start fresh. macOS's system libraries are not
-#: safe to use in a forked child (Python's multiprocessing spawns there too), Windows has no fork.
-DEFAULT_BACKEND = "fork" if sys.platform.startswith("linux") else "loky"
 
 #: Runs joblib ``delayed`` tasks and yields their results as they finish.
 Runner = Callable[[Iterable[Any]], Iterator[Any]]

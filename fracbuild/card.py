@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .durable import write_text
+from .manifest import info
 
 CARD = "README.md"
 MARKER = "<!-- fracbuild dataset card"
@@ -201,8 +202,6 @@ def is_ours(path: Path) -> bool:
 def write_card(out_dir: str | Path, manifest: dict[str, Any], *, command: list[str] | str | None = None,
                preview: bool = True) -> Path | None:
     """Write ``README.md`` (None, and nothing written, where a README.md that is not a fracbuild card is there)."""
-    from .dataset import info
-
     out_dir = Path(out_dir)
     path = out_dir / CARD
     if path.exists() and not is_ours(path):

@@ -6,18 +6,24 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 
 import click
 
 from . import __version__
-from .backends import BACKENDS, DEFAULT_BACKEND
 from .errors import FracbuildError
+from .settings import DIR, MAPS, OVERRIDES, RENDER, SEARCH, Setting
 from .sources import DEFAULT_SOURCE, SOURCES
 
 
 class _Group(click.Group):
-    """Turns every user-caused error, usage errors included, into one line on stderr."""
+    """Turns every user-caused error, usage errors included, into one line on stderr, and every warning too.
+
+    The library warns through ``warnings`` only (a notebook can filter or record them); the command line
+    shows each as a ``Warning:`` line once the command has done its work. A command that fails or is
+    interrupted shows its one line alone (joblib warns of the tasks it cancels when a render is stopped).
+    """
 
     def main(self, args=None, prog_name=None, **extra):
         extra.pop("standalone_mode", None)
@@ -33,12 +39,17 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                result = super().invoke(ctx)
         except FracbuildError as e:
             raise click.ClickException(str(e)) from None
         except OSError as e:  # a full disk or a vanished directory, met mid-way
             where = f"{e.filename}: " if e.filename else ""
             raise click.ClickException(f"{where}{e.strerror or e}") from None
+        for w in caught:
+            click.echo(f"Warning: {w.message}", err=True)
+        return result
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,6 +73,28 @@ class _Maps(click.ParamType):
             self.fail(f"{value!r} is not a number N or a range MIN-MAX", param, ctx)
 
 
+def _click_option(setting: Setting) -> Callable:
+    flag = setting.option
+    if setting.type is bool:
+        return click.option(flag, setting.name, is_flag=True, default=None, help=setting.help)
+    kind = {MAPS: _Maps(), DIR: click.Path(file_okay=False)}.get(setting.type, setting.type)
+    if setting.choices:
+        kind = click.Choice(setting.choices)
+    return click.option(flag, setting.name, type=kind, default=setting.default,
+                        show_default=setting.default is not None, help=setting.help)
+
+
+def options_of(settings: tuple[Setting, ...]) -> Callable[[Callable], Callable]:
+    """Decorate a command with one option per setting, in their order."""
+
+    def decorate(command: Callable) -> Callable:
+        for setting in reversed(settings):
+            command = _click_option(setting)(command)
+        return command
+
+    return decorate
+
+
 class _Search(click.Command):
     """``search --help`` names, after each option, the sources that take it (their modules' ``OPTIONS``)."""
 
@@ -83,26 +116,7 @@ class _Search(click.Command):
 @main.command(cls=_Search)
 @click.option("--source", default=DEFAULT_SOURCE, show_default=True, type=click.Choice(list(SOURCES)),
               help="What the recipe renders.")
-@click.option("--sigma", type=float, help="Target σ-factor, small = complex (3.5).")
-@click.option("--maps", type=_Maps(), help="Number of affine maps (fractal: 2), or their range (categories: 2-7).")
-@click.option("--tolerance", type=float, help="Target σ drawn from σ ± tolerance (0.1).")
-@click.option("--seed", type=int, help="Seed of every random draw (0).")
-@click.option("--fill-min", type=float, help="Least fill rate of a rendered system (fractal 0.05; categories 0.2).")
-@click.option("--max-tries", type=int, help="Give up after this many systems, per category (10000).")
-@click.option("--classes", type=int, help="Classes L, or categories C of a source of categories (1000).")
-@click.option("--delta", type=float, help="Perturbation strength Δ (0.1).")
-@click.option("--instances", type=int, help="Images per class K written into the recipe.")
-@click.option("--method", type=click.Choice(["fill", "sigma"]),
-              help="Category draw: FractalDB's uniform parameters, or by σ-factor (fill).")
-@click.option("--jobs", type=int, help="Worker processes of a category search (-1: all cores).")
-@click.option("--from", "from_dir", type=click.Path(file_okay=False),
-              help="Read the categories from FractalDB's published parameter CSVs in this folder.")
-@click.option("--image", help="Image file, or skimage:NAME for a bundled photograph (skimage:camera).")
-@click.option("--convert", type=click.Choice(["canny", "gray", "rgb"]),
-              help="Canny edges, gray levels or the colours, RGB shards (canny).")
-@click.option("--warp", type=click.Choice(["affine", "elastic", "polynomial"]), help="Class warps (affine).")
-@click.option("--flips", is_flag=True, default=None, help="Each class in its 4 flips: 4 instances (off).")
-@click.option("--name", help="Dataset name, the shard prefix (1p-frac; image: real-CONVERT-WARP; others: the source).")
+@options_of(SEARCH)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Recipe JSON to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing recipe.")
 def search(source, output, force, **options):
@@ -155,48 +169,29 @@ _progress = click.option("--progress/--no-progress", default=None,
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--classes", type=int, help="Number of classes L (fractaldb, ofdb: the first C categories).")
-@click.option("--delta", type=float, help="Perturbation strength Δ.")
-@click.option("--perturb", type=click.Choice(["multiplicative", "additive"]), help="Perturbation mode.")
-@click.option("--instances", type=int, help="Images per class K (fractaldb: M per category).")
-@click.option("--size", type=int, help="Image side in pixels.")
-@click.option("--points", type=int, help="Chaos-game points per image.")
-@click.option("--draw", type=click.Choice(["point", "patch", "patch-union", "density"]),
-              help="Drawing mode (patch: the reference's; patch-union: patches OR-ed in, not the reference's).")
-@click.option("--shard-size", type=int, help="Samples per shard.")
-@click.option("--seed", type=int, help="Perturbation seed.")
-@click.option("--jobs", default=-1, show_default=True, help="Worker processes (-1: all cores).")
-@click.option("--backend", type=click.Choice(BACKENDS), default=DEFAULT_BACKEND,
-              show_default=True, help="What runs the shard tasks: processes forked from this one (their kernels "
-              "ready), or a joblib backend.")
-@click.option("--address", help="Scheduler address of an existing Dask or Ray cluster.")
+@options_of(RENDER)
 @click.option("--force", is_flag=True, help="Replace a dataset of another recipe in OUT_DIR.")
 @click.option("--no-preview", is_flag=True, help="Skip preview.png.")
 @_progress
-def render(recipe, out_dir, jobs, backend, address, force, no_preview, progress, **overrides):
+def render(recipe, out_dir, force, no_preview, progress, **settings):
     """Render RECIPE's perturbation classes to WebDataset shards in OUT_DIR.
 
     Re-running into the same OUT_DIR keeps every shard whose checksum matches and renders only
     what is missing or damaged.
     """
-    import warnings
-
     from .card import render_command
     from .rendering import render as run_render
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            with _sigterm_as_interrupt():
-                manifest = run_render(recipe, out_dir, jobs=jobs, backend=backend, address=address, force=force,
-                                      preview=not no_preview, progress=progress, **overrides,
-                                      command=render_command(recipe, out_dir, overrides, preview=not no_preview))
-        except KeyboardInterrupt as e:
-            click.echo(f"\nInterrupted: finished shards are kept in {out_dir}; run the same command to resume.",
-                       err=True)
-            sys.exit(143 if isinstance(e, _Terminated) else 130)  # 128 + the signal, as the shell reports it
-    for w in caught:
-        click.echo(f"Warning: {w.message}", err=True)
+    overrides = {name: settings[name] for name in OVERRIDES}
+    try:
+        with _sigterm_as_interrupt():
+            manifest = run_render(recipe, out_dir, force=force, preview=not no_preview, progress=progress,
+                                  **settings, command=render_command(recipe, out_dir, overrides,
+                                                                     preview=not no_preview))
+    except KeyboardInterrupt as e:
+        click.echo(f"\nInterrupted: finished shards are kept in {out_dir}; run the same command to resume.",
+                   err=True)
+        sys.exit(143 if isinstance(e, _Terminated) else 130)  # 128 + the signal, as the shell reports it
     run = manifest["run"]
     kept = f", {run['kept']} kept from an earlier run" if run["kept"] else ""
     speed = f" in {run['seconds']:.2f} s: {run['images_per_second']:.0f} images/s" if run["rendered"] else ""
@@ -210,8 +205,8 @@ def render(recipe, out_dir, jobs, backend, address, force, no_preview, progress,
 @_progress
 def verify(out_dir, deep, progress):
     """Check every shard's sha256, sample count, keys, labels and decodability. Exit 0 only if all hold."""
-    from .dataset import load_manifest
     from .dataset import verify as run_verify
+    from .manifest import load_manifest
 
     problems = run_verify(out_dir, deep=deep, progress=progress)
     if problems:
@@ -238,7 +233,7 @@ def preview(out_dir, output, n):
 @click.argument("out_dir", type=click.Path(file_okay=False))
 def info(out_dir):
     """Summarise a rendered dataset."""
-    from .dataset import info as run_info
+    from .manifest import info as run_info
 
     click.echo(run_info(out_dir))
 

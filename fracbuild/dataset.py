@@ -1,10 +1,10 @@
-"""Reading a rendered dataset: its manifest, ``verify``, ``info`` and ``preview``."""
+"""Checking and showing a rendered dataset: ``verify`` (shards, card, preview) and ``preview``; its manifest is
+read in ``manifest``."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import tarfile
 from pathlib import Path
@@ -12,43 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from .card import check_card
 from .checks import number
 from .durable import write_bytes
 from .errors import FracbuildError
+from .manifest import MANIFEST, PREVIEW, load_manifest, manifest_digest
 from .progress import progress_bar
 from .shards import decode_sample, file_sha256, read_shard, sample_key
-
-# The files of a rendered dataset directory besides its shards.
-MANIFEST = "manifest.json"
-INFO = "_info.json"
-PREVIEW = "preview.png"
-
-
-def load_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
-    path = Path(out_dir) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FracbuildError(f"{out_dir} has no {MANIFEST}: not a rendered dataset (or an unfinished render)") from None
-    except (OSError, ValueError) as e:
-        raise FracbuildError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
-    if not isinstance(manifest, dict) or not {"samples", "classes", "shards"} <= set(manifest):
-        raise FracbuildError(f"{path} is not a fracbuild manifest (needs samples, classes, shards)")
-    fields = {"file": str, "samples": int, "bytes": int, "sha256": str}
-    shards = manifest["shards"] if isinstance(manifest["shards"], list) else [None]
-    for i, record in enumerate(shards):
-        if not (isinstance(record, dict) and all(isinstance(record.get(k), t) for k, t in fields.items())):
-            raise FracbuildError(f"{path}: shard record {i} is malformed (needs file, samples, bytes, sha256)")
-    if not all(isinstance(manifest[k], int) for k in ("samples", "classes")):
-        raise FracbuildError(f"{path}: samples and classes must be integers")
-    return manifest
-
-
-def manifest_digest(manifest: dict[str, Any]) -> str:
-    """sha256 of a manifest's keys other than ``digest``, as sorted compact JSON: a changed byte in
-    the recipe or the versions, which no shard check reads, is caught too."""
-    rest = {k: v for k, v in manifest.items() if k != "digest"}
-    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def check_shard(path: Path, record: dict[str, Any], classes: int, size: int | None = None) -> list[str]:
@@ -110,8 +80,6 @@ def verify(out_dir: str | os.PathLike, deep: int = 0, progress: bool | None = Fa
     counted = sum(r["samples"] for r in manifest["shards"])
     if counted != manifest["samples"]:
         problems.append(f"manifest: shards hold {counted} samples, total says {manifest['samples']}")
-    from .card import check_card
-
     problems += check_card(out_dir, manifest)
     problems += check_preview(out_dir / PREVIEW)
     if deep and not problems:
@@ -166,25 +134,6 @@ def images_of(out_dir: Path, manifest: dict, indices: list[int]) -> list[np.ndar
                 if sample["__key__"] in wanted:
                     found[wanted[sample["__key__"]]] = decode_sample(sample)[0]
     return [found[i] for i in indices]
-
-
-def info(out_dir: str | os.PathLike) -> str:
-    """A short human-readable summary of a rendered dataset; its source module describes its settings."""
-    from .sources import DEFAULT_SOURCE, SOURCES, source_module
-    from .sources.common import settings_lines
-
-    m = load_manifest(out_dir)
-    r = m.get("recipe", {})
-    source = r.get("source", DEFAULT_SOURCE)
-    # A source this version does not know (a newer fracbuild's dataset): its settings as spelt.
-    settings = source_module(source).summary(m) if source in SOURCES else settings_lines(r)
-    return "\n".join([
-        f"{m.get('name')}: {m['samples']} samples, {m['classes']} classes x {m.get('instances', 1)} instances, "
-        f"{len(m['shards'])} shards, {m.get('bytes', 0) / 1e6:.1f} MB",
-        f"  source: {source}",
-        *settings,
-        "  versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
-    ])
 
 
 def preview(out_dir: str | os.PathLike, output: str | os.PathLike | None = None, n: int = 16,

@@ -19,10 +19,10 @@ from typing import Any
 
 from .card import CARD
 from .checks import check_out_path
-from .dataset import INFO, MANIFEST, PREVIEW, manifest_digest
 from .durable import replace_synced
 from .errors import FracbuildError
 from .jsonfile import save_json
+from .manifest import INFO, MANIFEST, PREVIEW, manifest_digest
 from .progress import progress_bar
 from .shards import matches
 

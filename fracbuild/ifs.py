@@ -121,10 +121,6 @@ def sample_uniform_system(n_maps: int, rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(-1.0, 1.0, size=(n_maps, 6))
 
 
-#: How ``perturb_params`` perturbs: the reference code's and the paper's Eq. 9.
-PERTURB_MODES = ("multiplicative", "additive")
-
-
 def perturb_params(params: np.ndarray, mode: str, delta: float, rng: np.random.Generator) -> np.ndarray:
     """Perturb every entry of a parameter array: maps, noise parameters, warps.
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .settings import DRAW_MODES
+
 #: Gray level of ``point`` and ``patch`` drawing on a black background (the reference's value).
 INK = 127
 #: Blank margin, in pixels, around the scaled points (the reference's value; a ``patch`` reaches
 #: 3 pixels beyond its point, so it needs >= 4).
 PAD = 6
-#: Drawing modes, by name, as the recipe spells them. ``patch`` is the reference's drawing;
-#: ``patch-union`` is an older one of this project (patches OR-ed in, centred), not the reference's.
-DRAW_MODES = ("point", "patch", "patch-union", "density")
 #: The reference drops a NaN point together with this many points before it.
 NAN_DROP = 100
 

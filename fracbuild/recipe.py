@@ -2,7 +2,9 @@
 
 ``validate_recipe`` checks a recipe of any source and ``new_recipe`` makes one, each through the
 module the registry (``sources.SOURCES``) names; every error is one line. ``counts`` is the one
-place that says how many classes and instances a recipe has, ``load_recipe`` is the file edge.
+place that says how many classes and instances a recipe has, and ``shard_plan`` how they are cut into
+shards; ``load_recipe`` is the file edge; ``effective_recipe`` applies render's overrides
+(``settings.OVERRIDES``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from .checks import check_name
 from .errors import FracbuildError
+from .settings import OVERRIDES
 from .sources import DEFAULT_SOURCE, source_module
 
 #: Options ``new_recipe`` takes for every source.
@@ -65,3 +68,22 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
         return validate_recipe(data)
     except FracbuildError as e:
         raise FracbuildError(f"recipe {path}: {e}") from None
+
+
+def effective_recipe(recipe: dict | str | os.PathLike, **overrides: Any) -> dict[str, Any]:
+    """The recipe with every non-None override applied, validated."""
+    recipe = load_recipe(recipe) if isinstance(recipe, (str, os.PathLike)) else validate_recipe(recipe)
+    recipe = json.loads(json.dumps(recipe))  # a deep copy
+    for option, value in overrides.items():
+        if value is not None:
+            section, key = OVERRIDES[option]
+            recipe[section][key] = value
+    return validate_recipe(recipe)
+
+
+def shard_plan(recipe: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """``(shard, first index, samples)`` for every shard, in order."""
+    classes, instances = counts(recipe)
+    total = classes * instances
+    size = recipe["render"]["shard_size"]
+    return [(s, first, min(size, total - first)) for s, first in enumerate(range(0, total, size))]

@@ -11,7 +11,8 @@ from test_sources import RECIPES, shipped, small
 
 from fracbuild.card import CARD, front_matter, json_feature, size_category
 from fracbuild.cli import main
-from fracbuild.dataset import load_manifest, verify
+from fracbuild.dataset import verify
+from fracbuild.manifest import load_manifest
 from fracbuild.rendering import render
 from fracbuild.shards import decode_sample, read_shard
 

@@ -165,3 +165,47 @@ def test_verify_reports_each_problem_and_fails(recipe_file, tmp_path):
 @pytest.mark.parametrize("command", ["verify", "preview", "info"])
 def test_reading_commands_on_a_non_dataset(command, tmp_path):
     assert_one_line_error(run(command, tmp_path), "has no manifest.json")
+
+
+def test_render_options_signature_and_overrides_come_from_one_definition(recipe_file):
+    """Each render setting is a command-line option and a keyword of ``fracbuild.render`` with the same default;
+    each one with a recipe key sets that key, and a name render() does not take is a TypeError."""
+    import inspect
+
+    from fracbuild.rendering import effective_recipe, render
+    from fracbuild.settings import RENDER
+
+    options = {p.name: p for p in main.commands["render"].params}
+    signature = inspect.signature(render).parameters
+    for setting in RENDER:
+        assert options[setting.name].default == signature[setting.name].default == setting.default, setting.name
+        assert tuple(getattr(options[setting.name].type, "choices", ())) == (setting.choices or ())
+    values = {"classes": 3, "delta": 0.25, "perturb": "additive", "instances": 2, "size": 40, "points": 500,
+              "draw": "point", "shard_size": 5, "seed": 9}
+    recipe = effective_recipe(recipe_file, **values)
+    assert {s.name: recipe[s.key[0]][s.key[1]] for s in RENDER if s.key} == values
+    with pytest.raises(TypeError, match="colour"):
+        render(recipe_file, "unused", colour=1)
+
+
+def test_every_command_shows_each_warning_as_one_line_once_it_succeeds(monkeypatch):
+    import warnings
+
+    import fracbuild.manifest
+    from fracbuild.errors import FracbuildError
+
+    def info(out_dir):
+        for _ in range(2):
+            warnings.warn("planted", stacklevel=1)
+        return "summary"
+
+    monkeypatch.setattr(fracbuild.manifest, "info", info)
+    result = run("info", "anywhere")
+    assert result.exit_code == 0 and result.output.count("Warning: planted\n") == 2, result.output
+
+    def failing(out_dir):  # a command that fails says its one line alone
+        warnings.warn("planted", stacklevel=1)
+        raise FracbuildError("broken")
+
+    monkeypatch.setattr(fracbuild.manifest, "info", failing)
+    assert_one_line_error(run("info", "anywhere"), "broken")

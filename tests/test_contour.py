@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
 from fracbuild.cli import main
-from fracbuild.dataset import load_manifest, verify
+from fracbuild.dataset import verify
+from fracbuild.manifest import load_manifest
 from fracbuild.recipe import load_recipe, new_recipe, validate_recipe
 from fracbuild.rendering import render
 from fracbuild.shards import decode_sample, read_shard

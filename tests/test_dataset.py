@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fracbuild.dataset import info, manifest_digest, preview, verify
+from fracbuild.dataset import preview, verify
 from fracbuild.errors import FracbuildError
+from fracbuild.manifest import info, manifest_digest
 from fracbuild.rendering import render
 
 

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from fracbuild import ifs
-from fracbuild.dataset import load_manifest, verify
+from fracbuild.dataset import verify
 from fracbuild.errors import FracbuildError
-from fracbuild.rendering import JOURNAL, render
+from fracbuild.manifest import load_manifest
+from fracbuild.rendering import render
+from fracbuild.rundir import JOURNAL
 from fracbuild.shards import decode_sample, read_shard
 from fracbuild.sources import create_source
 

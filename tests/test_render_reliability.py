@@ -6,7 +6,8 @@ import os
 import pytest
 
 from fracbuild.errors import FracbuildError
-from fracbuild.rendering import JOURNAL, render
+from fracbuild.rendering import render
+from fracbuild.rundir import JOURNAL
 
 
 def test_a_directory_being_rendered_is_refused_untouched(recipe, tmp_path):

@@ -15,7 +15,8 @@ import pytest
 from fracbuild.dataset import verify
 from fracbuild.errors import FracbuildError
 from fracbuild.fetching import fetch
-from fracbuild.rendering import JOURNAL, render
+from fracbuild.rendering import render
+from fracbuild.rundir import JOURNAL
 
 distributed = pytest.importorskip("distributed")
 

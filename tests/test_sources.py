@@ -12,10 +12,11 @@ from PIL import Image
 
 from fracbuild import ifs
 from fracbuild.cli import main
-from fracbuild.dataset import load_manifest, verify
+from fracbuild.dataset import verify
 from fracbuild.errors import FracbuildError
 from fracbuild.jsonfile import to_json
 from fracbuild.kernels import fill_rate, map_choices, random_sequence, render_image
+from fracbuild.manifest import load_manifest
 from fracbuild.recipe import counts, load_recipe, new_recipe, validate_recipe
 from fracbuild.rendering import render
 from fracbuild.shards import decode_sample, read_shard

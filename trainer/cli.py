@@ -10,13 +10,16 @@ import functools
 import inspect
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
 
 from .data.downstream import SPECS
 from .errors import TrainerError
+from .experiments import diagnose as diagnose_run
+from .experiments import experiment as experiment_run
+from .experiments.reproduce import SIZES as TABLE_SIZES
 from .finetuning import finetune as finetune_run
 from .finetuning import probe as probe_run
 from .presets import PRESET_NAMES
@@ -35,6 +38,32 @@ EXTRA = {
     "dataset": (str, f"One of {SPECS}; options after '?' (docs/training.md: the --dataset table)."),
     "blocks": (int, "Frozen transformer blocks K; the classifier reads block K's output."),
     "report": (str, "Where REPORT.md and the chart go."),
+}
+
+
+# The experiment's arguments: (type, help); their defaults are experiment()'s.
+EXPERIMENT = {
+    "report": (click.Path(file_okay=False), "Where the report and charts go."),
+    "recipe": (str, "fracbuild recipe to render."),
+    "data_dir": (str, "Where the rendered datasets go."),
+    "classes": (int, "Perturbation classes L (default: cpu 100, gpu the recipe's)."),
+    "image_size": (int, "Rendered image size in px (default: cpu 32, the size its model sees; gpu the recipe's)."),
+    "pretrain_samples": (int, "Pre-training length in samples (default: the size's)."),
+    "collapse": (bool, "Also pre-train on Δ = 0.001."),
+    "randaugment": (bool, "Also pre-train with the recipe's RandAugment added to the preset (default: with cpu)."),
+    "shots": (int, "mnist5k few-shot training images per class (default 10)."),
+    "digits_epochs": (float, "Fine-tuning epochs on digits (default: cpu 10, gpu 30)."),
+    "mnist_epochs": (float, "Fine-tuning epochs on mnist5k (cpu: 10-shot, default 100; gpu: full, default 10; "
+                            "10-shot 20x)."),
+    "cifar_epochs": (float, "Fine-tuning epochs on CIFAR (gpu only; default 1)."),
+    "probe_shots": (int, "mnist5k training images per class for probes."),
+    "probe_epochs": (int, "Probe epochs."),
+    "preset": (click.Choice(PRESET_NAMES[1:]),
+               "Preset of every run instead of the size's (smoke: a quick check of the whole chain)."),
+    "seed": (int, "First seed: pre-training seeds are SEED.., fine-tuning and probe seeds SEED.. too."),
+    "seeds": (int, "Pre-training seeds per variant (default: cpu 3, gpu 3; with --diagnose 1)."),
+    "finetune_seeds": (int, "Fine-tuning (and probe) seeds per body and for scratch (default 3)."),
+    "progress": (bool, "Progress bars (default: on a terminal)."),
 }
 
 
@@ -82,23 +111,24 @@ def _renamed(old: str, new: str) -> Callable:
                         callback=take)
 
 
-def _click_option(name: str, default: Any) -> Callable:
-    if name in BY_NAME:
+def _click_option(name: str, default: Any, own: Mapping[str, tuple[Any, str]]) -> Callable:
+    if name in BY_NAME and name not in own:
         return _setting_option(name)
     flag = "--" + name.replace("_", "-")
-    kind, text = EXTRA[name]
+    kind, text = own[name] if name in own else EXTRA[name]
     if kind == "flag":
         return click.option(flag, is_flag=True, default=default, help=text)
     if kind is bool:
-        return click.option(f"{flag}/--no-{flag[2:]}", default=default, help=text)
+        return click.option(f"{flag}/--no-{flag[2:]}", default=default, show_default=default is not None, help=text)
     if default is inspect.Parameter.empty:
         return click.option(flag, type=kind, required=True, help=text)
     return click.option(flag, type=kind, default=default, show_default=default is not None, help=text)
 
 
-def options_of(func: Callable, *, skip: tuple[str, ...] = ()) -> Callable:
+def options_of(func: Callable, *, skip: tuple[str, ...] = (), own: Mapping[str, tuple[Any, str]] = {}) -> Callable:
     """Decorate a click command with one option per keyword-only argument of ``func`` (and a hidden one per
-    old name of a setting it takes)."""
+    old name of a setting it takes), its default the argument's. ``own``: the (type or "flag", help) of
+    arguments that are not run settings, or that mean something else here than the setting of that name."""
     params = [p for p in inspect.signature(func).parameters.values()
               if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in skip]
     names = {p.name for p in params}
@@ -115,7 +145,7 @@ def options_of(func: Callable, *, skip: tuple[str, ...] = ()) -> Callable:
             return command(*args, **kwargs)
 
         for p in reversed(params):
-            take_old_names = _click_option(p.name, p.default)(take_old_names)
+            take_old_names = _click_option(p.name, p.default, own)(take_old_names)
         for old, new in renamed.items():
             take_old_names = _renamed(old, new)(take_old_names)
         return take_old_names
@@ -213,47 +243,21 @@ _downstream("probe", probe_run, "Linear probe on the frozen patch embedding and 
               "(docs/training.md: paper row -> command).")
 @click.option("--rows", help="With --table: only these rows (their run-name parts, comma-separated) and scratch.")
 @click.option("--dry-run", is_flag=True, help="With --table: print the commands and the estimated hours; run nothing.")
-@click.option("--size", "size", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "gpu", "paper"]),
+@click.option("--size", "size", default="auto", show_default=True, type=click.Choice(["auto", *TABLE_SIZES]),
               help="cpu: about two hours on 2 cores; gpu: the paper's recipe, one GPU (auto: gpu where there is one); "
                    "paper (with --table): the paper's schedules, for a cluster.")
 @click.option("--out", type=click.Path(file_okay=False), help="Where the runs go (default: runs/experiment[-gpu]).")
-@click.option("--report", default="experiments", show_default=True, type=click.Path(file_okay=False),
-              help="Where the report and charts go.")
-@click.option("--recipe", default="manifests/1p-frac.json", show_default=True, help="fracbuild recipe to render.")
-@click.option("--data-dir", default="shards", show_default=True, help="Where the rendered datasets go.")
-@click.option("--classes", type=int, help="Perturbation classes L (default: cpu 100, gpu the recipe's).")
-@click.option("--image-size", type=int,
-              help="Rendered image size in px (default: cpu 32, the size its model sees; gpu the recipe's).")
-@click.option("--pretrain-samples", type=int, help="Pre-training length in samples (default: the size's).")
-@click.option("--collapse/--no-collapse", default=True, show_default=True, help="Also pre-train on Δ = 0.001.")
-@click.option("--randaugment/--no-randaugment", default=None,
-              help="Also pre-train with the recipe's RandAugment added to the preset (default: with cpu).")
-@click.option("--shots", type=int, help="mnist5k few-shot training images per class (default 10).")
-@click.option("--digits-epochs", type=float, help="Fine-tuning epochs on digits (default: cpu 10, gpu 30).")
-@click.option("--mnist-epochs", type=float,
-              help="Fine-tuning epochs on mnist5k (cpu: 10-shot, default 100; gpu: full, default 10; 10-shot 20x).")
-@click.option("--cifar-epochs", type=float, help="Fine-tuning epochs on CIFAR (gpu only; default 1).")
 @click.option("--probe-blocks", help="Probe depths K, comma-separated (default: cpu 1,3,6; gpu 1..12).")
-@click.option("--probe-shots", default=50, show_default=True, help="mnist5k training images per class for probes.")
-@click.option("--probe-epochs", default=10, show_default=True, help="Probe epochs.")
-@click.option("--preset", type=click.Choice(["cpu", "paper", "smoke"]),
-              help="Preset of every run instead of the size's (smoke: a quick check of the whole chain).")
-@click.option("--seed", default=0, show_default=True,
-              help="First seed: pre-training seeds are SEED.., fine-tuning and probe seeds SEED.. too.")
-@click.option("--seeds", type=int,
-              help="Pre-training seeds per variant (default: cpu 3, gpu 3; with --diagnose 1).")
-@click.option("--finetune-seeds", type=int,
-              help="Fine-tuning (and probe) seeds per body and for scratch (default 3).")
-@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
+@options_of(experiment_run, skip=("size", "probe_blocks"), own=EXPERIMENT)
 @click.option("--diagnose", is_flag=True,
               help="Instead: the cpu diagnosis (pre-training lengths, fine-tuning budget, what the body holds), "
                    "its figures written to diagnosis-runs.md.")
-@click.option("--lengths", default="15000,30000,60000", show_default=True,
+@click.option("--lengths", default=",".join(map(str, inspect.signature(diagnose_run).parameters["lengths"].default)),
+              show_default=True,
               help="With --diagnose: pre-training lengths in samples, comma-separated.")
 def experiment(table, rows, dry_run, size, out, probe_blocks, diagnose, lengths, **kwargs):
     """The paper's Table 2: pre-train on one fractal, fine-tune and probe vs scratch (at cpu or gpu size);
     with --table, any paper table's plan."""
-    from .experiments import experiment as run_experiment
     from .presets import preset_name
 
     if table is not None:
@@ -262,16 +266,13 @@ def experiment(table, rows, dry_run, size, out, probe_blocks, diagnose, lengths,
     if dry_run or rows or size == "paper":
         raise click.UsageError(f"{'--dry-run' if dry_run else '--rows' if rows else '--size paper'} needs --table")
     if diagnose:
-        from .experiments import diagnose as run_diagnosis
-
         try:
             samples = tuple(int(n) for n in lengths.split(","))
         except ValueError:
             raise click.BadParameter(f"expected comma-separated integers, got {lengths!r}") from None
         keep = ("report", "recipe", "data_dir", "seed", "progress")
-        counts = {k: kwargs[k] for k in ("seeds", "finetune_seeds") if kwargs[k] is not None}
-        r = run_diagnosis(out or "runs/diagnosis", lengths=samples, preset=kwargs["preset"] or "cpu",
-                          **{k: kwargs[k] for k in keep}, **counts)
+        given = {k: kwargs[k] for k in ("preset", "seeds", "finetune_seeds") if kwargs[k] is not None}
+        r = diagnose_run(*[out] if out else [], lengths=samples, **{k: kwargs[k] for k in keep}, **given)
         click.echo(r["report"])
         return
     if size == "auto":
@@ -283,7 +284,7 @@ def experiment(table, rows, dry_run, size, out, probe_blocks, diagnose, lengths,
         except ValueError:
             raise click.BadParameter(f"expected comma-separated integers, got {probe_blocks!r}") from None
     out = out or ("runs/experiment-gpu" if size == "gpu" else "runs/experiment")
-    r = run_experiment(out, size=size, probe_blocks=blocks, **kwargs)
+    r = experiment_run(out, size=size, probe_blocks=blocks, **kwargs)
     click.echo(f"{r['report']}, {r['chart']}")
 
 
@@ -305,6 +306,20 @@ def _table(table, rows, dry_run, size, out, probe_blocks, diagnose, kwargs) -> N
                   data_dir=kwargs["data_dir"], dry=dry_run,
                   progress=kwargs["progress"], **{k: kwargs[k] for k in keep})
     click.echo(r["text"] if dry_run else r["report"])
+
+
+@main.command("pretrain-default")
+@click.option("--recipe", default="manifests/1p-frac.json", show_default=True, help="fracbuild recipe to render.")
+@click.option("--data", default="shards/1p-frac", show_default=True,
+              help="Where the dataset is rendered (without a GPU: DATA-32px, at the cpu preset's size).")
+@click.option("--out", default="runs/pretrain", show_default=True, type=click.Path(file_okay=False),
+              help="Run directory; a run already there is resumed.")
+def pretrain_default(recipe, data, out):
+    """What `make pretrain` runs: the paper preset on the default dataset with GPUs (under trainer.launch on
+    several), else the cpu preset on it rendered at the cpu model's size; each dataset rendered once."""
+    from .default_run import main as run_default
+
+    run_default(recipe, data, out)
 
 
 @main.command("inspect")

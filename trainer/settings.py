@@ -80,7 +80,9 @@ def _s(name, type, help, rule=None, choices=None, runtime=False, **defaults) -> 
     return Setting(name, type, help, defaults, rule, choices, runtime)
 
 
-_AUG = dict(scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5, vflip=0.5, auto_augment="rand-m9-mstd0.5-inc1",
+# The reference recipe's RandAugment, as timm spells it.
+RANDAUGMENT = "rand-m9-mstd0.5-inc1"
+_AUG = dict(scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5, vflip=0.5, auto_augment=RANDAUGMENT,
             re_prob=0.5, mixup=0.8, cutmix=1.0, mixup_switch=0.5, smoothing=0.1)
 _ALL = {k: None for k in KINDS}
 _TRAINING = {"pretrain": None, "finetune": None}  # neither a default nor a setting of a probe

@@ -28,6 +28,7 @@ import numpy as np
 from .. import ifs
 from ..checks import check_name, check_seed, choice, number, section
 from ..errors import FracbuildError
+from ..settings import PERTURB_MODES
 from .common import CATEGORY, NOISE, check_delta, sequence_seed, settings_lines, shared_keys
 from .contour_kernels import draw_contours, ink_fraction
 
@@ -127,7 +128,7 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     categories, ranges = check_categories(recipe), check_ranges(recipe)
     perturb = recipe["perturb"]
     count = len(categories["vertices"])
-    choice("perturb.mode", perturb["mode"], ifs.PERTURB_MODES)
+    choice("perturb.mode", perturb["mode"], PERTURB_MODES)
     if perturb["delta"] is None:
         if perturb["classes"] > count:
             raise FracbuildError(f"perturb.classes must be <= the recipe's {count} categories, got "

@@ -12,7 +12,8 @@ import numpy as np
 from .. import ifs
 from ..checks import check_name, check_seed, choice, flag, number
 from ..errors import FracbuildError
-from ..kernels import DRAW_MODES, fill_rate, fills, map_choices, random_sequence, render_image
+from ..kernels import fill_rate, fills, map_choices, random_sequence, render_image
+from ..settings import DRAW_MODES, PERTURB_MODES
 from .common import NOISE, SEQUENCE_MODES, check_delta, flip, flip_name, sequence_seed, settings_lines, shared_keys
 
 #: A class whose perturbations keep failing the fill check this often is an error, not a loop.
@@ -89,7 +90,7 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     if "sigma" in system and not (isinstance(system["sigma"], (int, float)) and abs(system["sigma"] - sigma) < 1e-6):
         raise FracbuildError(f"ifs.sigma {system['sigma']!r} does not match the maps' σ-factor {sigma:.6f}")
     perturb, render = recipe["perturb"], recipe["render"]
-    choice("perturb.mode", perturb["mode"], ifs.PERTURB_MODES)
+    choice("perturb.mode", perturb["mode"], PERTURB_MODES)
     check_delta(perturb)
     check_drawing(render)
     number("render.fill_min", render["fill_min"], 0.0, 1.0)

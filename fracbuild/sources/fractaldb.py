@@ -23,6 +23,7 @@ from ..checks import check_jobs, check_name, check_seed, number
 from ..errors import FracbuildError
 from ..kernels import draw_image, fill_rate, map_choices, random_sequence, trace
 from ..progress import progress_bar
+from ..settings import CATEGORY_METHODS
 from .common import flip, flip_name, sequence_seed, settings_lines, shared_keys
 from .fractal import SEQUENCE, check_drawing, check_fill_min, check_maps, system_image
 
@@ -49,7 +50,6 @@ DEFAULTS = {
 OPTIONS = dict.fromkeys(DEFAULTS, {"method", "maps", "fill_min", "max_tries", "jobs", "progress", "from_dir"})
 #: Seed-sequence tag of a category's generator in the search (``SEQUENCE`` is the fill check's sequence).
 CATEGORY = 2
-CATEGORY_METHODS = ("fill", "sigma")
 #: FractalDB's fill check of a candidate category: 512 px, 100,000 points, single pixels.
 FILL_CHECK: dict[str, Any] = {"size": 512, "points": 100_000, "draw": "point"}
 #: Category parameters are rounded to this many decimals (far below a pixel) before the fill

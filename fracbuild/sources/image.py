@@ -26,10 +26,9 @@ from .. import ifs
 from ..checks import choice, flag, number, section
 from ..errors import FracbuildError
 from ..kernels import fill_rate
+from ..settings import CONVERSIONS, WARPS
 from .common import NOISE, check_delta, flip, flip_name, settings_lines, shared_keys
 
-WARPS = ("affine", "elastic", "polynomial")
-CONVERSIONS = ("canny", "gray", "rgb")
 BUILTIN = "skimage:"
 #: The identity of each parametric warp: an affine map ``a b c d e f`` (as the IFS maps), and
 #: the ``(2, 6)`` coefficients of an order-2 polynomial over ``1, x, y, x², xy, y²``.

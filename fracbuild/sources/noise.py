@@ -17,6 +17,7 @@ from .. import ifs
 from ..checks import choice, number, section
 from ..errors import FracbuildError
 from ..kernels import fill_rate
+from ..settings import PERTURB_MODES
 from .common import NOISE, SEQUENCE_MODES, check_delta, sequence_seed, settings_lines, shared_keys
 
 #: The distribution parameters of each noise source, in gray levels scaled to [0, 1].
@@ -43,7 +44,7 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
         number(f"noise.{key}", value, 0.0 if key == "variance" else -np.inf)
     if source == "noise-uniform" and not noise["low"] < noise["high"]:
         raise FracbuildError(f"noise.low must be < noise.high, got {noise['low']} and {noise['high']}")
-    choice("perturb.mode", recipe["perturb"]["mode"], ifs.PERTURB_MODES)
+    choice("perturb.mode", recipe["perturb"]["mode"], PERTURB_MODES)
     check_delta(recipe["perturb"])
     choice("render.sequence", recipe["render"]["sequence"], SEQUENCE_MODES)
     return {**recipe, "noise": noise}

@@ -17,7 +17,8 @@ import pytest
 from conftest import trials
 
 from fracbuild.dataset import verify
-from fracbuild.rendering import JOURNAL, render
+from fracbuild.rendering import render
+from fracbuild.rundir import JOURNAL
 
 
 def shard_bytes(out_dir):

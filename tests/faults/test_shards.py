@@ -9,8 +9,9 @@ import pytest
 from conftest import CHEAP, trials
 from test_trainer_data import labels_in, tiny  # noqa: F401 (fixture)
 
-from fracbuild.dataset import MANIFEST, verify
+from fracbuild.dataset import verify
 from fracbuild.errors import FracbuildError
+from fracbuild.manifest import MANIFEST
 
 KINDS = ("byte flip in a shard", "byte flip in a label", "shard truncated", "shard deleted", "extra shard",
          "byte flip in the manifest")

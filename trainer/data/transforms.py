@@ -26,6 +26,7 @@ from timm.data.random_erasing import RandomErasing
 from timm.data.transforms import MaybeToTensor, str_to_pil_interp
 from torchvision import transforms as T
 
+from ..settings import RANDAUGMENT
 from .color_jitter import strength
 
 MEAN = STD = (0.5, 0.5, 0.5)
@@ -101,7 +102,7 @@ def create_train_transform(
     ratio: Sequence[float] = (3 / 4, 4 / 3),
     hflip: float = 0.5,
     vflip: float = 0.5,
-    auto_augment: str | None = "rand-m9-mstd0.5-inc1",
+    auto_augment: str | None = RANDAUGMENT,
     re_prob: float = 0.5,
     re_mode: str = "pixel",
     interpolation: str = "bicubic",

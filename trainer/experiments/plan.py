@@ -26,9 +26,9 @@ from typing import Any
 from .. import runs
 from ..errors import TrainerError
 from ..presets import GPU_EXPERIMENT, PRETRAIN_PRESETS
+from ..settings import RANDAUGMENT
 from .grid import Run, execute, render, seed_range
 
-RANDAUGMENT = "rand-m9-mstd0.5-inc1"  # the recipe's, which the cpu preset leaves out
 SIZES = ("cpu", "gpu", "smoke")
 # Initialisations: label -> run-name part. Scratch comes last in every table.
 SLUGS = {"1p-frac": "delta0.1", "1p-frac Δ=0.001": "delta0.001", "1p-frac + RandAugment": "randaugment",

@@ -4,9 +4,9 @@ timm 0.4.12, which the reference trains with, applies its colour jitter (0.4 in 
 pre-train.sh) only when RandAugment is off: "w/o Random Aug." trains with colour jitter, and "w/o Color
 Jittering" trains exactly as the baseline."""
 
+from ...settings import RANDAUGMENT
 from . import Row, Table
 
-RANDAUGMENT = "rand-m9-mstd0.5-inc1"
 BASE = "manifests/1p-frac.json"
 
 TABLE = Table("9", "Ablation study on data augmentation methods", ("C100",), (
