@@ -25,6 +25,7 @@ WORKER_STARTS_READY = textwrap.dedent("""
     import sys
 
     import fracbuild.rendering as R
+    from fracbuild.recipe import load_recipe
     from numba.core.registry import CPUDispatcher
 
     def compiled():
@@ -43,7 +44,7 @@ WORKER_STARTS_READY = textwrap.dedent("""
         return record
 
     R.render_shard = render_shard
-    recipe = R.load_recipe(sys.argv[1])
+    recipe = load_recipe(sys.argv[1])
     recipe["perturb"]["classes"] = 4
     recipe["render"].update(size=64, shard_size=1, instances=1)
     if "points" in recipe["render"]:
