@@ -2,7 +2,7 @@
 for a render override, the recipe key it sets.
 
 The command line's options (``fracbuild.cli``), the keyword arguments of ``fracbuild.render`` (its signature and
-the check of a call's names) and the recipe overrides (``rendering.effective_recipe``) are made from ``SEARCH``
+the check of a call's names) and the recipe overrides (``recipe.effective_recipe``) are made from ``SEARCH``
 and ``RENDER``. The lists of choices sit here, free of numpy and numba, so that the command line builds its
 options without loading them; the modules that check a value against a list import it from here. (``search
 --source`` is the registry's, ``sources.SOURCES``.) Nothing here imports the rest of the package.
