@@ -14,22 +14,22 @@ else
 TORCH := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: run test lint bench docs setup setup-train clean pretrain experiment faults gpu-check gpu-wheels
+.PHONY: help run test lint bench docs setup setup-train clean pretrain experiment faults gpu-check gpu-wheels
 
-run: $(VENV)/.core
+run: $(VENV)/.core  ## render RECIPE (manifests/1p-frac.json) into OUT (shards/1p-frac)
 	$(VENV)/bin/fracbuild render $(RECIPE) -o $(OUT)
 
-test: $(VENV)/.train
+test: $(VENV)/.train  ## the test suite, in parallel (TEST_JOBS processes), fault injection at 1 trial
 	$(PY) -m pytest -q
 
-lint: $(VENV)/.dev
+lint: $(VENV)/.dev  ## ruff over the project
 	$(VENV)/bin/ruff check .
 
-bench: $(VENV)/.train
+bench: $(VENV)/.train  ## the benchmarks (benchmarks/bench.py)
 	$(PY) benchmarks/bench.py
 
 # The documentation site from docs/ (mkdocs.yml) into site/; a warning (a broken link) fails it.
-docs: $(VENV)/.docs
+docs: $(VENV)/.docs  ## the documentation site from docs/ into site/ (strict)
 	$(VENV)/bin/mkdocs build --strict
 
 # Fault injection, long: FAULT_TRIALS trials of every kind that kills a render or a training run and 5 times as
@@ -37,7 +37,7 @@ docs: $(VENV)/.docs
 # FAULT_SEED moves where the faults land. About 60 minutes on 2 cores (docs/reliability.md).
 FAULT_TRIALS ?= 20
 FAULT_SEED ?= 0
-faults: $(VENV)/.train
+faults: $(VENV)/.train  ## fault injection, long: FAULT_TRIALS trials of each kind (about 60 min)
 	FAULT_TRIALS=$(FAULT_TRIALS) FAULT_SEED=$(FAULT_SEED) $(PY) -m pytest -q -m faults tests/faults
 
 # Pre-train on the default dataset with the paper preset where there are GPUs: one GPU needs no launcher, several
@@ -45,7 +45,7 @@ faults: $(VENV)/.train
 # otherwise with the cpu preset, on the default recipe rendered at the size the cpu model sees (shrinking the
 # 512 px speckle to 32 px averages its classes apart: docs/training.md). Each dataset is rendered once, if
 # missing. A run already in $(RUN) is resumed.
-pretrain: $(VENV)/.train
+pretrain: $(VENV)/.train  ## pre-train on the default dataset (paper preset on GPUs, else cpu), into RUN
 	@gpus=$$($(PY) -c "import torch; print(torch.cuda.device_count())"); \
 	resume=$$(test -f $(RUN)/checkpoint.pt && echo --resume); \
 	if [ "$$gpus" -gt 0 ]; then set -x; \
@@ -63,24 +63,28 @@ pretrain: $(VENV)/.train
 # dataset, ViT-Tiny at 224 px, experiments/REPORT-gpu.md), else in miniature (about two hours on 2 cores:
 # experiments/REPORT.md).
 # Each renders its own datasets; re-running skips finished runs.
-experiment: $(VENV)/.train
+experiment: $(VENV)/.train  ## the paper's Table 2, at gpu size or in miniature on a CPU
 	@size=$$($(PY) -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')"); set -x; \
 	$(PY) -m trainer experiment --size $$size --report experiments
 
 # The GPU check (benchmarks/gpu_check.py): inside 7 minutes of wall on one GPU by its own budget (--budget-s 420), its
 # report in $OUT/gpu-check.md where OUT is set in the environment, else gpu-check/; on a CPU, a tiny run that checks
 # the script. A GPU host without internet needs .whl/ (make gpu-wheels, here) and shards/1p-frac (make run) carried.
-gpu-check:
+gpu-check:  ## the GPU check (benchmarks/gpu_check.py), report in $OUT/gpu-check.md
 	bash benchmarks/gpu-check.sh $(GPU_CHECK_ARGS)
 
 # Only the listed wheels: .whl/ is emptied first (gpu-check.sh installs every wheel in it).
-gpu-wheels:
+gpu-wheels:  ## download the wheels a GPU host without internet needs into .whl/
 	rm -rf .whl
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
 	  --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl -r benchmarks/gpu-wheels.txt
 
-setup: $(VENV)/.core
-setup-train: $(VENV)/.train
+setup: $(VENV)/.core  ## create .venv with fracbuild
+setup-train: $(VENV)/.train  ## .venv with the training, dev, dask, ray and image extras
+
+# Every target with a `## ` comment on its line, in the order written.
+help:  ## list the targets
+	@awk -F ':.*## ' '/^[a-z][a-z-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -102,5 +106,5 @@ $(VENV)/.train: $(VENV)/.core
 	$(PIP) install -q -e '.[train,dev,dask,ray,image,docs]'
 	touch $@
 
-clean:
+clean:  ## remove .venv, build, site and tool caches
 	rm -rf $(VENV) build site *.egg-info .pytest_cache .ruff_cache

@@ -7,6 +7,8 @@ import pytest
 from fracbuild.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
+# A parallel run's fault counts (tests/faults), added up over its workers: kind -> trials, survived, lost.
+WORKER_FAULTS: dict[str, dict[str, int]] = {}
 
 
 @pytest.fixture
@@ -43,3 +45,19 @@ def disk_writes(monkeypatch):
     monkeypatch.setattr(os, "fsync", synced)
     monkeypatch.setattr(os, "replace", renamed)
     return events
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist: a worker has finished; its fault counts join the others'."""
+    for kind, counts in getattr(node, "workeroutput", {}).get("fault_counts", {}).items():
+        total = WORKER_FAULTS.setdefault(kind, dict.fromkeys(counts, 0))
+        for key, n in counts.items():
+            total[key] += n
+
+
+def pytest_terminal_summary(terminalreporter):
+    if WORKER_FAULTS:  # only in a parallel run's controlling process: a single process prints its own
+        from faults.conftest import summarise
+
+        summarise(terminalreporter, WORKER_FAULTS)
