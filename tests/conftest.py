@@ -11,6 +11,14 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER_FAULTS: dict[str, dict[str, int]] = {}
 
 
+def pytest_configure(config):
+    # A worker of a parallel run (pytest-xdist) shares the cores with the others: thread pools sized for the
+    # whole machine (torch's, and those of the processes a test starts) would oversubscribe it.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+
+
 @pytest.fixture
 def recipe():
     """The shipped 1p-frac recipe, shrunk so that a render takes a fraction of a second."""

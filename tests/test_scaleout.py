@@ -17,6 +17,9 @@ from fracbuild.errors import FracbuildError
 from fracbuild.fetching import fetch
 from fracbuild.rendering import JOURNAL, render
 
+# Under pytest-xdist, on one worker: the dask cluster (a module fixture) starts once.
+pytestmark = pytest.mark.xdist_group("scaleout")
+
 distributed = pytest.importorskip("distributed")
 
 

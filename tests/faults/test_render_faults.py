@@ -19,6 +19,9 @@ from conftest import trials
 from fracbuild.dataset import verify
 from fracbuild.rendering import JOURNAL, render
 
+# Under pytest-xdist, on one worker: the reference render (a module fixture) is made once.
+pytestmark = pytest.mark.xdist_group("faults-render")
+
 
 def shard_bytes(out_dir):
     return {p.name: p.read_bytes() for p in sorted(out_dir.glob("*.tar"))}
