@@ -87,7 +87,7 @@ gpu-wheels:  ## download the wheels a GPU host without internet needs into .whl/
 	  --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl -r benchmarks/gpu-wheels.txt
 
 setup: $(VENV)/.core  ## create .venv with fracbuild
-setup-train: $(VENV)/.train  ## .venv with the training, dev, dask, ray and image extras
+setup-train: $(VENV)/.train  ## .venv with the training, dev, dask, ray, image and docs extras
 
 # Every target with a `## ` comment on its line, in the order written.
 help:  ## list the targets
