@@ -2,9 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# uv installs what pip would (the same pins, from PyPI) with parallel downloads: a clean set-up of the training
-# extras took 1.7 min against pip's 6.5 min (2 cores, loaded). pip itself installs only uv, pinned, and its own upgrade
-# (the venv keeps pip: tests and the docs' commands use it).
+# uv installs what pip would (the same pins, from PyPI) with parallel downloads; pip installs uv, pinned, its own
+# upgrade (tests and the docs' commands use it) and torch (see .train).
 UV_VERSION ?= 0.13.10
 UV := $(VENV)/bin/uv
 INSTALL := $(UV) pip install -q --python $(PY)
@@ -111,8 +110,11 @@ $(VENV)/.docs: $(VENV)/.core
 	$(INSTALL) -e '.[docs]'
 	touch $@
 
-# Torch pinned in the same resolve, so that the extras never pull another build.
+# Torch first, by pip: pip takes this platform's build from local wheels where the machine has them (PIP_FIND_LINKS),
+# which uv does not look at. Then the extras with torch pinned in the same resolve, so that they never pull another
+# build: uv finds it installed and downloads nothing of it.
 $(VENV)/.train: $(VENV)/.core
+	$(PY) -m pip install -q $(TORCH)
 	$(INSTALL) $(TORCH) -e '.[train,dev,dask,ray,image,docs]'
 	touch $@
 
