@@ -7,7 +7,7 @@ an RGB PNG written per image. Its 1-D Perlin noise is the ``noise`` package's ``
 as the originals call it, when ``noise`` is installed; otherwise fracbuild's ``perlin1`` once per
 contour line and axis (the same values; measured 4-8 % faster than ``pnoise1`` per vertex in the
 same interpreter). ``PERLIN`` says which. Fed the originals' draws it draws their pixels
-(``tests/test_contour.py``), and it takes 15-25 % less CPU time than the originals' own scripts on
+(``tests/test_fracbuild_contour.py``), and it takes 15-25 % less CPU time than the originals' own scripts on
 the same images (docs/performance.md): a speed-up measured against it understates the one against
 the originals."""
 

@@ -7,6 +7,16 @@ import pytest
 from fracbuild.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
+# A parallel run's fault counts (tests/faults), added up over its workers: kind -> trials, survived, lost.
+WORKER_FAULTS: dict[str, dict[str, int]] = {}
+
+
+def pytest_configure(config):
+    # A worker of a parallel run (pytest-xdist) shares the cores with the others: thread pools sized for the
+    # whole machine (torch's, and those of the processes a test starts) would oversubscribe it.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 
 @pytest.fixture
@@ -43,3 +53,19 @@ def disk_writes(monkeypatch):
     monkeypatch.setattr(os, "fsync", synced)
     monkeypatch.setattr(os, "replace", renamed)
     return events
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist: a worker has finished; its fault counts join the others'."""
+    for kind, counts in getattr(node, "workeroutput", {}).get("fault_counts", {}).items():
+        total = WORKER_FAULTS.setdefault(kind, dict.fromkeys(counts, 0))
+        for key, n in counts.items():
+            total[key] += n
+
+
+def pytest_terminal_summary(terminalreporter):
+    if WORKER_FAULTS:  # only in a parallel run's controlling process: a single process prints its own
+        from faults.conftest import summarise
+
+        summarise(terminalreporter, WORKER_FAULTS)

@@ -34,6 +34,9 @@ from pathlib import Path
 
 import pytest
 
+# The blocks run in README order in one workspace: under pytest-xdist, all on one worker.
+pytestmark = pytest.mark.xdist_group("readme")
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"

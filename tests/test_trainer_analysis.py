@@ -15,6 +15,9 @@ from trainer.errors import TrainerError
 from trainer.models import create_model
 from trainer.presets import resolve
 
+# Under pytest-xdist, on one worker: the checkpoint (a module fixture) is trained once.
+pytestmark = pytest.mark.xdist_group("analysis")
+
 SMOKE_KWARGS = {"patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}
 
 

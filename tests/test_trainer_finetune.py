@@ -19,6 +19,9 @@ from trainer.data.downstream import load_dataset
 from trainer.errors import TrainerError
 from trainer.models import create_downstream_model, create_pretrained
 
+# Under pytest-xdist, on one worker: the checkpoint (a module fixture) is trained once.
+pytestmark = pytest.mark.xdist_group("finetune")
+
 # Heavy augmentation and mixing off: a few epochs on digits must show learning.
 PLAIN = dict(auto_augment="none", mixup=0.0, cutmix=0.0, smoothing=0.0)
 

@@ -21,6 +21,9 @@ import trainer
 from trainer.cli import main
 from trainer.settings import BY_NAME, RENAMED, defaults
 
+# Under pytest-xdist, on one worker: the smoke run (a module fixture) trains once.
+pytestmark = pytest.mark.xdist_group("pretrain")
+
 # The smoke preset keeps the paper's heavy augmentation, under which a 2-block ViT needs far more
 # than a test's 150 steps to leave chance level; these runs turn it off to see the loss fall.
 LIGHT = dict(auto_augment="none", re_prob=0.0, mixup=0.0, cutmix=0.0, smoothing=0.0, scale=(0.5, 1.0))

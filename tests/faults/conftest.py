@@ -56,17 +56,28 @@ def tally():
     return Tally
 
 
-def table() -> str:
+def table(counts: dict[str, dict[str, int]]) -> str:
     rows = ["| fault | trials | survived | data lost |", "| --- | ---: | ---: | ---: |"]
-    rows += [f"| {kind} | {c['trials']} | {c['survived']} | {c['lost']} |" for kind, c in sorted(COUNTS.items())]
+    rows += [f"| {kind} | {c['trials']} | {c['survived']} | {c['lost']} |" for kind, c in sorted(counts.items())]
     return "\n".join(rows)
 
 
-def pytest_terminal_summary(terminalreporter):
-    if not COUNTS:
-        return
+def summarise(terminalreporter, counts: dict[str, dict[str, int]]) -> None:
+    """The table, and the JSON report where ``FAULT_REPORT`` asks for one."""
     terminalreporter.section(f"faults injected (FAULT_TRIALS={TRIALS}, FAULT_SEED={SEED})")
-    terminalreporter.write_line(table())
+    terminalreporter.write_line(table(counts))
     if os.environ.get("FAULT_REPORT"):
         Path(os.environ["FAULT_REPORT"]).write_text(json.dumps(
-            {"trials_per_kind": TRIALS, "seed": SEED, "counts": dict(COUNTS)}, indent=2, sort_keys=True) + "\n")
+            {"trials_per_kind": TRIALS, "seed": SEED, "counts": dict(counts)}, indent=2, sort_keys=True) + "\n")
+
+
+def pytest_sessionfinish(session):
+    # A worker of a parallel run (pytest-xdist) prints nothing: its counts go to the controlling process, which
+    # adds them up and prints the table (tests/conftest.py).
+    if hasattr(session.config, "workeroutput") and COUNTS:
+        session.config.workeroutput["fault_counts"] = {kind: dict(c) for kind, c in COUNTS.items()}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if COUNTS:
+        summarise(terminalreporter, COUNTS)

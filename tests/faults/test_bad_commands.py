@@ -11,6 +11,9 @@ import pytest
 from conftest import COUNTS
 from test_trainer_data import render_tiny
 
+# Under pytest-xdist, on one worker: the module fixture is made once.
+pytestmark = pytest.mark.xdist_group("faults-commands")
+
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "manifests" / "1p-frac.json"
 

@@ -20,6 +20,9 @@ from fracbuild.dataset import verify
 from fracbuild.rendering import render
 from fracbuild.rundir import JOURNAL
 
+# Under pytest-xdist, on one worker: the reference render (a module fixture) is made once.
+pytestmark = pytest.mark.xdist_group("faults-render")
+
 
 def shard_bytes(out_dir):
     return {p.name: p.read_bytes() for p in sorted(out_dir.glob("*.tar"))}

@@ -22,6 +22,9 @@ from test_trainer_distributed import free_port
 
 import trainer
 
+# Under pytest-xdist, on one worker: the module fixtures are made once.
+pytestmark = pytest.mark.xdist_group("faults-training")
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
 RUN = ["--preset", "smoke", "--samples", "1600", "--workers", "1", "--no-progress"]
 

@@ -147,7 +147,7 @@ def test_contour_update_moves_each_vertex_along_its_ray():
               "oval_y": oy, "centre_x": 40.0, "centre_y": 32.0, "wave1": 2, "wave2": 5}
     inputs, gray = np.random.default_rng(3).random((2, 2, n)) * 10000, np.array([255, 90])
     pnoise = np.empty(inputs.size)
-    perlin1(inputs.ravel(), pnoise)  # equal to noise.pnoise1: test_contour_kernels.py
+    perlin1(inputs.ravel(), pnoise)  # equal to noise.pnoise1: test_fracbuild_contour_kernels.py
     pnoise = pnoise.reshape(inputs.shape)
     step = 2 * math.pi / n
     for source, background in (("rcdb", 255), ("visualatom", 0)):

@@ -18,6 +18,9 @@ from fracbuild.fetching import fetch
 from fracbuild.rendering import render
 from fracbuild.rundir import JOURNAL
 
+# Under pytest-xdist, on one worker: the dask cluster (a module fixture) starts once.
+pytestmark = pytest.mark.xdist_group("scaleout")
+
 distributed = pytest.importorskip("distributed")
 
 

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_sources import RECIPES, shipped, small
+from test_fracbuild_sources import RECIPES, shipped, small
 
 from fracbuild.card import CARD, front_matter, json_feature, size_category
 from fracbuild.cli import main
