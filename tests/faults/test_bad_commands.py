@@ -30,9 +30,10 @@ def four(tmp_path_factory):
 
 
 def recipe_with(tmp: Path, change) -> str:
+    """The shipped recipe with ``change`` made, in a file of its own (each command keeps its own recipe)."""
     recipe = json.loads(RECIPE.read_text())
     change(recipe)
-    path = tmp / "recipe.json"
+    path = tmp / f"recipe-{len(list(tmp.glob('recipe-*.json')))}.json"
     path.write_text(json.dumps(recipe))
     return str(path)
 
