@@ -5,7 +5,8 @@ through the trainer's public API (``trainer.pretrain`` / ``trainer.finetune``, m
 ``TorchDispatchMode`` and prints, as one JSON line, for one step that logs nothing (the third):
 
 - ``ops``: aten ops dispatched, split into ``augment`` (the memory input's augmentation: frames in
-  ``device_augment.py``, ``augment_draws.py``, ``resample.py`` or ``device_eval.py``), ``mixing_loss``
+  ``device_augment.py``, ``rand_augment.py``, ``augment_draws.py``, ``color_jitter.py``, ``resample.py`` or
+  ``device_eval.py``), ``mixing_loss``
   (``loss.py``) and ``model_optim`` (the rest: forward, backward, optimizer);
 - ``blocking``: ops that make the host wait for a GPU: reading a value (``_local_scalar_dense``: ``.item()``,
   ``.tolist()``, ``float()``), ops whose output size depends on the data (``nonzero``, ``unique``, ...) and
@@ -42,7 +43,8 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-AUGMENT_FILES = ("device_augment.py", "augment_draws.py", "resample.py", "device_eval.py")
+AUGMENT_FILES = ("device_augment.py", "rand_augment.py", "augment_draws.py", "color_jitter.py", "resample.py",
+                 "device_eval.py")
 SYNC_OPS = {"_local_scalar_dense", "nonzero", "lift_fresh", "equal", "is_nonzero", "masked_select"}
 SYNC_TAGS = (torch.Tag.dynamic_output_shape, torch.Tag.data_dependent_output)
 SCATTERS = {"scatter_", "scatter_add_", "index_put_", "_index_put_impl_"}
