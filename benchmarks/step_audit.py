@@ -210,8 +210,13 @@ def finetune_step(dataset: str, out: Path, batch: int, img_size: int, by_line: i
 def augment_batch(kind: str, batch: int, img_size: int, channels: int, held: int, by_line: int = 0) -> dict:
     """The augmentation alone (``draw_params`` then ``apply_params``) of ``batch`` uint8 images ``held`` px square
     with the ``paper`` preset of ``kind``: its second call is counted (the first makes cached constants)."""
-    from trainer.data.device_augment import Augmentation, apply_params, draw_params
+    from trainer.data.device_augment import Augmentation, apply_params
     from trainer.presets import resolve
+
+    try:
+        from trainer.data.augment_draws import draw_params
+    except ImportError:  # an older tree, where the draws were device_augment's
+        from trainer.data.device_augment import draw_params
 
     augmentation = Augmentation.from_config(resolve(kind, "paper", img_size=img_size))
     images = torch.randint(0, 256, (batch, channels, held, held), dtype=torch.uint8)

@@ -14,6 +14,7 @@ from scipy import stats
 from torchvision import transforms as T
 
 from trainer.cli import main
+from trainer.data import augment_draws as D
 from trainer.data import color_jitter as CJ
 from trainer.data import device_augment as A
 from trainer.data.transforms import create_train_transform, train_transform
@@ -44,7 +45,7 @@ def test_the_memory_jitter_is_timms_transform_on_the_same_factors_and_order(chan
                   re_prob=0.0, color_jitter=0.4)
     augmentation = A.Augmentation.from_config(config)
     batch = torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
-    p = A.draw_params(augmentation, n, SIZE, SIZE, torch.Generator().manual_seed(0), torch.device("cpu"))
+    p = D.draw_params(augmentation, n, SIZE, SIZE, torch.Generator().manual_seed(0), torch.device("cpu"))
     ours = A.apply_params(batch, augmentation, p).mul(0.5).add(0.5).mul(255).round()  # back to levels
     # torchvision's draw: a permutation of its four ops (hue, 3, is off and skipped) and the three factors
     drawn = iter([(torch.tensor([*order, 3]), *factors, None)
@@ -111,7 +112,7 @@ def test_jitter_applies_only_without_rand_augment_on_both_inputs(auto_augment, c
             [] if applied is None else [((1 - applied, 1 + applied),) * 3 + (None,)])
     augmentation = A.Augmentation.from_config(config)
     assert augmentation.color_jitter == applied
-    p = A.draw_params(augmentation, 4, 32, 32, torch.Generator().manual_seed(0), torch.device("cpu"))
+    p = D.draw_params(augmentation, 4, 32, 32, torch.Generator().manual_seed(0), torch.device("cpu"))
     assert ("jitter" in p) == (applied is not None)
 
 

@@ -25,6 +25,7 @@ from timm.data.transforms import RandomResizedCropAndInterpolation
 
 import trainer
 from trainer import distributed
+from trainer.data import augment_draws as D
 from trainer.data import device_augment as A
 from trainer.data import inputs
 from trainer.data import memory as M
@@ -71,7 +72,7 @@ def timm_crops(height, width, scale, ratio, n=N):
 @pytest.mark.parametrize("height,width", [(448, 448), (120, 400)])  # the second hits timm's fallback often
 def test_crop_area_aspect_and_position_are_timms(height, width):
     scale, ratio = PAPER["scale"], PAPER["ratio"]
-    ours = A.draw_crops(N, height, width, scale, ratio, generator(), CPU).double().numpy()
+    ours = D.draw_crops(N, height, width, scale, ratio, generator(), CPU).double().numpy()
     ref = timm_crops(height, width, scale, ratio)
     for boxes in (ours, ref):
         assert ((boxes[:, 0] >= 0) & (boxes[:, 0] + boxes[:, 2] <= height)).all()
@@ -86,7 +87,7 @@ def test_crop_area_aspect_and_position_are_timms(height, width):
 @pytest.mark.parametrize("key", ["hflip", "vflip"])
 def test_both_flips_happen_at_the_recipes_rate(key):
     recipe = A.Augmentation.from_config(PAPER)
-    p = A.draw_params(recipe, N, 64, 64, generator(), CPU)
+    p = D.draw_params(recipe, N, 64, 64, generator(), CPU)
     assert binomial_ok(p[key].sum(), N, PAPER[key])
 
 
@@ -94,7 +95,7 @@ def test_both_flips_happen_at_the_recipes_rate(key):
 def test_a_drawn_flip_mirrors_the_image(key, axis):
     recipe = A.Augmentation(img_size=16, hflip=0.0, vflip=0.0, re_prob=0.0)
     images = (torch.arange(4 * 16 * 16) % 251).to(torch.uint8).view(4, 1, 16, 16)
-    p = A.draw_params(recipe, 4, 16, 16, generator(), CPU)
+    p = D.draw_params(recipe, 4, 16, 16, generator(), CPU)
     p["crop"] = torch.tensor([[0.0, 0.0, 16.0, 16.0]]).repeat(4, 1)  # the whole image at its own size
     plain = A.apply_params(images, recipe, p)
     assert torch.allclose(plain[:, :1], images.float() / 127.5 - 1, atol=1e-4)  # the identity crop is exact
@@ -108,7 +109,7 @@ def test_a_crop_samples_its_box():
     recipe = A.Augmentation(img_size=8, hflip=0.0, vflip=0.0, re_prob=0.0)
     images = torch.zeros(1, 1, 32, 32, dtype=torch.uint8)
     images[0, 0, 8:16, 16:24] = 200  # an 8 x 8 square
-    p = A.draw_params(recipe, 1, 32, 32, generator(), CPU)
+    p = D.draw_params(recipe, 1, 32, 32, generator(), CPU)
     p["crop"] = torch.tensor([[8.0, 16.0, 8.0, 8.0]])
     assert torch.allclose(A.apply_params(images, recipe, p), torch.full((1, 3, 8, 8), 200 / 127.5 - 1), atol=1e-4)
 
@@ -132,7 +133,7 @@ def timm_rand_augment_draws(spec, n=N):
 
 def our_rand_augment_draws(spec, n=N, ops=None):
     recipe = A.Augmentation(img_size=8, rand_augment=A.RandAugmentSpec.parse(spec), re_prob=0.0)
-    p = A.draw_params(recipe, n, 8, 8, generator(), CPU)
+    p = D.draw_params(recipe, n, 8, 8, generator(), CPU)
     names = ops or recipe.rand_augment.ops
     applied = []
     for layer in range(recipe.rand_augment.layers):
@@ -178,14 +179,14 @@ def test_an_image_can_get_the_same_op_twice_as_in_timm():
         ra(img)
         twice_timm += chosen[0] == chosen[1]
     recipe = A.Augmentation(img_size=8, rand_augment=A.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
-    op = A.draw_params(recipe, N, 8, 8, generator(), CPU)["op"]
+    op = D.draw_params(recipe, N, 8, 8, generator(), CPU)["op"]
     twice = int((op[:, 0] == op[:, 1]).sum())
     assert same_frequencies({"same": twice, "other": N - twice}, {"same": twice_timm, "other": N - twice_timm})
 
 
 def test_the_magnitude_is_noisy_and_clipped_as_timms():
     recipe = A.Augmentation(img_size=8, rand_augment=A.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
-    m = A.draw_params(recipe, N, 8, 8, generator(), CPU)["magnitude"].flatten().numpy()
+    m = D.draw_params(recipe, N, 8, 8, generator(), CPU)["magnitude"].flatten().numpy()
     reference = np.clip(np.random.default_rng(0).normal(9, 0.5, m.size), 0, 10)
     assert same_distribution(m, reference) and m.max() <= 10
 
@@ -194,7 +195,7 @@ def test_every_rand_augment_op_runs_on_a_batch_and_keeps_8_bit_values():
     recipe = A.Augmentation(img_size=16, rand_augment=A.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
     spec = recipe.rand_augment
     images = torch.randint(0, 256, (len(spec.ops), 1, 16, 16), generator=generator(), dtype=torch.uint8)
-    p = A.draw_params(recipe, len(spec.ops), 16, 16, generator(), CPU)
+    p = D.draw_params(recipe, len(spec.ops), 16, 16, generator(), CPU)
     p["op"] = torch.arange(len(spec.ops)).view(-1, 1).repeat(1, spec.layers)
     p["apply"] = torch.tensor([True, False]).repeat(len(spec.ops), 1)  # each sample: its own op, once
     x = A.DeviceAugment(recipe).rand_augment(images.float(), p)
@@ -276,7 +277,7 @@ def test_each_sample_gets_its_own_ops_and_nothing_of_the_others():
     blends and warps keep to their samples, and the identity of one op is exact for the samples of another."""
     recipe = A.Augmentation(img_size=16, rand_augment=A.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
     images = torch.randint(0, 256, (64, 1, 16, 16), generator=generator(), dtype=torch.uint8).float()
-    p = A.draw_params(recipe, 64, 16, 16, generator(1), CPU)
+    p = D.draw_params(recipe, 64, 16, 16, generator(1), CPU)
     augment = A.DeviceAugment(recipe)
     batched = augment.rand_augment(images, p)
     alone = torch.cat([augment.rand_augment(images[i:i + 1], {k: v[i:i + 1] for k, v in p.items()})
@@ -299,7 +300,7 @@ def test_the_crop_is_timms_random_resized_crop_within_one_grey_level(side, chann
     rng = np.random.default_rng(side + channels)
     arrays = (rng.random((n, side, side, channels)) ** 2 * 255).astype(np.uint8)
     recipe = A.Augmentation(img_size=size, re_prob=0.0)
-    p = A.draw_params(recipe, n, side, side, generator(side), CPU)
+    p = D.draw_params(recipe, n, side, side, generator(side), CPU)
     held = torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()
     ours = A.DeviceAugment(recipe).crop(held, p).permute(0, 2, 3, 1).numpy()
     timm = RandomResizedCropAndInterpolation(size, scale=recipe.scale, ratio=recipe.ratio, interpolation="bicubic")
@@ -326,7 +327,7 @@ def test_erasing_rate_and_area_are_timms():
         erase(x)
         ref.append(float((x == 0).sum() / 3) / (s * s))
     recipe = A.Augmentation(img_size=s, re_prob=0.5)
-    p = A.draw_params(recipe, n, s, s, generator(), CPU)
+    p = D.draw_params(recipe, n, s, s, generator(), CPU)
     box = p["erase_box"]
     ours = torch.where(p["erase"], box[:, 2] * box[:, 3] / (s * s), 0.0).numpy()
     assert binomial_ok(p["erase"].sum(), n, np.mean(np.array(ref) > 0))
@@ -337,7 +338,7 @@ def test_erasing_rate_and_area_are_timms():
 def test_erased_pixels_are_noise_in_the_box():
     recipe = A.Augmentation(img_size=32, hflip=0.0, vflip=0.0, re_prob=1.0)
     images = torch.full((2, 1, 32, 32), 255, dtype=torch.uint8)
-    p = A.draw_params(recipe, 2, 32, 32, generator(), CPU)
+    p = D.draw_params(recipe, 2, 32, 32, generator(), CPU)
     p["erase_box"] = torch.tensor([[2.0, 3.0, 10.0, 12.0], [0.0, 0.0, 5.0, 5.0]])
     p["erase"] = torch.tensor([True, False])
     x = A.apply_params(images, recipe, p)

@@ -15,6 +15,7 @@ from timm.data.auto_augment import rand_augment_transform
 from timm.data.random_erasing import RandomErasing
 
 import trainer
+from trainer.data import augment_draws as D
 from trainer.data import device_augment as A
 from trainer.data import device_eval as E
 from trainer.data import memory as M
@@ -33,7 +34,7 @@ RECIPES = {f"finetune-{p}": resolve("finetune", p) for p in ("paper", "cpu")} | 
 def test_crops_flips_and_erasing_of_each_downstream_recipe_are_timms(name):
     config = RECIPES[name]
     augmentation = A.Augmentation.from_config(config)
-    p = A.draw_params(augmentation, N, 32, 32, generator(), CPU)
+    p = D.draw_params(augmentation, N, 32, 32, generator(), CPU)
     ours, ref = p["crop"].double().numpy(), timm_crops(32, 32, config["scale"], config["ratio"])
     area = lambda b: b[:, 2] * b[:, 3] / (32 * 32)  # noqa: E731
     assert same_distribution(area(ours), area(ref))
@@ -70,7 +71,7 @@ def test_an_imagenet_run_fills_geometric_ops_with_the_imagenet_mean_per_channel(
     augmentation = A.Augmentation.from_config(config)
     assert augmentation.fill == (124, 116, 104)
     images = torch.full((1, 1, 16, 16), 200, dtype=torch.uint8)
-    p = A.draw_params(augmentation, 1, 16, 16, generator(), CPU)
+    p = D.draw_params(augmentation, 1, 16, 16, generator(), CPU)
     p.update(crop=torch.tensor([[0.0, 0.0, 16.0, 16.0]]), hflip=torch.tensor([False]), vflip=torch.tensor([False]))
     p["op"][:] = augmentation.rand_augment.ops.index("Rotate")
     p["apply"][:] = torch.tensor([True, False])
@@ -87,7 +88,7 @@ def test_imagenet_normalisation_on_the_device_is_timms():
     config = {**RECIPES["finetune-paper"], "img_size": 16, "re_prob": 0.0, "auto_augment": None, "color_jitter": None}
     augmentation = A.Augmentation.from_config(config)
     a = (np.random.default_rng(0).random((16, 16)) * 255).astype(np.uint8)
-    p = A.draw_params(augmentation, 1, 16, 16, generator(), CPU)
+    p = D.draw_params(augmentation, 1, 16, 16, generator(), CPU)
     p.update(crop=torch.tensor([[0.0, 0.0, 16.0, 16.0]]), hflip=torch.tensor([False]))
     ours = A.apply_params(torch.from_numpy(a).view(1, 1, 16, 16), augmentation, p)[0]
     timm = create_eval_transform(img_size=16, mean=augmentation.mean, std=augmentation.std)(Image.fromarray(a))

@@ -28,7 +28,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .augment_draws import draw_crops, draw_params  # noqa: F401 (where callers look for them)
 from .color_jitter import apply_jitter, strength
 from .rand_augment import (  # noqa: F401 (FILL, OPS, GEOMETRIC, level, warp, geometry: where callers look for them)
     AUTOCONTRAST,

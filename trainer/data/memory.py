@@ -28,7 +28,8 @@ from PIL import Image
 
 from ..errors import TrainerError
 from ..settings import PASS_ENDS
-from .device_augment import Augmentation, draw_params
+from .augment_draws import draw_params
+from .device_augment import Augmentation
 from .downstream import ImageList
 
 if TYPE_CHECKING:  # the shard readers (webdataset, braceexpand) are imported only where shards are read
