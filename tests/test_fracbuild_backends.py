@@ -3,11 +3,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
 from fracbuild import FracbuildError, backends
 from fracbuild.backends import in_order, parallel_backend, worker_count
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_worker_count_follows_joblibs_convention(monkeypatch):
@@ -55,8 +58,6 @@ WORKER_STARTS_READY = textwrap.dedent("""
 
 @pytest.mark.parametrize("source", ["1p-frac", "paper/rcdb-1k"])
 def test_forked_workers_start_with_the_kernels_ready(source, tmp_path):
-    from conftest import ROOT
-
     run = subprocess.run([sys.executable, "-c", WORKER_STARTS_READY, str(ROOT / "manifests" / f"{source}.json"),
                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]

@@ -11,6 +11,7 @@ from test_trainer_data import one_thread, render_tiny  # noqa: F401 (fixtures)
 
 import trainer
 from fracbuild.recipe import load_recipe
+from trainer import default_run
 from trainer.presets import resolve
 from trainer.pretraining import CHANCE_MIN_STEPS, CHANCE_SHARE, ChanceWatch, at_chance, chance_causes
 
@@ -66,11 +67,12 @@ def test_a_run_planted_at_chance_is_told_so_and_curves_mark_chance(tmp_path, cap
 
 
 def test_the_cpu_route_of_make_pretrain_renders_at_the_models_size_and_leaves_chance(tmp_path, capfd):
-    route = subprocess.run(["make", "-n", "pretrain"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    cpu = route[route.index("else"):]
-    assert "resolve('pretrain', 'cpu')['img_size']" in cpu and "--size $size" in cpu and "--preset cpu" in cpu
+    # make pretrain without a GPU: what trainer.default_run plans, carried out here on 20 classes
+    route = default_run.plan(str(ROOT / "manifests" / "1p-frac.json"), tmp_path / "1p-frac", tmp_path / "run", gpus=0)
     size = resolve("pretrain", "cpu")["img_size"]
-    data = tmp_path / f"1p-frac-{size}px"
+    assert route.preset == "cpu" and route.size == size
+    data = route.data
+    assert data == tmp_path / f"1p-frac-{size}px"
     subprocess.run([sys.executable, "-m", "fracbuild", "render", str(ROOT / "manifests" / "1p-frac.json"),
                     "-o", str(data), "--size", str(size), "--classes", "20", "--jobs", "1", "--no-progress",
                     "--no-preview"], check=True, capture_output=True)
