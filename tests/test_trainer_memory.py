@@ -29,6 +29,7 @@ from trainer.data import augment_draws as D
 from trainer.data import device_augment as A
 from trainer.data import inputs
 from trainer.data import memory as M
+from trainer.data import rand_augment as R
 from trainer.data.inputs import MemoryInput
 from trainer.data.shardlists import resolve_data
 from trainer.loss import create_criterion
@@ -132,14 +133,14 @@ def timm_rand_augment_draws(spec, n=N):
 
 
 def our_rand_augment_draws(spec, n=N, ops=None):
-    recipe = A.Augmentation(img_size=8, rand_augment=A.RandAugmentSpec.parse(spec), re_prob=0.0)
+    recipe = A.Augmentation(img_size=8, rand_augment=R.RandAugmentSpec.parse(spec), re_prob=0.0)
     p = D.draw_params(recipe, n, 8, 8, generator(), CPU)
     names = ops or recipe.rand_augment.ops
     applied = []
     for layer in range(recipe.rand_augment.layers):
         for k, name in enumerate(names):
             chosen = p["apply"][:, layer] & (p["op"][:, layer] == k)
-            args = A.level(name, p["magnitude"][chosen, layer], p["sign"][chosen, layer])
+            args = R.level(name, p["magnitude"][chosen, layer], p["sign"][chosen, layer])
             applied += [(name, float(a)) for a in args]
     return applied
 
@@ -178,21 +179,21 @@ def test_an_image_can_get_the_same_op_twice_as_in_timm():
         chosen.clear()
         ra(img)
         twice_timm += chosen[0] == chosen[1]
-    recipe = A.Augmentation(img_size=8, rand_augment=A.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
+    recipe = A.Augmentation(img_size=8, rand_augment=R.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
     op = D.draw_params(recipe, N, 8, 8, generator(), CPU)["op"]
     twice = int((op[:, 0] == op[:, 1]).sum())
     assert same_frequencies({"same": twice, "other": N - twice}, {"same": twice_timm, "other": N - twice_timm})
 
 
 def test_the_magnitude_is_noisy_and_clipped_as_timms():
-    recipe = A.Augmentation(img_size=8, rand_augment=A.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
+    recipe = A.Augmentation(img_size=8, rand_augment=R.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
     m = D.draw_params(recipe, N, 8, 8, generator(), CPU)["magnitude"].flatten().numpy()
     reference = np.clip(np.random.default_rng(0).normal(9, 0.5, m.size), 0, 10)
     assert same_distribution(m, reference) and m.max() <= 10
 
 
 def test_every_rand_augment_op_runs_on_a_batch_and_keeps_8_bit_values():
-    recipe = A.Augmentation(img_size=16, rand_augment=A.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
+    recipe = A.Augmentation(img_size=16, rand_augment=R.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
     spec = recipe.rand_augment
     images = torch.randint(0, 256, (len(spec.ops), 1, 16, 16), generator=generator(), dtype=torch.uint8)
     p = D.draw_params(recipe, len(spec.ops), 16, 16, generator(), CPU)
@@ -210,7 +211,7 @@ def test_every_rand_augment_op_runs_on_a_batch_and_keeps_8_bit_values():
 def one_op(name, images, magnitude, sign, spec="rand-m9-mstd0.5-inc1"):
     """``images`` (0-255 floats [B, C, H, W]) through the batched RandAugment with op ``name`` in the first
     layer of every sample, at ``magnitude`` and ``sign`` ([B]), and no op in the second."""
-    recipe = A.Augmentation(img_size=images.shape[-1], rand_augment=A.RandAugmentSpec.parse(spec), re_prob=0.0)
+    recipe = A.Augmentation(img_size=images.shape[-1], rand_augment=R.RandAugmentSpec.parse(spec), re_prob=0.0)
     n, layers = len(images), recipe.rand_augment.layers
     p = {"op": torch.full((n, layers), recipe.rand_augment.ops.index(name)),
          "apply": torch.tensor([True] + [False] * (layers - 1)).repeat(n, 1),
@@ -228,7 +229,7 @@ def test_each_colour_op_is_timms_pil_op_within_one_level(name, sign):
 
     a = (np.random.default_rng(0).random((3, 1, 40, 40)) ** 2 * 230).astype(np.uint8)
     magnitude, signs = torch.tensor([9.0, 6.0, 3.0]), torch.full((3,), float(sign))
-    arg = A.level(name, magnitude, signs)
+    arg = R.level(name, magnitude, signs)
     ours = one_op(name, torch.from_numpy(a).float(), magnitude, signs)[:, 0].numpy()
     for i in range(3):  # the level rules are compared above; here the ops, at the same argument
         whole = name.startswith(("Posterize", "Solarize"))
@@ -244,7 +245,7 @@ def test_each_colour_op_of_a_colour_image_is_timms_pil_op_within_one_level(name)
 
     a = (np.random.default_rng(1).random((3, 24, 24, 3)) ** 2 * 230).astype(np.uint8)
     magnitude, signs = torch.tensor([9.0, 6.0, 3.0]), torch.tensor([1.0, -1.0, 1.0])
-    arg = A.level(name, magnitude, signs)
+    arg = R.level(name, magnitude, signs)
     ours = one_op(name, torch.from_numpy(a).permute(0, 3, 1, 2).float(), magnitude, signs).permute(0, 2, 3, 1)
     for i in range(3):
         whole = name.startswith(("Posterize", "Solarize"))
@@ -268,14 +269,14 @@ def test_geometric_ops_map_pixels_as_pil_does(name, arg, pil):
     """Whole-pixel moves, where interpolation plays no part, are exact: the coordinate conventions agree."""
     a = (np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)
     x = torch.from_numpy(a).float().view(1, 1, 40, 40)
-    ours = A.warp(x, A.geometry(name, torch.tensor([arg]), 40), (40, 40), fill=A.FILL).clamp(0, 255).round()
+    ours = R.warp(x, R.geometry(name, torch.tensor([arg]), 40), (40, 40), fill=R.FILL).clamp(0, 255).round()
     assert np.array_equal(ours[0, 0].numpy(), np.asarray(pil(Image.fromarray(a))))
 
 
 def test_each_sample_gets_its_own_ops_and_nothing_of_the_others():
     """A batch of samples that drew different ops equals each sample augmented alone: the batched lookup tables,
     blends and warps keep to their samples, and the identity of one op is exact for the samples of another."""
-    recipe = A.Augmentation(img_size=16, rand_augment=A.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
+    recipe = A.Augmentation(img_size=16, rand_augment=R.RandAugmentSpec.parse("rand-m9-mstd0.5-inc1"), re_prob=0.0)
     images = torch.randint(0, 256, (64, 1, 16, 16), generator=generator(), dtype=torch.uint8).float()
     p = D.draw_params(recipe, 64, 16, 16, generator(1), CPU)
     augment = A.DeviceAugment(recipe)

@@ -29,19 +29,16 @@ import torch
 import torch.nn.functional as F
 
 from .color_jitter import apply_jitter, strength
-from .rand_augment import (  # noqa: F401 (FILL, OPS, GEOMETRIC, level, warp, geometry: where callers look for them)
+from .rand_augment import (
     AUTOCONTRAST,
     BRIGHTNESS,
     COLOR,
     CONTRAST,
     EQUALIZE,
-    FILL,
-    GEOMETRIC,
     IDENTITY,
     INVERT,
     LEVELS,
     NO_LEVEL,
-    OPS,
     POSTERIZE,
     ROTATE,
     SHARPNESS,
@@ -53,12 +50,9 @@ from .rand_augment import (  # noqa: F401 (FILL, OPS, GEOMETRIC, level, warp, ge
     TRANSLATE_Y,
     RandAugmentSpec,
     affine,
-    geometry,
     kind,
-    level,
     level_args,
     theta,
-    warp,
     warp_theta,
 )
 from .resample import (
