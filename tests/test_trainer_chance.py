@@ -76,7 +76,8 @@ def test_the_cpu_route_of_make_pretrain_renders_at_the_models_size_and_leaves_ch
     subprocess.run([sys.executable, "-m", "fracbuild", "render", str(ROOT / "manifests" / "1p-frac.json"),
                     "-o", str(data), "--size", str(size), "--classes", "20", "--jobs", "1", "--no-progress",
                     "--no-preview"], check=True, capture_output=True)
-    summary = trainer.pretrain(str(data), tmp_path / "run", preset="cpu", samples=6400, progress=False)
+    # 4,000 samples: 63 steps, the loss 1.38 at the end against 2.40 (0.8 ln 20); 2,560 stayed at chance (2.98)
+    summary = trainer.pretrain(str(data), tmp_path / "run", preset="cpu", samples=4000, progress=False)
     assert summary["loss"] < 0.8 * math.log(20), summary["loss"]
     assert "still at chance" not in capfd.readouterr().err
     assert json.loads((tmp_path / "run" / "config.json").read_text())["img_size"] == size

@@ -221,7 +221,10 @@ def plot_curves(metrics: list[dict[str, Any]], path: str | os.PathLike, *, title
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    # Margins fixed in inches: tight_layout would draw the figure once more to measure it (0.2 s of every run).
+    width = fig.get_figwidth()
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, bottom=0.48 / 3.4, top=1 - 0.55 / 3.4,
+                        wspace=0.3)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, dpi=110, format="png")
