@@ -12,6 +12,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "manifests" / "1p-frac.json"
+# The GPU check: a section ends its own work this long before the deadline at which it is killed.
+STOP_S = 5
 
 
 def registry() -> tuple[dict[str, Callable], Callable]:
@@ -99,3 +101,9 @@ def run_cli(args: list[str]) -> tuple[float, int]:
     if proc.returncode:
         raise SystemExit(f"fracbuild {' '.join(args)} failed")
     return time.perf_counter() - start, peak
+
+
+def wheels() -> list[str]:
+    """The lines of benchmarks/gpu-wheels.txt (what the GPU check carries to its host), ``name==version``."""
+    text = (ROOT / "benchmarks" / "gpu-wheels.txt").read_text()
+    return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]

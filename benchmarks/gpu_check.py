@@ -44,11 +44,12 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import STOP_S
+
 ROOT = Path(__file__).resolve().parents[1]
 REPORT, FIGURES, LOG = "gpu-check.md", "figures.json", "log.txt"
 DATA = "shards/1p-frac"
 RESERVE_S = 3  # kept for the summary
-STOP_S = 5  # a section ends its own work this long before the deadline at which it is killed
 CUT = 3  # a section's exit status when it stopped itself at its deadline
 
 
@@ -117,12 +118,6 @@ class Report:
         lines = [x for chunk in detail for x in chunk.rstrip("\n").splitlines()][-12:]
         self.add("", f"- **{what} failed**{status} after {seconds:.0f} s{why}",
                  *(["", "```", *lines, "```"] if lines else []))
-
-
-def wheels() -> list[str]:
-    """The lines of benchmarks/gpu-wheels.txt, ``name==version``."""
-    text = (ROOT / "benchmarks" / "gpu-wheels.txt").read_text()
-    return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

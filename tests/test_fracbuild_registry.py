@@ -61,21 +61,6 @@ def test_the_bottom_layers_import_no_source_and_no_recipe():
         assert not {m for m in imports(PACKAGE / name) if m.startswith(("fracbuild.sources", "fracbuild.recipe"))}
 
 
-def test_no_import_cycle_even_inside_functions():
-    """Every import counts, those deferred into a function too: a cycle hidden there still ties two rooms."""
-    graph = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-        graph[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = imports(path)
-    graph = {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
-
-    def reaches(start: str, goal: str, seen: set[str]) -> bool:
-        return any(d == goal or (d not in seen and not seen.add(d) and reaches(d, goal, seen)) for d in graph[start])
-
-    cycles = sorted((a, b) for a in graph for b in graph[a] if reaches(b, a, set()))
-    assert not cycles, cycles
-
-
 def test_the_command_line_builds_its_options_without_numpy():
     """fracbuild.settings holds the choice lists so that ``fracbuild --help`` never waits for numpy and numba."""
     import subprocess

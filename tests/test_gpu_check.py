@@ -183,7 +183,7 @@ def test_the_fine_tuning_model_is_the_one_the_trainer_resolves():
     """The paper preset leaves the fine-tuning model to the checkpoint; from scratch the trainer takes its default."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        from gpu_sections import finetuning
+        from gpu_steps import finetuning
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     from trainer.distributed import Dist

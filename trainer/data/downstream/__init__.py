@@ -107,7 +107,7 @@ def load_voc12(rest: str) -> Downstream:
 def load_vtab(rest: str) -> Downstream:
     from .vtab import load
 
-    return load(rest)
+    return load(rest, load_dataset)  # a VTAB set is another family's set: loaded through this registry
 
 
 def load_dataset(spec: str, *, shots: int | None = None) -> Downstream:

@@ -12,6 +12,7 @@ to the family (``root=``, ``download=`` for ``torch/``; ``image=``, ``label=``, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...errors import TrainerError
@@ -62,10 +63,9 @@ def resolve(rest: str) -> tuple[str, VtabSet]:
     return target + (f"?{query}" if query else ""), entry
 
 
-def load(rest: str) -> Downstream:
-    """The set ``vtab/REST`` names, through its family, with its class count checked."""
-    from . import load_dataset
-
+def load(rest: str, load_dataset: Callable[[str], Downstream]) -> Downstream:
+    """The set ``vtab/REST`` names, loaded by ``load_dataset`` (the registry's, which calls this) from its family,
+    with its class count checked."""
     target, entry = resolve(rest)
     data = load_dataset(target)
     if data.classes != entry.classes:
