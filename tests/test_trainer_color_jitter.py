@@ -84,7 +84,7 @@ def test_each_order_of_the_three_ops_is_pils(channels):
 @pytest.mark.parametrize("j", [0.4, 1.5])
 def test_the_drawn_factors_and_order_are_torchvisions(j):
     n = 6000
-    p = CJ.draw_jitter(n, j, torch.Generator().manual_seed(0), torch.device("cpu"))
+    p = CJ.jitter_params(torch.rand((n, 6), generator=torch.Generator().manual_seed(0)), j)
     torch.manual_seed(0)
     jitter = T.ColorJitter(j, j, j)
     theirs = [jitter.get_params(jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) for _ in range(n)]

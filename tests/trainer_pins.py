@@ -8,7 +8,8 @@ values); the stream input's run again when its augmentation came to draw by samp
 exact resume), which changes its draws and nothing else; all of them again when Mixup/CutMix came to draw on
 the device with torch's generator (no longer numpy's), the memory input's crop to resize as PIL does, and the
 ``smoke`` preset to run passes on into each other (``pass_end`` ``continue``: fine-tuning's epochs then hold
-one more step). To record them again (only for a change that is meant
+one more step); the runs with augmentation on the device again when a batch's parameters came to be drawn as one
+tensor of uniforms. To record them again (only for a change that is meant
 to alter what a run learns):
 
     .venv/bin/python tests/trainer_pins.py > tests/data/trainer-pins.json

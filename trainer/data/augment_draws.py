@@ -2,8 +2,10 @@
 device with a ``torch.Generator``: RandomResizedCrop boxes, flips, RandAugment ops, magnitudes and signs,
 random erasing boxes, and colour jitter factors and order. ``device_augment.DeviceAugment`` applies them.
 
-The random numbers are drawn in timm's order, then turned into parameters: the crop's and the erasing's boxes
-(the same rule with other constants) in one computation."""
+Every parameter of a batch comes from one draw of uniforms (one launch on a GPU), a column range per parameter;
+a Gaussian (RandAugment's magnitude noise) is the normal quantile of its uniform. The uniforms are then turned
+into timm's parameters: the crop's and the erasing's boxes (the same rule with other constants) in one
+computation."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .color_jitter import draw_jitter
+from .color_jitter import jitter_params
 
 if TYPE_CHECKING:
     from .device_augment import Augmentation
@@ -32,21 +34,18 @@ def _rule(area: float, scale, log_ratio, fit: tuple[int, int], bound: tuple[int,
     return (scale[0], scale[1] - scale[0], area, log_ratio[0], log_ratio[1] - log_ratio[0], *fit, *bound)
 
 
-def _tries(n: int, g: torch.Generator, device) -> list[torch.Tensor]:
-    """The uniforms of a box's 10 tries: areas, then aspects."""
-    return [torch.rand((n, 10), generator=g, device=device) for _ in range(2)]
-
-
-def _boxes(rules: list[tuple[float, ...]], tries: list[torch.Tensor], corners: torch.Tensor
+def _boxes(rules: list[tuple[float, ...]], tries: torch.Tensor, corners: torch.Tensor
            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boxes ``[K, 4, n]`` = (top, left, h, w) of ``K`` rules at once from their tries (two per rule) and position
-    uniforms ``[K, 2, n]``, and whether a try fitted ``[K, n]`` (where none did: the first try's box)."""
-    k, n, device = len(rules), corners.shape[-1], corners.device
+    """Boxes ``[K, 4, n]`` = (top, left, h, w) of ``K`` rules at once from the uniforms of their tries ``[n, K * 20]``
+    (per rule: 10 areas, then 10 aspects) and of their positions ``[n, K * 2]``, and whether a try fitted ``[K, n]``
+    (where none did: the first try's box)."""
+    k, n, device = len(rules), tries.shape[0], tries.device
     columns = tuple(zip(*rules, strict=True))
     lo, span, area, log_lo, log_span = (_constant(c, (k, 1, 1), device) for c in columns[:5])
     fit = _constant(sum(zip(*columns[5:7], strict=True), ()), (k, 2, 1, 1), device)
     bound = _constant(sum(zip(*columns[7:9], strict=True), ()), (k, 2, 1), device)
-    areas, aspects = torch.stack(tries).view(k, 2, n, 10).unbind(1)
+    areas, aspects = tries.view(n, k, 2, 10).permute(1, 2, 0, 3).unbind(1)  # each [K, n, 10]
+    corners = corners.view(n, k, 2).permute(1, 2, 0)  # [K, (top, left), n]
     target = (areas * span + lo) * area
     aspect = torch.exp(aspects * log_span + log_lo)
     hw = torch.stack([target / aspect, target * aspect], 1).sqrt_().round_()  # [K, (h, w), n, tries]
@@ -80,55 +79,60 @@ def _crops(boxes: torch.Tensor, ok: torch.Tensor, fallback: tuple[float, ...]) -
 def draw_crops(n: int, height: int, width: int, scale, ratio, g: torch.Generator, device) -> torch.Tensor:
     """RandomResizedCrop boxes ``[n, 4]`` = (top, left, h, w), drawn as timm's ``get_params`` draws them."""
     rule, fallback = _crop_rule(height, width, scale, ratio)
-    tries = _tries(n, g, device)
-    corners = torch.stack([torch.rand(n, generator=g, device=device) for _ in range(2)])
-    boxes, ok = _boxes([rule], tries, corners.unsqueeze(0))
+    tries, corners = torch.rand((n, 22), generator=g, device=device).split([20, 2], 1)
+    boxes, ok = _boxes([rule], tries, corners)
     return _crops(boxes[0], ok[0], fallback)
+
+
+def _columns(a: Augmentation) -> dict[str, int]:
+    """How many uniforms per sample each parameter takes, in the order they are drawn."""
+    ra, boxes = a.rand_augment, 1 + (a.re_prob > 0)  # the crop, and the erasing where it is on
+    layers = ra.layers if ra is not None else 0
+    return {"tries": 20 * boxes, "corners": 2 * boxes, "flips": 2,
+            "op": layers if ra is not None and ra.weights is None else 0, "rand_augment": 3 * layers,
+            "erase": int(a.re_prob > 0), "jitter": 6 if a.color_jitter else 0}
 
 
 def draw_params(augmentation: Augmentation, n: int, height: int, width: int, g: torch.Generator,
                 device: torch.device) -> dict[str, torch.Tensor]:
     """Every random parameter of ``n`` samples: crop, flips, RandAugment ops/magnitudes/signs, erasing box, colour
     jitter factors and order."""
-    a = augmentation
+    a, ra = augmentation, augmentation.rand_augment
+    widths = _columns(a)
+    u = dict(zip(widths, torch.rand((n, sum(widths.values())), generator=g, device=device).split(
+        list(widths.values()), 1), strict=True))
     rule, fallback = _crop_rule(height, width, a.scale, a.ratio)
-    rules, tries = [rule], _tries(n, g, device)
-    corners = [torch.stack([torch.rand(n, generator=g, device=device) for _ in range(2)])]
-    flips = torch.rand((n, 2), generator=g, device=device) < _constant((a.hflip, a.vflip), (2,), device)
+    rules = [rule]
+    flips = u["flips"] < _constant((a.hflip, a.vflip), (2,), device)
     p: dict[str, torch.Tensor] = {}
     p["hflip"], p["vflip"] = flips.unbind(1)
-    ra = a.rand_augment
     if ra is not None:
-        shape = (n, ra.layers)
-        if ra.weights is None:  # timm: np.random.choice with replacement
-            p["op"] = torch.randint(len(ra.ops), shape, generator=g, device=device)
+        if ra.weights is None:  # timm: np.random.choice with replacement (u < 1: the product stays below the count)
+            p["op"] = (u["op"] * len(ra.ops)).long().clamp_(max=len(ra.ops) - 1)
         else:  # timm: weighted choice without replacement
             w = torch.tensor(ra.weights, device=device).expand(n, -1)
             p["op"] = torch.multinomial(w, ra.layers, replacement=False, generator=g)
         # per layer: apply?, magnitude noise, sign (timm's _randomly_negate: negative when random() > 0.5)
-        u = torch.rand((3, *shape), generator=g, device=device).unbind(0)
-        p["apply"] = u[0] <= ra.prob
+        applied, noise, sign = u["rand_augment"].view(n, 3, ra.layers).unbind(1)
+        p["apply"] = applied <= ra.prob
         if math.isinf(ra.magnitude_std):
-            m = u[1] * ra.magnitude
-        elif ra.magnitude_std > 0:
-            m = ra.magnitude + ra.magnitude_std * torch.randn(shape, generator=g, device=device)
+            m = noise * ra.magnitude
+        elif ra.magnitude_std > 0:  # (a uniform of exactly 0, once in 2^24, gives -inf: clamped to 0 below)
+            m = torch.special.ndtri(noise).mul_(ra.magnitude_std).add_(ra.magnitude)
         else:
-            m = torch.full(shape, ra.magnitude, device=device)
+            m = torch.full((n, ra.layers), ra.magnitude, device=device)
         p["magnitude"] = m.clamp(0.0, ra.magnitude_max)
-        p["sign"] = torch.where(u[2] > 0.5, _constant((-1.0,), (), device), _constant((1.0,), (), device))
+        p["sign"] = torch.where(sign > 0.5, _constant((-1.0,), (), device), _constant((1.0,), (), device))
     if a.re_prob > 0:
         s = a.img_size
-        erase = torch.rand(n, generator=g, device=device) < a.re_prob
         # timm's RandomErasing: 10 tries of an area in [0.02, 1/3] and a log-uniform aspect in [0.3, 1/0.3], the
         # first smaller than the image on both sides
         rules.append(_rule(s * s, (0.02, 1 / 3), (math.log(0.3), math.log(1 / 0.3)), (s - 1, s - 1), (s, s)))
-        tries += _tries(n, g, device)
-        corners.append(torch.rand((n, 2), generator=g, device=device).t())
-    boxes, ok = _boxes(rules, tries, torch.stack(corners))
+    boxes, ok = _boxes(rules, u["tries"], u["corners"])
     p["crop"] = _crops(boxes[0], ok[0], fallback)
     if a.re_prob > 0:
-        p["erase"] = erase & ok[1]
+        p["erase"] = (u["erase"].view(n) < a.re_prob) & ok[1]
         p["erase_box"] = boxes[1].t()
     if a.color_jitter:
-        p.update(draw_jitter(n, a.color_jitter, g, device))
+        p.update(jitter_params(u["jitter"], a.color_jitter))
     return p

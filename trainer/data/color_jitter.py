@@ -3,7 +3,7 @@ factors each uniform in [max(0, 1 - j), 1 + j], the three applied in a random or
 is off (timm 0.4.12's ``transforms_imagenet_train``; timm 1.0 keeps the rule for ``rand-`` specs).
 
     strength        the jitter a run's settings give: None when off (not set, 0, or RandAugment on)
-    draw_jitter     the factors and order of ``n`` samples, drawn on the device
+    jitter_params   the factors and order of ``n`` samples, from uniforms drawn on the device
     apply_jitter    the jitter on whole batches of 0-255 levels, as PIL computes each op
 
 Each op is PIL's ``Image.blend(degenerate, image, factor)``, which works in float32 and truncates: Brightness
@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-# torchvision's op ids, the order ``draw_jitter`` gives (its fourth, hue, is off in timm's jitter).
+# torchvision's op ids, the order ``jitter_params`` gives (its fourth, hue, is off in timm's jitter).
 BRIGHTNESS, CONTRAST, SATURATION = range(3)
 
 
@@ -27,13 +27,13 @@ def strength(color_jitter: float | None, auto_augment: str | None) -> float | No
     return float(color_jitter) if color_jitter and not auto_augment else None
 
 
-def draw_jitter(n: int, strength: float, g: torch.Generator, device) -> dict[str, torch.Tensor]:
+def jitter_params(uniforms: torch.Tensor, strength: float) -> dict[str, torch.Tensor]:
     """``jitter``: the factors ``[n, 3]`` (brightness, contrast, saturation); ``jitter_order``: the op ids ``[n, 3]``
-    in the order they apply, a uniform permutation (torchvision's ``randperm`` with hue left out)."""
+    in the order they apply, a uniform permutation (torchvision's ``randperm`` with hue left out); both from
+    ``uniforms`` ``[n, 6]``, drawn with the batch's other parameters."""
     lo = max(0.0, 1 - strength)
-    factors = torch.rand((n, 3), generator=g, device=device) * (1 + strength - lo) + lo
-    order = torch.rand((n, 3), generator=g, device=device).argsort(1)
-    return {"jitter": factors, "jitter_order": order}
+    factors, keys = uniforms.view(-1, 2, 3).unbind(1)
+    return {"jitter": factors * (1 + strength - lo) + lo, "jitter_order": keys.argsort(1)}
 
 
 def _blend(degenerate: torch.Tensor, image: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
