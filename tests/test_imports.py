@@ -2,6 +2,9 @@
 still ties two rooms. The packages import by dotted name; the benchmark scripts import each other by bare name."""
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +66,38 @@ def test_a_cycle_through_a_deferred_import_is_found(tmp_path):
                        "sub/__init__.py": "", "sub/low.py": "from .. import top\n"}.items():
         (package / path).write_text(text)
     assert cycles(package) == [("pkg.sub.low", "pkg.top"), ("pkg.top", "pkg.sub.low")]
+
+
+# torch, timm and torchvision made unimportable: the command fails at once if it reaches for them.
+WITHOUT_TORCH = ("import sys, runpy\n"
+                 "for name in ('torch', 'timm', 'torchvision'):\n"
+                 "    sys.modules[name] = None\n"
+                 "sys.argv = ['trainer', *sys.argv[1:]]\n"
+                 "runpy.run_module('trainer', run_name='__main__')\n")
+
+
+@pytest.mark.parametrize("argv,code,says", [
+    (["--help"], 0, "pretrain"),
+    (["pretrain", "--help"], 0, "--mixup"),
+    (["finetune", "--help"], 0, "--dataset"),
+    (["experiment", "--table", "9", "--size", "cpu", "--dry-run"], 0, "# estimate:"),
+    (["pretrain", "--data", "d", "--out", "o", "--mixup", "-1"], 1, "Error: --mixup must be >= 0, got -1.0"),
+    (["probe", "--init", "scratch", "--blocks", "1", "--dataset", "digits", "--out", "o", "--epochs", "0"], 1,
+     "Error: --epochs must be positive"),
+])
+def test_the_trainer_command_line_answers_help_and_bad_values_without_torch(argv, code, says, tmp_path):
+    """``python -m trainer --help`` and a bad value take a fraction of a second, not the seconds torch and timm
+    take to load; the run itself loads them."""
+    done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *argv], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert done.returncode == code, done.stderr[-2000:]
+    assert says in done.stdout + done.stderr and "Traceback" not in done.stderr
+    assert not any(tmp_path.iterdir())  # nothing made
+
+
+def test_a_run_does_load_torch_through_the_same_entry(tmp_path):
+    """The blocker above is real: a command that runs reaches torch and fails on it."""
+    done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, "pretrain", "--data", "d", "--out", "o"],
+                          cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          timeout=60)
+    assert done.returncode != 0 and "torch" in done.stderr

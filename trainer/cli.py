@@ -168,14 +168,15 @@ class _Group(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context):
-        import torch
-
         try:
             return super().invoke(ctx)
         except TrainerError as e:
             raise click.ClickException(str(e)) from None
-        except torch.OutOfMemoryError:
-            raise click.ClickException("out of memory: lower --batch-size or --img-size") from None
+        except RuntimeError as e:  # torch's OutOfMemoryError, where a run has loaded torch (not click's Exit)
+            torch = sys.modules.get("torch")
+            if torch is not None and isinstance(e, torch.OutOfMemoryError):
+                raise click.ClickException("out of memory: lower --batch-size or --img-size") from None
+            raise
         except OSError as e:  # a full disk or a vanished directory, met mid-way
             where = f"{e.filename}: " if e.filename else ""
             raise click.ClickException(f"{where}{e.strerror or e}") from None

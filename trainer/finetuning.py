@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from timm.utils import random_seed
-
-from . import distributed, runs
-from .checkpoints import save_checkpoint
-from .data.downstream import load_dataset
-from .data.inputs import create_eval_input, create_train_input
-from .engine import Steps, create_training, evaluate, train
+from . import runs
 from .errors import TrainerError
-from .models import architecture, create_downstream_model
-from .optim import plan_run
 from .presets import resolve
 from .settings import takes_settings
+
+if TYPE_CHECKING:
+    from . import distributed
 
 FORMAT = "trainer-finetune/1"
 
@@ -65,11 +60,23 @@ def probe(
 
 
 def _run(kind: str, init: str, dataset: str, out, blocks, preset, overrides, force, device, progress):
+    from . import distributed  # torch and timm load when a run starts, not when the command line is built
+
     with distributed.session(device) as d, runs.released(out):
         return _fit(kind, str(init), dataset, Path(out), blocks, preset, overrides, force, progress, d)
 
 
 def _fit(kind, init, dataset, out: Path, blocks, preset, overrides, force, progress, d: distributed.Dist):
+    from timm.utils import random_seed
+
+    from . import distributed
+    from .checkpoints import save_checkpoint
+    from .data.downstream import load_dataset
+    from .data.inputs import create_eval_input, create_train_input
+    from .engine import Steps, create_training, evaluate, train
+    from .models import architecture, create_downstream_model
+    from .optim import plan_run
+
     config = resolve(kind, preset, **overrides)
     if init != "scratch" and not os.path.isfile(init):
         raise TrainerError(f"--init {init}: no such checkpoint (or 'scratch')")

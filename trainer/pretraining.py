@@ -12,21 +12,15 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from timm.utils import random_seed
-
-from . import distributed, runs
-from .checkpoints import random_state, read_checkpoint, save_checkpoint, set_random_state
-from .data.inputs import create_train_input
-from .data.shardlists import resolve_data
-from .engine import Steps, create_training, train
+from . import runs
 from .errors import TrainerError
-from .models import create_model
-from .optim import plan_run
 from .presets import preset_name, resolve
 from .settings import BY_NAME, RENAMED, runtime, takes_settings
+
+if TYPE_CHECKING:
+    from . import distributed
 
 # Settings that may change when a run is resumed: they do not change what is learned.
 RUNTIME = runtime("pretrain")
@@ -152,11 +146,24 @@ def pretrain(
     ``save_every`` steps and at the end) and ``curves.png`` to ``out``. ``resume`` continues the run
     in ``out`` from its checkpoint. Returns a summary (steps, final loss, samples/s, paths).
     """
+    from . import distributed  # torch and timm load when a run starts, not when the command line is built
+
     with distributed.session(device) as d, runs.released(out):
         return _pretrain(data, Path(out), preset, settings, resume, force, progress, d)
 
 
 def _pretrain(data, out: Path, preset, overrides, resume, force, progress, d: distributed.Dist) -> dict[str, Any]:
+    import torch
+    from timm.utils import random_seed
+
+    from . import distributed
+    from .checkpoints import random_state, read_checkpoint, save_checkpoint, set_random_state
+    from .data.inputs import create_train_input
+    from .data.shardlists import resolve_data
+    from .engine import Steps, create_training, train
+    from .models import create_model
+    from .optim import plan_run
+
     runs.check_out(out, resume=resume, force=force)  # the directory is made once every setting is checked
     if resume and d.main:
         runs.hold(out)  # before reading its checkpoint: a run still writing it refuses this one at once

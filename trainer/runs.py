@@ -14,10 +14,12 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import distributed
 from .errors import TrainerError
+
+if TYPE_CHECKING:
+    from . import distributed
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -121,6 +123,8 @@ def no_debris(out: str | os.PathLike) -> Iterator[None]:
 
 def prepare_out(out: str | os.PathLike, resume: bool, force: bool, d: distributed.Dist) -> None:
     """Rank 0 prepares the run directory (``prepare``); every rank learns whether that failed."""
+    from . import distributed
+
     error = None
     if d.main:
         try:

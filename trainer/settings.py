@@ -240,8 +240,8 @@ def takes_settings(kind: str) -> Callable[[Callable], Callable]:
     """Give a library function (``trainer.pretrain``, ...) ``kind``'s exposed settings as keyword arguments.
 
     The function is written with ``**settings``; its signature shows every setting (default None: the
-    preset's value), a name it does not take is a TypeError as in any call, and a renamed one is accepted
-    with a DeprecationWarning.
+    preset's value), a name it does not take is a TypeError as in any call, a value given is checked against its
+    setting's type and rule before the function runs, and a renamed one is accepted with a DeprecationWarning.
     """
 
     def decorate(func: Callable) -> Callable:
@@ -263,6 +263,8 @@ def takes_settings(kind: str) -> Callable[[Callable], Callable]:
             unknown = sorted(set(kwargs) - names - fixed)
             if unknown:
                 raise TypeError(f"{func.__name__}() got unexpected keyword argument(s): {', '.join(unknown)}")
+            # The values given, checked before the run loads anything (torch, the data): a bad one is one line at once
+            check_values(check_types(kind, {k: v for k, v in kwargs.items() if k in names and v is not None}))
             return func(*args, **kwargs)
 
         wrapper.__signature__ = sig.replace(parameters=params)

@@ -16,11 +16,24 @@ A family may take options after ``?`` (``torch/svhn?root=/data&download=0``); it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ...errors import TrainerError
-from .base import Downstream, ImageList, data_dir
+
+if TYPE_CHECKING:
+    from .base import Downstream, ImageList
 
 __all__ = ["FAMILIES", "Downstream", "ImageList", "data_dir", "few_shot", "load_dataset"]
+
+
+def __getattr__(name: str):
+    """``Downstream``, ``ImageList`` and ``data_dir`` from ``base`` when first asked for: the registry's names
+    (``SPECS`` for the command line's help) load without torch."""
+    if name in ("Downstream", "ImageList", "data_dir"):
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
