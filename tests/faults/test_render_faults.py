@@ -72,11 +72,12 @@ def failed_at_the_manifest(run, out, reason: str) -> bool:
 
 
 def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (none once it is gone); a thread listed may end before its file is read."""
     out = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        path = f"/proc/{pid}/task/{task}/children"
-        if os.path.exists(path):
-            out += [int(c) for c in Path(path).read_text().split()]
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                out += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
     return out
 
 
