@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+import forked_python
 import pytest
 
 # The blocks run in README order in one workspace: under pytest-xdist, all on one worker.
@@ -273,7 +274,10 @@ def environment(extra: dict[str, str]) -> dict[str, str]:
 
 
 def execute(argv: list[str], cwd: Path, env: dict[str, str], written: str) -> None:
-    result = subprocess.run(argv, cwd=cwd, env=environment(env), capture_output=True, text=True, timeout=TIMEOUT)
+    if argv[0] == sys.executable:  # python -m trainer, or a page's Python block: forked with torch loaded
+        result = forked_python.run(argv[1:], cwd=cwd, env=environment(env), timeout=TIMEOUT)
+    else:
+        result = subprocess.run(argv, cwd=cwd, env=environment(env), capture_output=True, text=True, timeout=TIMEOUT)
     noise = [line for line in result.stderr.splitlines() if re.search(r"Traceback|Warning", line)]
     assert result.returncode == 0 and not noise, (
         f"{written!r} ran as {shlex.join(argv)!r}: exit {result.returncode}\n"

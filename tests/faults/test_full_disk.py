@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import forked_python
 from conftest import COUNTS, trials
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,12 +79,11 @@ def test_a_fresh_run_whose_first_checkpoint_fails_is_taken_by_a_plain_rerun(tmp_
         cmd = [sys.executable, "-m", "trainer", "pretrain", "--data", str(data), "--out", str(out), "--preset",
                "smoke", "--samples", "32", "--no-progress"]
         # Above config.json and metrics.jsonl, below the smoke model's checkpoint (about 1 MB).
-        failed = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300,
-                                preexec_fn=limited(rng.randrange(64 << 10, 256 << 10)))
+        failed = forked_python.run(cmd[1:], env=ENV, timeout=300, fsize=rng.randrange(64 << 10, 256 << 10))
         lines = failed.stderr.strip().splitlines()
         ok = (failed.returncode != 0 and len(lines) == 1 and "checkpoint" in lines[0]
               and "previous one is kept" not in lines[0])
-        again = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+        again = forked_python.run(cmd[1:], env=ENV, timeout=300)
         ok = ok and again.returncode == 0 and (out / "checkpoint.pt").is_file()
         record("full disk: first checkpoint of a fresh run", ok)
         if not ok:

@@ -7,13 +7,13 @@ import contextlib
 import json
 import os
 import random
-import resource
 import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import forked_python
 import pytest
 import torch
 from conftest import trials
@@ -136,11 +136,11 @@ def debris(out) -> list[str]:
     return sorted(p.name for p in out.iterdir() if p.name.startswith("."))
 
 
-def limited_write(cmd, out, stopped_step, tiny, *, preexec=None) -> tuple[bool, str]:  # noqa: F811
+def limited_write(cmd, out, stopped_step, tiny, *, fsize=None) -> tuple[bool, str]:  # noqa: F811
     """Resume ``out`` under a write limit: one line naming what could not be written, the checkpoint left as
     it was, no debris; then (the limit gone) --resume goes on from that checkpoint to the end."""
     before = (out / "checkpoint.pt").read_bytes()
-    failed = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=240, preexec_fn=preexec)
+    failed = forked_python.run(cmd[1:], env=ENV, timeout=240, fsize=fsize)
     lines = [line for line in failed.stderr.splitlines() if line.strip()]
     one_line = failed.returncode == 1 and len(lines) == 1 and "Traceback" not in failed.stderr
     kept = (out / "checkpoint.pt").read_bytes() == before
@@ -156,11 +156,7 @@ def test_a_file_size_limit_during_a_checkpoint_write(tiny, stopped, tmp_path, ta
         out = tmp_path / str(t)
         shutil.copytree(run, out)
         limit = rng.randrange(size // 2, size)  # above metrics.jsonl and config.json, below a checkpoint
-
-        def limited(limit=limit):
-            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-        ok, err = limited_write(resume_cmd(tiny, out), out, step, tiny, preexec=limited)
+        ok, err = limited_write(resume_cmd(tiny, out), out, step, tiny, fsize=limit)
         ok = ok and "File too large" in err and "checkpoint" in err
         tally("training: file-size limit during a checkpoint write").record(ok, lost=0 if ok else 1)
         if not ok:
@@ -194,7 +190,7 @@ def test_a_full_disk_during_a_checkpoint_write(tiny, stopped, tmp_path, tally): 
             out = disk / "run"
             shutil.copytree(run, out)
             before = (out / "checkpoint.pt").read_bytes()
-            failed = subprocess.run(resume_cmd(tiny, out), capture_output=True, text=True, env=ENV, timeout=240)
+            failed = forked_python.run(resume_cmd(tiny, out)[1:], env=ENV, timeout=240)
             lines = [line for line in failed.stderr.splitlines() if line.strip()]
             ok = (failed.returncode == 1 and len(lines) == 1 and "No space left on device" in lines[0]
                   and (out / "checkpoint.pt").read_bytes() == before and debris(out) == [])

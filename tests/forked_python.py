@@ -1,0 +1,99 @@
+"""``python ARGS`` (``-m trainer ...`` or a script) run as a child forked from a process that has already
+imported torch and timm.
+
+A fresh ``python -m trainer`` spends 7-9 s of CPU importing torch, torchvision and timm before its run starts,
+and the suite runs dozens of them. multiprocessing's fork server imports those once and then forks one child
+per command: a process of its own, with the command's working directory, environment, thread count, file-size
+limit, exit code and output, returned as ``subprocess.run`` returns them. The server never computes, so no
+thread pool exists in it for a fork to break (a child forked after a multi-threaded op hangs in libgomp).
+
+Not for tests of signals or process groups (the child belongs to the server's group, not the test's) nor for
+torchrun's ranks, which torchrun starts itself: those run ``python`` as a real subprocess.
+"""
+
+import atexit
+import multiprocessing
+import os
+import resource
+import runpy
+import subprocess
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+# What a run imports; the trainer's own modules import torch and timm only when a run starts.
+PRELOAD = ["torch", "torchvision", "timm", "matplotlib.pyplot", "trainer.cli", "trainer.pretraining",
+           "trainer.finetuning", "trainer.engine", "trainer.models", "trainer.data.inputs", "trainer.data.stream",
+           "trainer.data.memory", "trainer.data.device_augment"]
+
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(PRELOAD)
+
+
+def _exit_code(e: SystemExit) -> int:
+    """The status ``python`` exits with for ``sys.exit(e.code)``."""
+    if e.code is None:
+        return 0
+    if isinstance(e.code, int):
+        return e.code
+    print(e.code, file=sys.stderr)
+    return 1
+
+
+def _child(args: list[str], cwd: str, env: dict[str, str], out: str, err: str, fsize: int | None) -> None:
+    for path, fd in ((out, 1), (err, 2)):
+        opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(opened, fd)
+        os.close(opened)
+    code = 0
+    try:
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        import torch  # loaded by the server; its thread count comes from the environment at start-up
+
+        torch.set_num_threads(int(env.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+        if fsize is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        if args[0] == "-m":  # as python -m does: the module's path as argv[0], the module as __main__
+            sys.argv = args[1:]
+            sys.path.insert(0, os.getcwd())
+            runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = args
+            sys.path.insert(0, str(Path(args[0]).resolve().parent))  # as python SCRIPT does
+            runpy.run_path(args[0], run_name="__main__")
+    except SystemExit as e:
+        code = _exit_code(e)
+    except BaseException:  # as the interpreter does: the traceback, exit 1
+        traceback.print_exc()
+        code = 1
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # not back into multiprocessing's bootstrap, which would report the exit its own way
+
+
+def run(args: list[str], *, cwd: str | os.PathLike | None = None, env: dict[str, str] | None = None,
+        timeout: float | None = None, fsize: int | None = None) -> subprocess.CompletedProcess:
+    """``subprocess.run([sys.executable, *args], capture_output=True, text=True, ...)``, forked from the
+    preloaded server; ``fsize`` sets RLIMIT_FSIZE in the child as a ``preexec_fn`` would."""
+    args = [str(a) for a in args]
+    argv = [sys.executable, *args]
+    with tempfile.TemporaryDirectory() as tmp:
+        out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        child = _CONTEXT.Process(target=_child, args=(args, str(cwd or os.getcwd()), dict(env or os.environ),
+                                                      str(out), str(err), fsize))
+        child.start()
+        child.join(timeout)
+        if child.exitcode is None:
+            child.kill()
+            child.join()
+            raise subprocess.TimeoutExpired(argv, timeout, out.read_text(),
+                                            err.read_text())
+        code = child.exitcode
+        return subprocess.CompletedProcess(argv, code, out.read_text(),
+                                           err.read_text())
