@@ -210,7 +210,8 @@ def plot_curves(metrics: list[dict[str, Any]], path: str | os.PathLike, *, title
     train = [m for m in metrics if "loss" in m]
     evals = [m for m in metrics if "top1" in m]
     panels = 3 if evals else 2
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4))
+    height = 3.4
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, height))
     axes[0].plot([m["step"] for m in train], [m["loss"] for m in train], lw=1)
     if chance is not None:
         axes[0].axhline(chance, ls="--", lw=1, color="gray", label=f"chance ({chance:.2f})")
@@ -227,7 +228,7 @@ def plot_curves(metrics: list[dict[str, Any]], path: str | os.PathLike, *, title
         fig.suptitle(title, fontsize=9)
     # Margins fixed in inches: tight_layout would draw the figure once more to measure it (0.2 s of every run).
     width = fig.get_figwidth()
-    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, bottom=0.48 / 3.4, top=1 - 0.55 / 3.4,
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, bottom=0.48 / height, top=1 - 0.55 / height,
                         wspace=0.3)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
