@@ -12,9 +12,9 @@ WORKER_FAULTS: dict[str, dict[str, int]] = {}
 
 
 # The slowest modules, slowest first (test seconds summed per module in a clean run of the suite, 7 December 2026:
-# 192, 134, 133, 125, 99, 92 and 81 s). Under pytest-xdist each module goes whole to the next free worker, in
-# collection order, and these all sort late by name: collected last, one of them left its worker running alone for
-# the last 2-3 minutes while the other core idled.
+# 192, 134, 133, 125, 99, 92 and 81 s). Under pytest-xdist (--dist loadfile) each module goes whole to the next
+# free worker, in collection order where --no-loadscope-reorder is given (make test), else most tests first; either
+# way these came last, and one of them left its worker running alone for the last 2-3 minutes.
 SLOWEST = ["test_trainer_distributed", "faults/test_training", "test_trainer_chance", "test_trainer_experiment",
            "test_gpu_check", "faults/test_render_faults", "test_readme"]
 
