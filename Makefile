@@ -28,11 +28,9 @@ run: $(VENV)/.core  ## render RECIPE (manifests/1p-frac.json) into OUT (shards/1
 # In TEST_JOBS processes (pytest-xdist; one per core, TEST_JOBS=0 runs the suite in this one); each module stays
 # on one worker, so that tests sharing a module fixture or running in order (the README blocks) keep it.
 # Not --dist loadgroup: with pytest 9 and xdist 3.8 it ignores the xdist_group marks and split the README blocks.
-# --no-loadscope-reorder: modules handed out in collection order, which puts the slowest first (tests/conftest.py),
-# not xdist's default, most tests first, which left the few long ones to the end.
 TEST_JOBS ?= auto
 test: $(VENV)/.train  ## the test suite, in parallel (TEST_JOBS processes), fault injection at 1 trial
-	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile
 
 lint: $(VENV)/.dev  ## ruff over the project
 	$(VENV)/bin/ruff check .

@@ -11,24 +11,6 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER_FAULTS: dict[str, dict[str, int]] = {}
 
 
-# The slowest modules, slowest first (test seconds summed per module in a clean run of the suite, 7 December 2026:
-# 192, 134, 133, 125, 99, 92 and 81 s). Under pytest-xdist (--dist loadfile) each module goes whole to the next
-# free worker, in collection order where --no-loadscope-reorder is given (make test), else most tests first; either
-# way these came last, and one of them left its worker running alone for the last 2-3 minutes.
-SLOWEST = ["test_trainer_distributed", "faults/test_training", "test_trainer_chance", "test_trainer_experiment",
-           "test_gpu_check", "faults/test_render_faults", "test_readme"]
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(SLOWEST)}
-    here = Path(__file__).parent
-
-    def module(item) -> str:
-        return Path(item.fspath).relative_to(here).with_suffix("").as_posix()
-
-    items.sort(key=lambda item: rank.get(module(item), len(rank)))  # stable: the rest, and each module, in order
-
-
 def pytest_configure(config):
     # A worker of a parallel run (pytest-xdist) shares the cores with the others: thread pools sized for the
     # whole machine (torch's, and those of the processes a test starts) would oversubscribe it.
