@@ -450,3 +450,15 @@ def test_bad_vtab_specs_are_one_clear_error(tmp_path, spec, message):
     with pytest.raises(TrainerError) as e:
         load_dataset(spec.format(tmp=tmp_path))
     assert message.format(tmp=tmp_path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_mnist5k_is_parsed_once_and_each_load_gets_its_own_arrays():
+    from trainer.data.downstream import builtin
+
+    first = builtin.load_mnist5k()
+    original = first.train.images[0].copy()
+    first.train.images[0][:] = 255  # a caller's change in place stays in its own copy
+    again = builtin.load_mnist5k()
+    assert builtin._mnist5k_table.cache_info().currsize == 1
+    assert np.array_equal(again.train.images[0], original) and original.min() < 255
+    assert len(again.train) == 4000 and len(again.test) == 1000
