@@ -89,11 +89,11 @@ def run(args: list[str], *, cwd: str | os.PathLike | None = None, env: dict[str,
                                                       str(out), str(err), fsize))
         child.start()
         child.join(timeout)
-        if child.exitcode is None:
+        timed_out = child.exitcode is None
+        if timed_out:
             child.kill()
             child.join()
-            raise subprocess.TimeoutExpired(argv, timeout, out.read_text(),
-                                            err.read_text())
-        code = child.exitcode
-        return subprocess.CompletedProcess(argv, code, out.read_text(),
-                                           err.read_text())
+        stdout, stderr = out.read_text(), err.read_text()
+    if timed_out:
+        raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
+    return subprocess.CompletedProcess(argv, child.exitcode, stdout, stderr)
