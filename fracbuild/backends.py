@@ -104,8 +104,9 @@ def parallel_backend(backend: str = DEFAULT_BACKEND, address: str | None = None,
 
 
 @contextlib.contextmanager
-def _ctrl_c_to_parent_only() -> Iterator[None]:
-    """Start worker processes inside this block: they start with SIGINT blocked (kept through exec).
+def _ctrl_c_to_parent_only(also: frozenset[signal.Signals] = frozenset()) -> Iterator[None]:
+    """Start worker processes inside this block: they start with SIGINT (and ``also``) blocked, kept through
+    exec.
 
     A terminal's Ctrl-C reaches the whole process group, and a worker it hits while starting up
     prints a traceback; the parent alone takes the interrupt (delivered when the block ends) and
@@ -118,7 +119,7 @@ def _ctrl_c_to_parent_only() -> Iterator[None]:
         return
     # Started first: starting it unblocks SIGINT in this thread (Python 3.11's multiprocessing).
     resource_tracker.ensure_running()
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *also})
     try:
         yield
     finally:
@@ -170,7 +171,11 @@ def _start_workers() -> None:
     """Start loky's worker processes now, for the render's tasks to reuse."""
     from joblib import Parallel, delayed
 
-    with _ctrl_c_to_parent_only():
+    # SIGTERM as SIGINT: the parent takes it when the block ends (raised as an interrupt while loky built its
+    # executor, it left a semaphore made and not yet owned, which the resource tracker reported as leaked), and
+    # the workers keep it blocked (one killed by a group's SIGTERM broke the executor as the parent stopped it,
+    # with the same leak); the parent stops them with SIGKILL, and they exit with it.
+    with _ctrl_c_to_parent_only(also=frozenset({signal.SIGTERM})):
         parallel = Parallel()
         parallel(delayed(_started)() for _ in range(parallel.n_jobs))
 

@@ -144,8 +144,8 @@ class _Terminated(KeyboardInterrupt):
 def _sigterm_as_interrupt() -> Iterator[None]:
     """``kill``, ``timeout`` and Slurm stop a render with SIGTERM: end it as Ctrl-C does, not silently (the
     default) leaving loky's semaphores and folders for its resource tracker to report as leaked. Sent to the
-    whole group, it also kills loky's workers; the render's handler runs as its main thread wakes, before
-    it could find a worker gone, so the render still ends in the one line and removes their partial shards."""
+    whole group, it reaches the render alone: loky's workers keep it blocked (``backends._start_workers``), and
+    the render stops them, ends in the one line and removes their partial shards."""
 
     def stop(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the render is stopping: a second one must not cut that short
