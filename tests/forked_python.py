@@ -7,8 +7,10 @@ per command: a process of its own, with the command's working directory, environ
 limit, exit code and output, returned as ``subprocess.run`` returns them. The server never computes, so no
 thread pool exists in it for a fork to break (a child forked after a multi-threaded op hangs in libgomp).
 
-Not for tests of signals or process groups (the child belongs to the server's group, not the test's) nor for
-torchrun's ranks, which torchrun starts itself: those run ``python`` as a real subprocess.
+``start`` returns at once, with the child's pid (in a session of its own with ``session=True``, so that a
+test can signal its group); ``run`` waits, as ``subprocess.run`` does. torchrun's ranks are forked by
+``fork_ranks.py`` run this way. Not for the fault campaign's signals, which must reach a process in every state
+of its start-up, imports included: those run ``python`` as a real subprocess.
 """
 
 import atexit
@@ -25,7 +27,7 @@ from pathlib import Path
 # What a run imports; the trainer's own modules import torch and timm only when a run starts.
 PRELOAD = ["torch", "torchvision", "timm", "matplotlib.pyplot", "trainer.cli", "trainer.pretraining",
            "trainer.finetuning", "trainer.engine", "trainer.models", "trainer.data.inputs", "trainer.data.stream",
-           "trainer.data.memory", "trainer.data.device_augment"]
+           "trainer.data.memory", "trainer.data.device_augment", "torch.distributed.run"]
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(PRELOAD)
@@ -41,7 +43,10 @@ def _exit_code(e: SystemExit) -> int:
     return 1
 
 
-def _child(args: list[str], cwd: str, env: dict[str, str], out: str, err: str, fsize: int | None) -> None:
+def _child(args: list[str], cwd: str, env: dict[str, str], out: str, err: str, fsize: int | None,
+           session: bool) -> None:
+    if session:
+        os.setsid()
     for path, fd in ((out, 1), (err, 2)):
         opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.dup2(opened, fd)
@@ -77,23 +82,49 @@ def _child(args: list[str], cwd: str, env: dict[str, str], out: str, err: str, f
         os._exit(code)  # not back into multiprocessing's bootstrap, which would report the exit its own way
 
 
+class Forked:
+    """A command forked from the preloaded server, running; ``wait`` gives what ``subprocess.run`` would."""
+
+    def __init__(self, args: list[str], cwd: str | os.PathLike | None, env: dict[str, str] | None,
+                 fsize: int | None, session: bool):
+        self.args = [str(a) for a in args]
+        self._tmp = tempfile.TemporaryDirectory()
+        self._out, self._err = Path(self._tmp.name) / "stdout", Path(self._tmp.name) / "stderr"
+        self._child = _CONTEXT.Process(target=_child, args=(self.args, str(cwd or os.getcwd()),
+                                                            dict(env or os.environ), str(self._out),
+                                                            str(self._err), fsize, session))
+        self._child.start()
+        self.pid = self._child.pid
+
+    def poll(self) -> int | None:
+        """The exit status, or None while it runs."""
+        return self._child.exitcode
+
+    def wait(self, timeout: float | None = None) -> subprocess.CompletedProcess:
+        """Wait for the command (killed past ``timeout``, raising ``TimeoutExpired`` as ``subprocess.run``
+        does); its exit status and output."""
+        argv = [sys.executable, *self.args]
+        self._child.join(timeout)
+        timed_out = self._child.exitcode is None
+        if timed_out:
+            self._child.kill()
+            self._child.join()
+        stdout, stderr = self._out.read_text(), self._err.read_text()
+        self._tmp.cleanup()
+        if timed_out:
+            raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
+        return subprocess.CompletedProcess(argv, self._child.exitcode, stdout, stderr)
+
+
+def start(args: list[str], *, cwd: str | os.PathLike | None = None, env: dict[str, str] | None = None,
+          fsize: int | None = None, session: bool = False) -> Forked:
+    """``python ARGS`` forked from the preloaded server, not waited for; ``session``: in a session (and process
+    group) of its own, as ``subprocess.Popen(start_new_session=True)``."""
+    return Forked(args, cwd, env, fsize, session)
+
+
 def run(args: list[str], *, cwd: str | os.PathLike | None = None, env: dict[str, str] | None = None,
         timeout: float | None = None, fsize: int | None = None) -> subprocess.CompletedProcess:
     """``subprocess.run([sys.executable, *args], capture_output=True, text=True, ...)``, forked from the
     preloaded server; ``fsize`` sets RLIMIT_FSIZE in the child as a ``preexec_fn`` would."""
-    args = [str(a) for a in args]
-    argv = [sys.executable, *args]
-    with tempfile.TemporaryDirectory() as tmp:
-        out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
-        child = _CONTEXT.Process(target=_child, args=(args, str(cwd or os.getcwd()), dict(env or os.environ),
-                                                      str(out), str(err), fsize))
-        child.start()
-        child.join(timeout)
-        timed_out = child.exitcode is None
-        if timed_out:
-            child.kill()
-            child.join()
-        stdout, stderr = out.read_text(), err.read_text()
-    if timed_out:
-        raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
-    return subprocess.CompletedProcess(argv, child.exitcode, stdout, stderr)
+    return start(args, cwd=cwd, env=env, fsize=fsize).wait(timeout)

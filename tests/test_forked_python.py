@@ -1,11 +1,16 @@
-"""tests/forked_python.py: a command forked from the preloaded server gives what ``subprocess.run`` gives."""
+"""tests/forked_python.py: a command forked from the preloaded server gives what ``subprocess.run`` gives; and
+tests/fork_ranks.py, torchrun with its ranks forked from it."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import forked_python
 import pytest
+from test_trainer_distributed import free_port
 
 SCRIPT = """
 import os, sys, torch
@@ -44,3 +49,36 @@ def test_a_command_past_its_timeout_is_killed(tmp_path):
     with pytest.raises(subprocess.TimeoutExpired) as caught:
         forked_python.run(["wait.py"], cwd=tmp_path, timeout=2)
     assert caught.value.output == "started\n"
+
+
+def test_a_started_command_runs_in_a_session_of_its_own_until_its_group_is_signalled(tmp_path):
+    (tmp_path / "wait.py").write_text("import pathlib, time\nprint('started', flush=True)\n"
+                                      "pathlib.Path('started').touch()\ntime.sleep(60)\n")
+    proc = forked_python.start(["wait.py"], cwd=tmp_path, session=True)
+    deadline = time.time() + 30
+    while time.time() < deadline and proc.poll() is None and not (tmp_path / "started").exists():
+        time.sleep(0.01)
+    assert proc.poll() is None and os.getsid(proc.pid) == os.getpgid(proc.pid) == proc.pid != os.getsid(0)
+    os.killpg(proc.pid, signal.SIGTERM)
+    done = proc.wait(timeout=30)
+    assert done.returncode == -signal.SIGTERM and done.stdout == "started\n"
+
+
+RANKS = """
+import os, sys
+rank = int(os.environ["RANK"])
+print(f"rank {rank} of {os.environ['WORLD_SIZE']}: {' '.join(sys.argv[1:])}", flush=True)
+sys.exit(int(sys.argv[1]) if rank == 1 else 0)
+"""
+
+
+def test_torchrun_with_forked_ranks_gives_each_its_rank_and_reports_a_failed_one(tmp_path):
+    (tmp_path / "ranks.py").write_text(RANKS)
+    port = [str(Path(__file__).with_name("fork_ranks.py")), "--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
+    done = forked_python.run([*port, "--master_port", str(free_port()), "ranks.py", "0", "x"], cwd=tmp_path,
+                             timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(done.stdout.splitlines()) == ["rank 0 of 2: 0 x", "rank 1 of 2: 0 x"]
+    failed = forked_python.run([*port, "--master_port", str(free_port()), "ranks.py", "3"], cwd=tmp_path,
+                               timeout=120)
+    assert failed.returncode != 0 and "ChildFailedError" in failed.stderr and "exitcode  : 3" in failed.stderr

@@ -1,5 +1,8 @@
 """Two processes under torchrun on gloo: ranks read disjoint shares of a pass, a pre-training completes
-with one set of files written by rank 0, and one cut twice and resumed trains as the uncut one."""
+with one set of files written by rank 0, and one cut twice and resumed trains as the uncut one.
+
+torchrun runs from the preloaded fork server and forks its ranks (``fork_ranks.py``), so that no rank spends
+seconds importing torch; the launcher's own tests and the fault campaign start real ``torchrun`` processes."""
 
 import json
 import os
@@ -9,7 +12,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
+import forked_python
 import pytest
 import torch
 from test_trainer_data import labels_in, one_thread, tiny  # noqa: F401 (fixtures)
@@ -54,15 +59,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+FORK_RANKS = Path(__file__).with_name("fork_ranks.py")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+
+
+def torchrun(*args) -> list[str]:
+    """The arguments of a 2-process torchrun on gloo (loopback) running ``args``, its ranks forked."""
+    return [FORK_RANKS, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", free_port(), *args]
+
+
 def run_two_ranks(source: str, tmp_path, *args) -> subprocess.CompletedProcess:
     """``source`` run as a script by a 2-process torchrun on gloo (loopback), with ``args``; must exit 0."""
     script = tmp_path / "two_ranks.py"
     script.write_text(source)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", str(free_port()), str(script), *map(str, args)],
-        capture_output=True, text=True, env=env, timeout=240)
+    result = forked_python.run(torchrun(script, *args), env=ENV, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -87,29 +97,21 @@ def test_two_processes_on_gloo_read_disjoint_shards_and_pretrain(tiny, tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "curves.png", "metrics.jsonl"]
 
 
-def torchrun(*args: str) -> list[str]:
-    """The command line of a 2-process torchrun on gloo (loopback) running ``args``."""
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-            "--master_port", str(free_port()), *args]
-
-
 def logged_steps(out) -> list[int]:
     path = out / "metrics.jsonl"
     lines = path.read_text().splitlines() if path.exists() else []
     return [json.loads(line)["step"] for line in lines if line.endswith("}")]
 
 
-def stopped_once_past(cmd, out, step: int) -> int:
-    """Run ``cmd``, SIGTERM its process group (what Slurm and ``timeout`` send) once ``out`` logged ``step``;
+def stopped_once_past(args, out, step: int) -> int:
+    """Run ``args``, SIGTERM its process group (what Slurm and ``timeout`` send) once ``out`` logged ``step``;
     returns the step its checkpoint was saved at."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    proc = forked_python.start(args, env=ENV, session=True)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and max(logged_steps(out), default=0) < step:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=240)
+    err = proc.wait(timeout=240).stderr
     assert "Interrupted at step" in err, err[-3000:]
     return torch.load(out / "checkpoint.pt", weights_only=True)["step"]
 
@@ -121,14 +123,12 @@ def test_two_processes_cut_twice_and_resumed_train_exactly_as_uncut(tiny, tmp_pa
     run = ["-m", "trainer", "pretrain", "--data", str(tiny), "--preset", "smoke", "--samples", "960",
            "--drop-path", "0.1", "--no-progress", *path]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
-    done = subprocess.run(torchrun(*run, "--out", str(whole)), capture_output=True, text=True, env=env, timeout=240)
+    done = forked_python.run(torchrun(*run, "--out", whole), env=ENV, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-    first = stopped_once_past(torchrun(*run, "--out", str(cut)), cut, 10)
-    second = stopped_once_past(torchrun(*run, "--out", str(cut), "--resume"), cut, first + 15)
+    first = stopped_once_past(torchrun(*run, "--out", cut), cut, 10)
+    second = stopped_once_past(torchrun(*run, "--out", cut, "--resume"), cut, first + 15)
     assert 10 <= first < second < 60
-    done = subprocess.run(torchrun(*run, "--out", str(cut), "--resume"), capture_output=True, text=True, env=env,
-                          timeout=240)
+    done = forked_python.run(torchrun(*run, "--out", cut, "--resume"), env=ENV, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     losses = [{json.loads(line)["step"]: json.loads(line)["loss"] for line in (out / "metrics.jsonl").open()
                if json.loads(line)["step"] > second} for out in (cut, whole)]
@@ -139,10 +139,9 @@ def test_two_processes_cut_twice_and_resumed_train_exactly_as_uncut(tiny, tmp_pa
 
 def test_the_launcher_keeps_torchruns_report_of_a_rank_that_failed(tmp_path):
     """trainer.launch quiets only a stop signal (the fault trials); a rank's failure keeps torchrun's report."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     failed = subprocess.run([sys.executable, "-m", "trainer.launch", "--nproc_per_node", "1", "--master_addr",
                              "127.0.0.1", "--master_port", str(free_port()), "-m", "trainer", "pretrain", "--data",
                              str(tmp_path / "missing"), "--out", str(tmp_path / "run")],
-                            capture_output=True, text=True, env=env, timeout=240)
+                            capture_output=True, text=True, env=ENV, timeout=240)
     assert failed.returncode not in (0, 130)
     assert "ChildFailedError" in failed.stderr and "does not exist" in failed.stderr
