@@ -26,7 +26,7 @@ def test_the_experiment_runs_a_grid_of_seeds_end_to_end_and_reports(tmp_path):
     args = ["experiment", "--out", tmp_path / "runs", "--report", tmp_path / "report", "--data-dir",
             tmp_path / "shards", "--recipe", ROOT / "manifests" / "1p-frac.json", "--size", "cpu", "--classes", 8,
             "--image-size", 48, "--randaugment", "--seeds", 2, "--finetune-seeds", 2,
-            "--pretrain-samples", 64, "--shots", 2, "--digits-epochs", 1, "--mnist-epochs", 2, "--probe-blocks",
+            "--pretrain-samples", 64, "--shots", 2, "--digits-epochs", 0.25, "--mnist-epochs", 2, "--probe-blocks",
             "1,2", "--probe-shots", 2, "--probe-epochs", 1, "--preset", "smoke", "--no-progress"]
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert result.exit_code == 0, result.output
@@ -113,7 +113,7 @@ def test_the_gpu_plan_runs_shrunk_and_skips_what_cannot_be_downloaded(tmp_path, 
     monkeypatch.setattr(datasets, "load_torch", offline)
     args = ["experiment", "--size", "gpu", "--preset", "smoke", "--out", tmp_path / "runs", "--report",
             tmp_path / "report", "--data-dir", tmp_path / "shards", "--recipe", ROOT / "manifests" / "1p-frac.json",
-            "--classes", 8, "--image-size", 48, "--pretrain-samples", 64, "--shots", 2, "--digits-epochs", 1,
+            "--classes", 8, "--image-size", 48, "--pretrain-samples", 64, "--shots", 2, "--digits-epochs", 0.25,
             "--mnist-epochs", 0.05, "--probe-blocks", "1,2", "--probe-shots", 2, "--probe-epochs", 1, "--no-progress",
             "--seeds", 2, "--finetune-seeds", 1]
     result = CliRunner().invoke(main, [str(a) for a in args])
