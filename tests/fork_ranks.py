@@ -9,24 +9,18 @@ built on) set to ``fork``, so that each rank is a fork of this process running t
 ``python`` would. This process only launches, never computes, so the ranks fork no thread pool.
 """
 
-import runpy
 import sys
 
 import torch.distributed.run as torchrun
+from forked_python import run_as_python
 
 _config_from_args = torchrun.config_from_args
 
 
 def _python(*args: str) -> None:
     """``python ARGS`` (``-u``, then ``-m MODULE`` or a script, then its arguments) in this process."""
-    args = [a for a in args if a != "-u"]
     try:
-        if args[0] == "-m":
-            sys.argv = args[1:]
-            runpy.run_module(args[1], run_name="__main__", alter_sys=True)
-        else:
-            sys.argv = args
-            runpy.run_path(args[0], run_name="__main__")
+        run_as_python([a for a in args if a != "-u"])
     except SystemExit as e:
         if e.code not in (None, 0):  # the rank's exit status, as torchrun would see it
             raise

@@ -43,6 +43,18 @@ def _exit_code(e: SystemExit) -> int:
     return 1
 
 
+def run_as_python(args: list[str]) -> None:
+    """``python ARGS`` (``-m MODULE`` or a script, then its arguments) in this process."""
+    if args[0] == "-m":  # as python -m does: the module's path as argv[0], the module as __main__
+        sys.argv = args[1:]
+        sys.path.insert(0, os.getcwd())
+        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = args
+        sys.path.insert(0, str(Path(args[0]).resolve().parent))  # as python SCRIPT does
+        runpy.run_path(args[0], run_name="__main__")
+
+
 def _child(args: list[str], cwd: str, env: dict[str, str], out: str, err: str, fsize: int | None,
            session: bool) -> None:
     if session:
@@ -61,14 +73,7 @@ def _child(args: list[str], cwd: str, env: dict[str, str], out: str, err: str, f
         torch.set_num_threads(int(env.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
         if fsize is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-        if args[0] == "-m":  # as python -m does: the module's path as argv[0], the module as __main__
-            sys.argv = args[1:]
-            sys.path.insert(0, os.getcwd())
-            runpy.run_module(args[1], run_name="__main__", alter_sys=True)
-        else:
-            sys.argv = args
-            sys.path.insert(0, str(Path(args[0]).resolve().parent))  # as python SCRIPT does
-            runpy.run_path(args[0], run_name="__main__")
+        run_as_python(args)
     except SystemExit as e:
         code = _exit_code(e)
     except BaseException:  # as the interpreter does: the traceback, exit 1
