@@ -376,6 +376,13 @@ def render_workers(pid: int) -> list[int]:
     return out
 
 
+#: How long each backend's workers take from their start to their first task, where this test's kill lands:
+#: loky's import numpy and numba and load the kernels (about a second); forked ones start with all of it and
+#: take their first task within milliseconds (over the whole job, 60 shards, they live about 0.4 s on a quiet
+#: 2-core machine, so a kill drawn in loky's window often came after they had finished).
+START_SECONDS = {"loky": 0.3, "fork": 0.02}
+
+
 @pytest.mark.parametrize("backend", ["fork", "loky"])
 def test_kill_9_while_the_workers_start(job, tmp_path, tally, backend):
     """kill -9 of the parent as soon as its first worker exists, before any task reached it: the workers and
@@ -391,7 +398,7 @@ def test_kill_9_while_the_workers_start(job, tmp_path, tally, backend):
         deadline = time.time() + 60
         while not render_workers(proc.pid) and time.time() < deadline and proc.poll() is None:
             time.sleep(0.005)
-        time.sleep(rng.uniform(0, 0.3))
+        time.sleep(rng.uniform(0, START_SECONDS[backend]))
         spawned = children(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
