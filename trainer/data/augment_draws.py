@@ -128,7 +128,7 @@ def draw_params(augmentation: Augmentation, n: int, height: int, width: int, g: 
         # timm's RandomErasing: 10 tries of an area in [0.02, 1/3] and a log-uniform aspect in [0.3, 1/0.3], the
         # first smaller than the image on both sides
         rules.append(_rule(s * s, (0.02, 1 / 3), (math.log(0.3), math.log(1 / 0.3)), (s - 1, s - 1), (s, s)))
-    boxes, ok = _boxes(rules, u["tries"], u["corners"])
+    boxes, ok = (v.unbind(0) for v in _boxes(rules, u["tries"], u["corners"]))  # per rule
     p["crop"] = _crops(boxes[0], ok[0], fallback)
     if a.re_prob > 0:
         p["erase"] = (u["erase"].view(n) < a.re_prob) & ok[1]

@@ -21,6 +21,7 @@ How this differs from timm's PIL recipe is listed in docs/training.md ("The memo
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,11 +50,10 @@ from .rand_augment import (
     TRANSLATE_X,
     TRANSLATE_Y,
     RandAugmentSpec,
-    affine,
     kind,
     level_args,
     theta,
-    warp_theta,
+    warp,
 )
 from .resample import (
     columns_first,
@@ -98,26 +98,29 @@ class Augmentation:
 
 # The columns of ``_TERMS``: what each sample's op does, per layer, before its image is seen, as
 # ``constant + slope * argument`` per kind of op. The lookup table of an op that does not look at the image is
-# floor(level * GAIN + OFFSET + HALF), levels >= SOLARIZE_AT inverted, levels < RAISE_BELOW raised by RAISE, then
-# POSTERIZE_BITS kept. Contrast: mean + CONTRAST_GAIN (level - mean), with MEAN_WEIGHT = 1 - its argument.
-# BLEND: the factor of Color and Sharpness (1: the identity). DEGREES, SHEAR_X/Y, MOVE_X/Y: the geometric ops.
+# floor(level * GAIN + OFFSET) (OFFSET: 0.5 rounds the product, 0 for AutoContrast's floor, 255.5 for Invert),
+# levels >= SOLARIZE_AT inverted, levels < RAISE_BELOW raised by RAISE, then POSTERIZE_BITS kept. Contrast:
+# mean + CONTRAST_GAIN (level - mean), with MEAN_WEIGHT = 1 - its argument. BLEND: the factor of Color and Sharpness
+# (1: the identity). RADIANS, SHEAR_X/Y, SHIFT_X/Y: the geometric ops' map (rand_augment.theta): rotation, shears,
+# and the third column of the map in normalised coordinates, which is the shear, or twice the translation over
+# the size.
 # The flags: 1 for the ops that look at the image's histogram, and Color (which blends with its grey image).
-_COLUMNS = ("GAIN", "OFFSET", "HALF", "SOLARIZE_AT", "RAISE_BELOW", "RAISE", "POSTERIZE_BITS", "CONTRAST_GAIN",
-            "MEAN_WEIGHT", "BLEND", "DEGREES", "SHEAR_X", "SHEAR_Y", "MOVE_X", "MOVE_Y", "IS_AUTOCONTRAST",
+_COLUMNS = ("GAIN", "OFFSET", "SOLARIZE_AT", "RAISE_BELOW", "RAISE", "POSTERIZE_BITS", "CONTRAST_GAIN",
+            "MEAN_WEIGHT", "BLEND", "RADIANS", "SHEAR_X", "SHEAR_Y", "SHIFT_X", "SHIFT_Y", "IS_AUTOCONTRAST",
             "IS_CONTRAST", "IS_EQUALIZE", "IS_COLOR")
-_IDENTITY_TERMS = {"GAIN": 1.0, "HALF": 0.5, "SOLARIZE_AT": 256.0, "RAISE": "arg", "POSTERIZE_BITS": 8.0,
+_IDENTITY_TERMS = {"GAIN": 1.0, "OFFSET": 0.5, "SOLARIZE_AT": 256.0, "RAISE": "arg", "POSTERIZE_BITS": 8.0,
                    "BLEND": 1.0}
 _KIND_TERMS = {
-    IDENTITY: {}, AUTOCONTRAST: {"HALF": 0.0, "IS_AUTOCONTRAST": 1.0}, EQUALIZE: {"IS_EQUALIZE": 1.0},
-    INVERT: {"GAIN": -1.0, "OFFSET": 255.0}, POSTERIZE: {"POSTERIZE_BITS": "arg"}, SOLARIZE: {"SOLARIZE_AT": "arg"},
+    IDENTITY: {}, AUTOCONTRAST: {"OFFSET": 0.0, "IS_AUTOCONTRAST": 1.0}, EQUALIZE: {"IS_EQUALIZE": 1.0},
+    INVERT: {"GAIN": -1.0, "OFFSET": 255.5}, POSTERIZE: {"POSTERIZE_BITS": "arg"}, SOLARIZE: {"SOLARIZE_AT": "arg"},
     SOLARIZE_ADD: {"RAISE_BELOW": 128.0}, BRIGHTNESS: {"GAIN": "arg"},
     CONTRAST: {"GAIN": "arg", "CONTRAST_GAIN": "arg", "MEAN_WEIGHT": "1-arg", "IS_CONTRAST": 1.0},
-    COLOR: {"BLEND": "arg", "IS_COLOR": 1.0}, SHARPNESS: {"BLEND": "arg"}, ROTATE: {"DEGREES": "-arg"},
-    SHEAR_X: {"SHEAR_X": "arg"}, SHEAR_Y: {"SHEAR_Y": "arg"}, TRANSLATE_X: {"MOVE_X": "arg"},
-    TRANSLATE_Y: {"MOVE_Y": "arg"}}
-_AS_LINE = {"arg": (0.0, 1.0), "-arg": (0.0, -1.0), "1-arg": (1.0, -1.0)}
-(_GAIN, _OFFSET, _HALF, _SOLARIZE_AT, _RAISE_BELOW, _RAISE, _POSTERIZE_BITS, _CONTRAST_GAIN, _MEAN_WEIGHT, _BLEND,
- _DEGREES, _SHEAR_X, _SHEAR_Y, _MOVE_X, _MOVE_Y, _IS_AUTOCONTRAST, _IS_CONTRAST, _IS_EQUALIZE, _IS_COLOR) = range(
+    COLOR: {"BLEND": "arg", "IS_COLOR": 1.0}, SHARPNESS: {"BLEND": "arg"}, ROTATE: {"RADIANS": "-radians"},
+    SHEAR_X: {"SHEAR_X": "arg", "SHIFT_X": "arg"}, SHEAR_Y: {"SHEAR_Y": "arg", "SHIFT_Y": "arg"},
+    TRANSLATE_X: {"SHIFT_X": "2arg"}, TRANSLATE_Y: {"SHIFT_Y": "2arg"}}
+_AS_LINE = {"arg": (0.0, 1.0), "2arg": (0.0, 2.0), "-radians": (0.0, -math.pi / 180), "1-arg": (1.0, -1.0)}
+(_GAIN, _OFFSET, _SOLARIZE_AT, _RAISE_BELOW, _RAISE, _POSTERIZE_BITS, _CONTRAST_GAIN, _MEAN_WEIGHT, _BLEND,
+ _RADIANS, _SHEAR_X, _SHEAR_Y, _SHIFT_X, _SHIFT_Y, _IS_AUTOCONTRAST, _IS_CONTRAST, _IS_EQUALIZE, _IS_COLOR) = range(
     len(_COLUMNS))
 
 
@@ -237,8 +240,7 @@ class DeviceAugment(torch.nn.Module):
         per_layer = zip(terms.unbind(0), (terms > 0).unbind(0), static.unbind(0), contrast.unbind(0), strict=True)
         geometric = bool(self.has & {ROTATE, SHEAR_X, SHEAR_Y, TRANSLATE_X, TRANSLATE_Y})
         if geometric:
-            matrices = affine(*columns[_DEGREES:_MOVE_Y + 1], w).view(layers, b, 2, 3)
-            thetas = theta(matrices, (h, w), (h, w)).unbind(0)
+            thetas = theta(*columns[_RADIANS:_SHIFT_Y + 1]).view(layers, b, 2, 3).unbind(0)
             fill = self.fill if not self.uniform_fill else float(self.augmentation.fill[0])
         for layer, (t, flags, static_lut, contrast_lut) in enumerate(per_layer):
             t, flags = t.unbind(0), flags.unbind(0)  # each [B, 1, 1, 1]
@@ -249,7 +251,7 @@ class DeviceAugment(torch.nn.Module):
             if SHARPNESS in self.has or (COLOR in self.has and c == 3):
                 x = self._blend(x, t, flags, gray)
             if geometric:
-                x = warp_theta(x, thetas[layer], (h, w), fill=fill).clamp_(0, 255).round_()
+                x = warp(x, thetas[layer], fill=fill).clamp_(0, 255).round_()
         return x
 
     def _static_tables(self, columns: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -257,12 +259,12 @@ class DeviceAugment(torch.nn.Module):
         image (Invert, Posterize, Solarize, SolarizeAdd, Brightness; the identity for the others, which the
         image-dependent ones replace), and Contrast's gain times each level."""
         i = self.values
-        lut = (i * columns[_GAIN] + columns[_OFFSET] + columns[_HALF]).floor_()
+        lut = (i * columns[_GAIN] + columns[_OFFSET]).floor_()
         # Solarize: levels >= a inverted; SolarizeAdd: levels < 128 raised by a; Posterize: the top a bits.
         lut = torch.where(i >= columns[_SOLARIZE_AT], 255 - lut, lut)
         lut = torch.where(i < columns[_RAISE_BELOW], (i + columns[_RAISE]).clamp_(max=255), lut)
         step = torch.exp2(8 - columns[_POSTERIZE_BITS]).clamp_(min=1)
-        return lut.div_(step).floor_().mul_(step), i * columns[_CONTRAST_GAIN]
+        return lut.sub_(torch.fmod(lut, step)), i * columns[_CONTRAST_GAIN]
 
     def _point_ops(self, x: torch.Tensor, t, flags, static: torch.Tensor, contrast: torch.Tensor,
                    gray: torch.Tensor | None) -> torch.Tensor:
@@ -276,12 +278,14 @@ class DeviceAugment(torch.nn.Module):
         i = self.values
         lo, hi = index.aminmax(dim=3, keepdim=True)  # PIL's autocontrast: the darkest and brightest levels present
         # Contrast's degenerate image: the mean grey, rounded (of the "L" image for colour)
-        mean = (hist * i).sum(3, keepdim=True) / (h * w) if gray is None else gray.mean((2, 3), keepdim=True)
+        # (the sum of whole levels is exact in float32 up to 256 x 256 pixels, in any order)
+        mean = (x if gray is None else gray).sum((2, 3), keepdim=True) / (h * w)
         mean = mean.add_(0.5).floor_()
         # Contrast: mean + a (x - mean); AutoContrast: (x - lo) 255 / (hi - lo), floored, where hi > lo.
         contrasted = (contrast + mean * t[_MEAN_WEIGHT]).add_(0.5).floor_()
-        stretch = (hi - lo).reciprocal() * 255  # (not finite where hi == lo, which keeps the image)
-        stretched = (i * stretch).sub_(lo * stretch).floor_()
+        # (whole numbers over a whole number: the floor of the exact quotient; not finite where hi == lo, which
+        # keeps the image)
+        stretched = ((i - lo) * 255).div_(hi - lo).floor_()
         # Equalize: PIL's ImageOps.equalize, where the image has more than one level. Whole numbers below 2^24:
         # the floored divisions are exact.
         step = torch.div(h * w - hist.gather(3, hi), 255, rounding_mode="floor")

@@ -103,50 +103,27 @@ def level(name: str, magnitude: torch.Tensor, sign: torch.Tensor) -> torch.Tenso
     return level_args(level_table([name])[0].to(magnitude.device), magnitude, sign)
 
 
-def warp(x: torch.Tensor, matrix: torch.Tensor, out_hw: tuple[int, int], *, fill: float | torch.Tensor | None
-          ) -> torch.Tensor:
-    """``x`` [B, C, H, W] resampled at ``matrix`` [B, 2, 3] (output pixel -> input pixel, pixel-edge coordinates,
-    as PIL's affine transform), bicubic; outside the image: ``fill``, or the nearest edge pixel if None."""
-    return warp_theta(x, theta(matrix, out_hw, x.shape[-2:]), out_hw, fill=fill)
+def theta(radians: torch.Tensor, shear_x: torch.Tensor, shear_y: torch.Tensor, shift_x: torch.Tensor,
+          shift_y: torch.Tensor) -> torch.Tensor:
+    """PIL's affine map of the geometric ops on a square image (output pixel -> input pixel; rotation by
+    ``radians`` counter-clockwise about the centre as ``Image.rotate`` builds it, the shears, and ``shift``: the
+    third column) as grid_sample's ``theta`` [..., 2, 3], in normalised coordinates (align_corners=False:
+    n = 2 x / size - 1). With PIL's matrix [[c, s + shear_x, m02], [shear_y - s, c, m12]] the size cancels:
+    the third column is shear + 2 x translation / size (the rotation's centring terms cancel too)."""
+    c, s = torch.cos(radians), torch.sin(radians)
+    return torch.stack([c, s + shear_x, shift_x, shear_y - s, c, shift_y], -1).unflatten(-1, (2, 3))
 
 
-def theta(matrix: torch.Tensor, out_hw: tuple[int, int], in_hw: tuple[int, int]) -> torch.Tensor:
-    """``warp``'s matrices [..., 2, 3] as grid_sample's: the same map between normalised coordinates
-    (align_corners=False: n = 2 x / size - 1), by arithmetic on the device (a tensor made from host numbers would
-    cost a host-device sync)."""
-    (h, w), (oh, ow) = in_hw, out_hw
-    a, c, t = matrix.unbind(-1)
-    a, c = a * (ow / 2), c * (oh / 2)
-    rows = torch.stack([a, c, a + c + t], -1)  # from n_out to pixels_in
-    theta = rows * (2 / w) if h == w else torch.stack([rows[..., 0, :] * (2 / w), rows[..., 1, :] * (2 / h)], -2)
-    theta[..., 2].sub_(1)  # (in place through the view: one op where -= writes it back with another)
-    return theta
+def geometry(name: str, arg: torch.Tensor) -> torch.Tensor:
+    """``theta`` of geometric op ``name`` at its arguments ``arg`` [B] (degrees; shear; translation over size)."""
+    zero, k = torch.zeros_like(arg), kind(name)
+    columns = {ROTATE: (torch.deg2rad(-arg), zero, zero, zero, zero), SHEAR_X: (zero, arg, zero, arg, zero),
+               SHEAR_Y: (zero, zero, arg, zero, arg), TRANSLATE_X: (zero, zero, zero, 2 * arg, zero),
+               TRANSLATE_Y: (zero, zero, zero, zero, 2 * arg)}
+    return theta(*columns[k])
 
 
-def warp_theta(x: torch.Tensor, theta: torch.Tensor, out_hw: tuple[int, int], *,
-                fill: float | torch.Tensor | None) -> torch.Tensor:
-    grid = F.affine_grid(theta, [x.shape[0], 1, *out_hw], align_corners=False)
-    if fill is None:
-        return F.grid_sample(x, grid, mode="bicubic", padding_mode="border", align_corners=False)
+def warp(x: torch.Tensor, theta: torch.Tensor, *, fill: float | torch.Tensor) -> torch.Tensor:
+    """``x`` [B, C, S, S] resampled bicubic at grid_sample's ``theta`` [B, 2, 3], ``fill`` outside the image."""
+    grid = F.affine_grid(theta, [x.shape[0], 1, *x.shape[-2:]], align_corners=False)
     return F.grid_sample(x - fill, grid, mode="bicubic", padding_mode="zeros", align_corners=False) + fill
-
-
-def geometry(name: str, arg: torch.Tensor, size: int) -> torch.Tensor:
-    """PIL's affine map (output pixel -> input pixel) of a RandAugment geometric op, per sample [B, 2, 3]."""
-    k = kind(name)
-    zero = torch.zeros_like(arg)
-    return affine(-arg if k == ROTATE else zero, arg if k == SHEAR_X else zero, arg if k == SHEAR_Y else zero,
-                   arg if k == TRANSLATE_X else zero, arg if k == TRANSLATE_Y else zero, size)
-
-
-def affine(degrees: torch.Tensor, shear_x: torch.Tensor, shear_y: torch.Tensor, move_x: torch.Tensor,
-            move_y: torch.Tensor, size: int) -> torch.Tensor:
-    """PIL's affine maps [..., 2, 3] (output pixel -> input pixel): rotation by ``-degrees`` counter-clockwise
-    about the centre (``Image.rotate``), shears, and translations by ``move`` times the size; at most one of them
-    is not the identity for a sample."""
-    angle = torch.deg2rad(degrees)
-    c, s, centre = torch.cos(angle), torch.sin(angle), size / 2
-    cc, sc = c * centre, s * centre
-    row0 = torch.stack([c, s + shear_x, centre - cc - sc + move_x * size], -1)
-    row1 = torch.stack([shear_y - s, c, centre + sc - cc + move_y * size], -1)
-    return torch.stack([row0, row1], -2)

@@ -131,8 +131,8 @@ def columns_first(height: torch.Tensor | int, width: torch.Tensor | int, out_hei
     Pillow's rule (``columns_first_when_taller()``), given by callers that run inside a compiled graph."""
     if not (columns_first_when_taller() if when_taller is None else when_taller):
         return torch.zeros_like(height, dtype=torch.bool) if isinstance(height, torch.Tensor) else False
-    shrink = height - out_height
-    return (shrink > 0) & (shrink > (width - out_width) * 2)
+    limit = (width - out_width) * 2  # shrinks the height by more than this and by more than 0
+    return height - out_height > (limit.clamp(min=0) if isinstance(limit, torch.Tensor) else max(limit, 0))
 
 
 Weights = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # a matrix, or its (high, low) pair
