@@ -41,13 +41,16 @@ def _boxes(rules: list[tuple[float, ...]], tries: torch.Tensor, corners: torch.T
     (where none did: the first try's box)."""
     k, n, device = len(rules), tries.shape[0], tries.device
     columns = tuple(zip(*rules, strict=True))
-    lo, span, area, log_lo, log_span = (_constant(c, (k, 1, 1), device) for c in columns[:5])
+    # the areas' and the log-aspects' uniforms both scaled and shifted, in one op each
+    span = _constant(sum(zip(columns[1], columns[4], strict=True), ()), (k, 2, 1, 1), device)
+    lo = _constant(sum(zip(columns[0], columns[3], strict=True), ()), (k, 2, 1, 1), device)
+    area = _constant(columns[2], (k, 1, 1), device)
     fit = _constant(sum(zip(*columns[5:7], strict=True), ()), (k, 2, 1, 1), device)
     bound = _constant(sum(zip(*columns[7:9], strict=True), ()), (k, 2, 1), device)
-    areas, aspects = tries.view(n, k, 2, 10).permute(1, 2, 0, 3).unbind(1)  # each [K, n, 10]
+    fraction, log_aspect = (tries.view(n, k, 2, 10).permute(1, 2, 0, 3) * span + lo).unbind(1)  # each [K, n, 10]
     corners = corners.view(n, k, 2).permute(1, 2, 0)  # [K, (top, left), n]
-    target = (areas * span + lo) * area
-    aspect = torch.exp(aspects * log_span + log_lo)
+    target = fraction * area
+    aspect = torch.exp(log_aspect)
     hw = torch.stack([target / aspect, target * aspect], 1).sqrt_().round_()  # [K, (h, w), n, tries]
     ok = (hw <= fit).all(1)
     first = ok.to(torch.int8).argmax(-1, keepdim=True)

@@ -99,27 +99,28 @@ class Augmentation:
 # The columns of ``_TERMS``: what each sample's op does, per layer, before its image is seen, as
 # ``constant + slope * argument`` per kind of op. The lookup table of an op that does not look at the image is
 # floor(level * GAIN + OFFSET) (OFFSET: 0.5 rounds the product, 0 for AutoContrast's floor, 255.5 for Invert),
-# levels >= SOLARIZE_AT inverted, levels < RAISE_BELOW raised by RAISE, then POSTERIZE_BITS kept. Contrast:
-# mean + CONTRAST_GAIN (level - mean), with MEAN_WEIGHT = 1 - its argument. BLEND: the factor of Color and Sharpness
-# (1: the identity). RADIANS, SHEAR_X/Y, SHIFT_X/Y: the geometric ops' map (rand_augment.theta): rotation, shears,
-# and the third column of the map in normalised coordinates, which is the shear, or twice the translation over
-# the size.
+# levels >= SOLARIZE_AT inverted, levels < RAISE_BELOW raised by RAISE, then the low POSTERIZE_DROP bits dropped.
+# Contrast: mean + CONTRAST_GAIN (level - mean), with MEAN_WEIGHT = 1 - its argument. BLEND: the factor of Color
+# and Sharpness (1: the identity). RADIANS, SHEAR_X/Y, SHIFT_X/Y: the geometric ops' map (rand_augment.theta):
+# rotation, shears, and the third column of the map in normalised coordinates, which is the shear, or twice the
+# translation over the size.
 # The flags: 1 for the ops that look at the image's histogram, and Color (which blends with its grey image).
-_COLUMNS = ("GAIN", "OFFSET", "SOLARIZE_AT", "RAISE_BELOW", "RAISE", "POSTERIZE_BITS", "CONTRAST_GAIN",
+_COLUMNS = ("GAIN", "OFFSET", "SOLARIZE_AT", "RAISE_BELOW", "RAISE", "POSTERIZE_DROP", "CONTRAST_GAIN",
             "MEAN_WEIGHT", "BLEND", "RADIANS", "SHEAR_X", "SHEAR_Y", "SHIFT_X", "SHIFT_Y", "IS_AUTOCONTRAST",
             "IS_CONTRAST", "IS_EQUALIZE", "IS_COLOR")
-_IDENTITY_TERMS = {"GAIN": 1.0, "OFFSET": 0.5, "SOLARIZE_AT": 256.0, "RAISE": "arg", "POSTERIZE_BITS": 8.0,
+_IDENTITY_TERMS = {"GAIN": 1.0, "OFFSET": 0.5, "SOLARIZE_AT": 256.0, "RAISE": "arg",
                    "BLEND": 1.0}
 _KIND_TERMS = {
     IDENTITY: {}, AUTOCONTRAST: {"OFFSET": 0.0, "IS_AUTOCONTRAST": 1.0}, EQUALIZE: {"IS_EQUALIZE": 1.0},
-    INVERT: {"GAIN": -1.0, "OFFSET": 255.5}, POSTERIZE: {"POSTERIZE_BITS": "arg"}, SOLARIZE: {"SOLARIZE_AT": "arg"},
+    INVERT: {"GAIN": -1.0, "OFFSET": 255.5}, POSTERIZE: {"POSTERIZE_DROP": "8-arg"}, SOLARIZE: {"SOLARIZE_AT": "arg"},
     SOLARIZE_ADD: {"RAISE_BELOW": 128.0}, BRIGHTNESS: {"GAIN": "arg"},
     CONTRAST: {"GAIN": "arg", "CONTRAST_GAIN": "arg", "MEAN_WEIGHT": "1-arg", "IS_CONTRAST": 1.0},
     COLOR: {"BLEND": "arg", "IS_COLOR": 1.0}, SHARPNESS: {"BLEND": "arg"}, ROTATE: {"RADIANS": "-radians"},
     SHEAR_X: {"SHEAR_X": "arg", "SHIFT_X": "arg"}, SHEAR_Y: {"SHEAR_Y": "arg", "SHIFT_Y": "arg"},
     TRANSLATE_X: {"SHIFT_X": "2arg"}, TRANSLATE_Y: {"SHIFT_Y": "2arg"}}
-_AS_LINE = {"arg": (0.0, 1.0), "2arg": (0.0, 2.0), "-radians": (0.0, -math.pi / 180), "1-arg": (1.0, -1.0)}
-(_GAIN, _OFFSET, _SOLARIZE_AT, _RAISE_BELOW, _RAISE, _POSTERIZE_BITS, _CONTRAST_GAIN, _MEAN_WEIGHT, _BLEND,
+_AS_LINE = {"arg": (0.0, 1.0), "2arg": (0.0, 2.0), "1-arg": (1.0, -1.0), "8-arg": (8.0, -1.0),
+            "-radians": (0.0, -math.pi / 180)}
+(_GAIN, _OFFSET, _SOLARIZE_AT, _RAISE_BELOW, _RAISE, _POSTERIZE_DROP, _CONTRAST_GAIN, _MEAN_WEIGHT, _BLEND,
  _RADIANS, _SHEAR_X, _SHEAR_Y, _SHIFT_X, _SHIFT_Y, _IS_AUTOCONTRAST, _IS_CONTRAST, _IS_EQUALIZE, _IS_COLOR) = range(
     len(_COLUMNS))
 
@@ -194,9 +195,8 @@ class DeviceAugment(torch.nn.Module):
             x = (x / 255).sub(self.mean).div_(self.std)
         if "erase" in p:
             # the rows and the columns inside each box [B, 2, S]: between (top, left) and (top + h, left + w)
-            box = p["erase_box"].unsqueeze(-1)
-            first = box[:, :2]
-            within = (self.grid >= first) & (self.grid < first + box[:, 2:]) & p["erase"].view(-1, 1, 1)
+            first, size = p["erase_box"].view(-1, 2, 2, 1).unbind(1)
+            within = (self.grid >= first) & (self.grid < first + size) & p["erase"].view(-1, 1, 1)
             rows, cols = within.unbind(1)
             inside = rows.view(-1, 1, s, 1) & cols.view(-1, 1, 1, s)
             x = torch.where(inside, torch.randn_like(x), x)  # timm's pixel mode: per-pixel, per-channel N(0, 1)
@@ -260,10 +260,11 @@ class DeviceAugment(torch.nn.Module):
         image-dependent ones replace), and Contrast's gain times each level."""
         i = self.values
         lut = (i * columns[_GAIN] + columns[_OFFSET]).floor_()
-        # Solarize: levels >= a inverted; SolarizeAdd: levels < 128 raised by a; Posterize: the top a bits.
+        # Solarize: levels >= a inverted; SolarizeAdd: levels < 128 raised by a; Posterize: the low 8 - a bits dropped.
         lut = torch.where(i >= columns[_SOLARIZE_AT], 255 - lut, lut)
-        lut = torch.where(i < columns[_RAISE_BELOW], (i + columns[_RAISE]).clamp_(max=255), lut)
-        step = torch.exp2(8 - columns[_POSTERIZE_BITS]).clamp_(min=1)
+        # (above 255 where raised: clipped with the rest in _point_ops; Posterize is the identity for these samples)
+        lut = torch.where(i < columns[_RAISE_BELOW], i + columns[_RAISE], lut)
+        step = torch.exp2(columns[_POSTERIZE_DROP]).clamp_(min=1)
         return lut.sub_(torch.fmod(lut, step)), i * columns[_CONTRAST_GAIN]
 
     def _point_ops(self, x: torch.Tensor, t, flags, static: torch.Tensor, contrast: torch.Tensor,

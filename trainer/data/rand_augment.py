@@ -93,8 +93,9 @@ def level_args(table: torch.Tensor, magnitude: torch.Tensor, sign: torch.Tensor)
     """The argument of each sample's op from its row of ``LEVELS`` (``table`` ``[..., 7]``)."""
     mult, whole, signed, cap, add, scale, least = table.unbind(-1)
     raw = magnitude / 10.0 * mult
-    raw = torch.where(whole > 0, torch.floor(raw), raw)
-    raw = torch.where(signed > 0, raw * sign, raw).minimum(cap)
+    # where(flag, b, a) for flags of 0 or 1, in one op: lerp gives a at 0 and b at 1 exactly
+    raw = torch.lerp(raw, torch.floor(raw), whole)
+    raw = torch.lerp(raw, raw * sign, signed).minimum(cap)
     return (add + scale * raw).maximum(least)
 
 
