@@ -103,15 +103,17 @@ class Augmentation:
 # Contrast: mean + CONTRAST_GAIN (level - mean), with MEAN_WEIGHT = 1 - its argument. BLEND: the factor of Color
 # and Sharpness (1: the identity). RADIANS, SHEAR_X/Y, SHIFT_X/Y: the geometric ops' map (rand_augment.theta):
 # rotation, shears, and the third column of the map in normalised coordinates, which is the shear, or twice the
-# translation over the size.
-# The flags: 1 for the ops that look at the image's histogram, and Color (which blends with its grey image).
+# translation over the size. IS_CONTRAST, IS_COLOR: 1 for Contrast (whose table needs the image's mean) and
+# Color (which blends with its grey image). EQUALIZE_ABOVE, AUTOCONTRAST_ABOVE: 0 for Equalize and AutoContrast,
+# infinite for the other ops: Equalize's step and AutoContrast's spread (hi - lo) of an image must exceed it, so that
+# one comparison holds both the op's choice and PIL's condition for changing the image.
 _COLUMNS = ("GAIN", "OFFSET", "SOLARIZE_AT", "RAISE_BELOW", "RAISE", "POSTERIZE_DROP", "CONTRAST_GAIN",
-            "MEAN_WEIGHT", "BLEND", "RADIANS", "SHEAR_X", "SHEAR_Y", "SHIFT_X", "SHIFT_Y", "IS_AUTOCONTRAST",
-            "IS_CONTRAST", "IS_EQUALIZE", "IS_COLOR")
-_IDENTITY_TERMS = {"GAIN": 1.0, "OFFSET": 0.5, "SOLARIZE_AT": 256.0, "RAISE": "arg",
-                   "BLEND": 1.0}
+            "MEAN_WEIGHT", "BLEND", "RADIANS", "SHEAR_X", "SHEAR_Y", "SHIFT_X", "SHIFT_Y", "AUTOCONTRAST_ABOVE",
+            "IS_CONTRAST", "EQUALIZE_ABOVE", "IS_COLOR")
+_IDENTITY_TERMS = {"GAIN": 1.0, "OFFSET": 0.5, "SOLARIZE_AT": 256.0, "RAISE": "arg", "BLEND": 1.0,
+                   "AUTOCONTRAST_ABOVE": math.inf, "EQUALIZE_ABOVE": math.inf}
 _KIND_TERMS = {
-    IDENTITY: {}, AUTOCONTRAST: {"OFFSET": 0.0, "IS_AUTOCONTRAST": 1.0}, EQUALIZE: {"IS_EQUALIZE": 1.0},
+    IDENTITY: {}, AUTOCONTRAST: {"OFFSET": 0.0, "AUTOCONTRAST_ABOVE": 0.0}, EQUALIZE: {"EQUALIZE_ABOVE": 0.0},
     INVERT: {"GAIN": -1.0, "OFFSET": 255.5}, POSTERIZE: {"POSTERIZE_DROP": "8-arg"}, SOLARIZE: {"SOLARIZE_AT": "arg"},
     SOLARIZE_ADD: {"RAISE_BELOW": 128.0}, BRIGHTNESS: {"GAIN": "arg"},
     CONTRAST: {"GAIN": "arg", "CONTRAST_GAIN": "arg", "MEAN_WEIGHT": "1-arg", "IS_CONTRAST": 1.0},
@@ -121,8 +123,8 @@ _KIND_TERMS = {
 _AS_LINE = {"arg": (0.0, 1.0), "2arg": (0.0, 2.0), "1-arg": (1.0, -1.0), "8-arg": (8.0, -1.0),
             "-radians": (0.0, -math.pi / 180)}
 (_GAIN, _OFFSET, _SOLARIZE_AT, _RAISE_BELOW, _RAISE, _POSTERIZE_DROP, _CONTRAST_GAIN, _MEAN_WEIGHT, _BLEND,
- _RADIANS, _SHEAR_X, _SHEAR_Y, _SHIFT_X, _SHIFT_Y, _IS_AUTOCONTRAST, _IS_CONTRAST, _IS_EQUALIZE, _IS_COLOR) = range(
-    len(_COLUMNS))
+ _RADIANS, _SHEAR_X, _SHEAR_Y, _SHIFT_X, _SHIFT_Y, _AUTOCONTRAST_ABOVE, _IS_CONTRAST, _EQUALIZE_ABOVE,
+ _IS_COLOR) = range(len(_COLUMNS))
 
 
 def _kind_terms(k: int) -> list[tuple[float, float]]:
@@ -234,16 +236,19 @@ class DeviceAugment(torch.nn.Module):
         levels, constant, slope = table[torch.where(p["apply"], p["op"], self.no_op)].split(
             [7, len(_COLUMNS), len(_COLUMNS)], -1)
         terms = torch.addcmul(constant, slope, level_args(levels, p["magnitude"], p["sign"]).unsqueeze(-1))
-        terms = terms.permute(1, 2, 0).view(layers, len(_COLUMNS), b, 1, 1, 1)  # [layers, columns, B, 1, 1, 1]
-        columns = terms.unbind(1)  # each [layers, B, 1, 1, 1]
+        terms = terms.permute(1, 2, 0)  # [layers, columns, B]
+        columns = terms.view(layers, len(_COLUMNS), b, 1, 1, 1).unbind(1)  # each [layers, B, 1, 1, 1]
         static, contrast = self._static_tables(columns)
-        per_layer = zip(terms.unbind(0), (terms > 0).unbind(0), static.unbind(0), contrast.unbind(0), strict=True)
+        # each layer's columns and their flags, each [B, 1, 1, 1]: cells[layer * columns + column]
+        cells = terms.reshape(layers * len(_COLUMNS), b, 1, 1, 1)
+        cells, flag_cells = cells.unbind(0), (cells > 0).unbind(0)
+        per_layer = zip(static.unbind(0), contrast.unbind(0), strict=True)
         geometric = bool(self.has & {ROTATE, SHEAR_X, SHEAR_Y, TRANSLATE_X, TRANSLATE_Y})
         if geometric:
             thetas = theta(*columns[_RADIANS:_SHIFT_Y + 1]).view(layers, b, 2, 3).unbind(0)
             fill = self.fill if not self.uniform_fill else float(self.augmentation.fill[0])
-        for layer, (t, flags, static_lut, contrast_lut) in enumerate(per_layer):
-            t, flags = t.unbind(0), flags.unbind(0)  # each [B, 1, 1, 1]
+        for layer, (static_lut, contrast_lut) in enumerate(per_layer):
+            t, flags = (v[layer * len(_COLUMNS):(layer + 1) * len(_COLUMNS)] for v in (cells, flag_cells))
             # the grey image of colour (Contrast's mean, Color's blend): made once, before the point ops, which
             # keep the image of the samples that drew Color
             gray = self._gray(x) if c == 3 and self.has & {CONTRAST, COLOR} else None
@@ -278,24 +283,25 @@ class DeviceAugment(torch.nn.Module):
         hist = torch.zeros(b, c, 1, 256, device=x.device).scatter_add_(3, index, self.one.expand(b, c, 1, h * w))
         i = self.values
         lo, hi = index.aminmax(dim=3, keepdim=True)  # PIL's autocontrast: the darkest and brightest levels present
-        # Contrast's degenerate image: the mean grey, rounded (of the "L" image for colour)
-        # (the sum of whole levels is exact in float32 up to 256 x 256 pixels, in any order)
-        mean = (x if gray is None else gray).sum((2, 3), keepdim=True) / (h * w)
-        mean = mean.add_(0.5).floor_()
+        # Contrast's degenerate image: the mean grey (of the "L" image for colour), halves rounded up, as
+        # floor((sum + n / 2) / n) (the sum of whole levels is exact in float32 up to 256 x 256 pixels)
+        mean = torch.div((x if gray is None else gray).sum((2, 3), keepdim=True) + h * w / 2, h * w,
+                         rounding_mode="floor")
         # Contrast: mean + a (x - mean); AutoContrast: (x - lo) 255 / (hi - lo), floored, where hi > lo.
         contrasted = (contrast + mean * t[_MEAN_WEIGHT]).add_(0.5).floor_()
-        # (whole numbers over a whole number: the floor of the exact quotient; not finite where hi == lo, which
-        # keeps the image)
-        stretched = ((i - lo) * 255).div_(hi - lo).floor_()
-        # Equalize: PIL's ImageOps.equalize, where the image has more than one level. Whole numbers below 2^24:
-        # the floored divisions are exact.
+        # (whole numbers over a whole number: the floor of the exact quotient; not finite where hi == lo, where
+        # the image is kept)
+        spread = hi - lo
+        stretched = torch.div((i - lo) * 255, spread, rounding_mode="floor")
+        # Equalize: PIL's ImageOps.equalize, where step > 0 (else the image is kept, and the table, not finite, is
+        # not used). Whole numbers below 2^24: the floored divisions are exact.
         step = torch.div(h * w - hist.gather(3, hi), 255, rounding_mode="floor")
         below = hist.cumsum(3) - hist  # pixels below each level
         equalized = below.add_(torch.div(step, 2, rounding_mode="floor"))
-        equalized = torch.div(equalized, step.clamp(min=1), rounding_mode="floor")
-        lut = torch.where(flags[_IS_EQUALIZE] & (step > 0), equalized, static)
+        equalized = torch.div(equalized, step, rounding_mode="floor")
+        lut = torch.where(step > t[_EQUALIZE_ABOVE], equalized, static)
         lut = torch.where(flags[_IS_CONTRAST], contrasted, lut)
-        lut = torch.where(flags[_IS_AUTOCONTRAST] & (hi > lo), stretched, lut)
+        lut = torch.where(spread > t[_AUTOCONTRAST_ABOVE], stretched, lut)
         return lut.clamp_(0, 255).gather(3, index).view(b, c, h, w)
 
     def _gray(self, x: torch.Tensor) -> torch.Tensor:

@@ -96,7 +96,7 @@ def level_args(table: torch.Tensor, magnitude: torch.Tensor, sign: torch.Tensor)
     # where(flag, b, a) for flags of 0 or 1, in one op: lerp gives a at 0 and b at 1 exactly
     raw = torch.lerp(raw, torch.floor(raw), whole)
     raw = torch.lerp(raw, raw * sign, signed).minimum(cap)
-    return (add + scale * raw).maximum(least)
+    return torch.addcmul(add, scale, raw).maximum(least)  # (exact in one op: every scale is 1 or -1)
 
 
 def level(name: str, magnitude: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:

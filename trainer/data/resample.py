@@ -92,7 +92,7 @@ def pil_weight_pair(table: torch.Tensor, start: torch.Tensor, length: torch.Tens
     """``pil_weights`` (float32) as the pair ``(high, low)`` that ``_split_for_tf32`` makes of it, read from
     ``pil_window_table``'s ``table``, each matrix written once; ``start``, ``length`` and ``flip`` (0 or 1) are
     tensors of one shape (``[B]``, or ``[passes, B]``), the matrices ``[..., out_size, in_size]``."""
-    high, low, pixel = table[(length * 2 + flip).long()].unbind(-1)
+    high, low, pixel = table[torch.add(flip, length, alpha=2).long()].unbind(-1)  # row length * 2 + flip
     # Outside the box the weights are 0: their clamped columns add nothing.
     columns = (pixel + start.view(*start.shape, 1, 1)).clamp_(0, in_size - 1).to(torch.int64)
     return _placed(columns, high, in_size), _placed(columns, low, in_size)
@@ -131,8 +131,10 @@ def columns_first(height: torch.Tensor | int, width: torch.Tensor | int, out_hei
     Pillow's rule (``columns_first_when_taller()``), given by callers that run inside a compiled graph."""
     if not (columns_first_when_taller() if when_taller is None else when_taller):
         return torch.zeros_like(height, dtype=torch.bool) if isinstance(height, torch.Tensor) else False
-    limit = (width - out_width) * 2  # shrinks the height by more than this and by more than 0
-    return height - out_height > (limit.clamp(min=0) if isinstance(limit, torch.Tensor) else max(limit, 0))
+    # where the height shrinks by more than 0 and by more than twice as many pixels as the width:
+    # height > out_height + max(0, 2 (width - out_width))
+    bound = width * 2 + (out_height - 2 * out_width)
+    return height > (bound.clamp(min=out_height) if isinstance(bound, torch.Tensor) else max(bound, out_height))
 
 
 Weights = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # a matrix, or its (high, low) pair
@@ -146,7 +148,7 @@ def _rows_first(x: torch.Tensor, wy: Weights, wx: Weights) -> torch.Tensor:
     b, c, h, w = x.shape
     high, low = (w.transpose(-1, -2) if w.shape[0] == b else w.transpose(-1, -2).expand(b, -1, -1) for w in _pair(wx))
     rows = x.reshape(b, c * h, w)  # the channels' rows as one matrix per sample
-    x = _round8(torch.baddbmm(torch.bmm(rows, low), rows, high).view(b, c, h, -1))
+    x = _round8(torch.baddbmm(torch.bmm(rows, low), rows, high))
     high, low = (_per_channel(w, b, c) for w in _pair(wy))
     columns = x.view(b * c, h, -1)  # each channel's columns as one matrix
     return _round8(torch.baddbmm(torch.bmm(low, columns), high, columns).view(b, c, -1, columns.shape[-1]))
