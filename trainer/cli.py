@@ -50,7 +50,7 @@ EXPERIMENT = {
     "image_size": (int, "Rendered image size in px (default: cpu 32, the size its model sees; gpu the recipe's)."),
     "pretrain_samples": (int, "Pre-training length in samples (default: the size's)."),
     "collapse": (bool, "Also pre-train on Δ = 0.001."),
-    "randaugment": (bool, "Also pre-train with the recipe's RandAugment added to the preset (default: with cpu)."),
+    "randaugment": (bool, "Also pre-train with the recipe's RandAugment added to the preset (default: off)."),
     "shots": (int, "mnist5k few-shot training images per class (default 10)."),
     "digits_epochs": (float, "Fine-tuning epochs on digits (default: cpu 10, gpu 30)."),
     "mnist_epochs": (float, "Fine-tuning epochs on mnist5k (cpu: 10-shot, default 100; gpu: full, default 10; "
