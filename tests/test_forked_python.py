@@ -74,11 +74,11 @@ sys.exit(int(sys.argv[1]) if rank == 1 else 0)
 
 def test_torchrun_with_forked_ranks_gives_each_its_rank_and_reports_a_failed_one(tmp_path):
     (tmp_path / "ranks.py").write_text(RANKS)
-    port = [str(Path(__file__).with_name("fork_ranks.py")), "--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
-    done = forked_python.run([*port, "--master_port", str(free_port()), "ranks.py", "0", "x"], cwd=tmp_path,
+    launch = [str(Path(__file__).with_name("fork_ranks.py")), "--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
+    done = forked_python.run([*launch, "--master_port", str(free_port()), "ranks.py", "0", "x"], cwd=tmp_path,
                              timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(done.stdout.splitlines()) == ["rank 0 of 2: 0 x", "rank 1 of 2: 0 x"]
-    failed = forked_python.run([*port, "--master_port", str(free_port()), "ranks.py", "3"], cwd=tmp_path,
+    failed = forked_python.run([*launch, "--master_port", str(free_port()), "ranks.py", "3"], cwd=tmp_path,
                                timeout=120)
     assert failed.returncode != 0 and "ChildFailedError" in failed.stderr and "exitcode  : 3" in failed.stderr

@@ -269,7 +269,7 @@ def test_geometric_ops_map_pixels_as_pil_does(name, arg, pil):
     """Whole-pixel moves, where interpolation plays no part, are exact: the coordinate conventions agree."""
     a = (np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)
     x = torch.from_numpy(a).float().view(1, 1, 40, 40)
-    ours = R.warp(x, R.geometry(name, torch.tensor([arg])), fill=R.FILL).clamp(0, 255).round()
+    ours = R.warp(x, A.geometry(name, torch.tensor([arg])), fill=R.FILL).clamp(0, 255).round()
     assert np.array_equal(ours[0, 0].numpy(), np.asarray(pil(Image.fromarray(a))))
 
 

@@ -133,6 +133,12 @@ def _kind_terms(k: int) -> list[tuple[float, float]]:
     return [_AS_LINE[v] if isinstance(v, str) else (v, 0.0) for v in (values.get(c, 0.0) for c in _COLUMNS)]
 
 
+def geometry(name: str, arg: torch.Tensor) -> torch.Tensor:
+    """``theta`` of geometric op ``name`` at its arguments ``arg`` [B] (degrees; shear; translation over size),
+    from the op table's columns as ``DeviceAugment`` makes them."""
+    return theta(*(constant + slope * arg for constant, slope in _kind_terms(kind(name))[_RADIANS:_SHIFT_Y + 1]))
+
+
 def _op_table(names, gray: bool) -> torch.Tensor:
     """One row per op, then one for no op: its ``LEVELS`` row, then every column's constants, then slopes.
     ``gray``: Color is the identity (as in PIL for a one-channel image)."""
@@ -228,7 +234,7 @@ class DeviceAugment(torch.nn.Module):
 
     def rand_augment(self, x: torch.Tensor, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """RandAugment on 0-255 values, rounded to them after every op as PIL's 8-bit images are."""
-        b, c, h, w = x.shape
+        b, c = x.shape[:2]
         layers = self.augmentation.rand_augment.layers
         # Everything that does not depend on the image, for all layers at once, from one row per sample and layer
         # (the last row, no op, for the layers not applied).

@@ -115,15 +115,6 @@ def theta(radians: torch.Tensor, shear_x: torch.Tensor, shear_y: torch.Tensor, s
     return torch.stack([c, s + shear_x, shift_x, shear_y - s, c, shift_y], -1).unflatten(-1, (2, 3))
 
 
-def geometry(name: str, arg: torch.Tensor) -> torch.Tensor:
-    """``theta`` of geometric op ``name`` at its arguments ``arg`` [B] (degrees; shear; translation over size)."""
-    zero, k = torch.zeros_like(arg), kind(name)
-    columns = {ROTATE: (torch.deg2rad(-arg), zero, zero, zero, zero), SHEAR_X: (zero, arg, zero, arg, zero),
-               SHEAR_Y: (zero, zero, arg, zero, arg), TRANSLATE_X: (zero, zero, zero, 2 * arg, zero),
-               TRANSLATE_Y: (zero, zero, zero, zero, 2 * arg)}
-    return theta(*columns[k])
-
-
 def warp(x: torch.Tensor, theta: torch.Tensor, *, fill: float | torch.Tensor) -> torch.Tensor:
     """``x`` [B, C, S, S] resampled bicubic at grid_sample's ``theta`` [B, 2, 3], ``fill`` outside the image."""
     grid = F.affine_grid(theta, [x.shape[0], 1, *x.shape[-2:]], align_corners=False)
